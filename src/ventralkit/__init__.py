@@ -1,0 +1,41 @@
+"""ventralkit: build, train, evaluate and probe brain-like models of the primate ventral stream.
+
+The Python API mirrors the command-line tool: every ``ventralkit <command>`` is one call here.
+Heavy parts (engine, analyses) are imported on first use so ``import ventralkit`` stays quick.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from .errors import VentralkitError
+from .models import count_parameters, create_model, list_models, model_info, record_activations
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it (loaded lazily)
+_LAZY = {
+    "TrainConfig": "ventralkit.engine.config",
+    "train": "ventralkit.engine.train",
+    "evaluate": "ventralkit.engine.evaluate",
+    "extract_features": "ventralkit.analysis.features",
+    "corrupt_dataset": "ventralkit.analysis.robustness",
+    "evaluate_robustness": "ventralkit.analysis.robustness",
+    "probe_v1": "ventralkit.analysis.v1_probe",
+}
+
+__all__ = [
+    "VentralkitError",
+    "count_parameters",
+    "create_model",
+    "list_models",
+    "model_info",
+    "record_activations",
+    *_LAZY,
+]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'ventralkit' has no attribute {name!r}")

@@ -1,0 +1,102 @@
+"""The uniform model interface and per-time-step activation recording.
+
+Every registered model offers ``forward_features``, ``forward_head(x, pre_logits=False)``,
+``get_classifier`` and ``reset_classifier`` (the timm convention), so fine-tuning, feature
+extraction and probing work the same for every architecture.
+
+Recurrent models call the same module several times per forward pass. ``record_activations``
+attaches one forward hook per module and keeps every call, so ``V4.output`` of CORnet-S gives four
+tensors (t0..t3); names follow Brain-Score's ``<module>-t<k>`` convention.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Callable, Iterable, Iterator
+
+import torch
+import torch.nn as nn
+
+from ..errors import ConfigError
+
+
+class ClassifierMixin:
+    """Default ``get_classifier``/``reset_classifier`` for models whose classifier is a Linear.
+
+    A model sets ``classifier_name`` (dotted path, e.g. ``"decoder.linear"``).
+    """
+
+    classifier_name: str = ""
+
+    def get_classifier(self) -> nn.Module:
+        return self.get_submodule(self.classifier_name)
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace the classifier by a fresh one with ``num_classes`` outputs (0: identity)."""
+        old = self.get_classifier()
+        in_features = old.in_features if isinstance(old, nn.Linear) else self.num_features
+        new = nn.Linear(in_features, num_classes) if num_classes > 0 else nn.Identity()
+        parent_name, _, child = self.classifier_name.rpartition(".")
+        parent = self.get_submodule(parent_name) if parent_name else self
+        setattr(parent, child, new.to(next(self.parameters()).device))
+        self.num_classes = num_classes
+        if getattr(self, "info", None) is not None:
+            import dataclasses
+
+            self.info = dataclasses.replace(self.info, num_classes=num_classes)
+
+
+def resolve_module(model: nn.Module, name: str) -> nn.Module:
+    """The submodule at a dotted path, or a one-line error listing close names."""
+    try:
+        return model.get_submodule(name)
+    except AttributeError:
+        import difflib
+
+        names = [n for n, _ in model.named_modules() if n]
+        close = difflib.get_close_matches(name, names, n=4, cutoff=0.5)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        model_name = getattr(getattr(model, "info", None), "name", type(model).__name__)
+        raise ConfigError(f"{model_name} has no layer {name!r}{hint}") from None
+
+
+@contextlib.contextmanager
+def record_activations(
+    model: nn.Module,
+    names: Iterable[str],
+    transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> Iterator[dict[str, list[torch.Tensor]]]:
+    """Collect the output of each named module at every call during the ``with`` block.
+
+    ``transform`` (e.g. flatten, move to CPU) is applied to each output when it is recorded,
+    which keeps memory low when only a reduced view is needed. The dict's lists are cleared by
+    the caller between batches (``for v in acts.values(): v.clear()``).
+    """
+    names = list(dict.fromkeys(names))
+    store: dict[str, list[torch.Tensor]] = {n: [] for n in names}
+    handles = []
+    for n in names:
+        module = resolve_module(model, n)
+
+        def hook(_mod, _inp, out, n=n):
+            out = out.detach()
+            store[n].append(transform(out) if transform is not None else out)
+
+        handles.append(module.register_forward_hook(hook))
+    try:
+        yield store
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def time_step_names(store: dict[str, list[torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Flatten a recording into Brain-Score style names: ``{"V4.output-t0": tensor, ...}``."""
+    return {f"{n}-t{k}": t for n, outs in store.items() for k, t in enumerate(outs)}
+
+
+def count_calls(model: nn.Module, names: Iterable[str], x: torch.Tensor) -> dict[str, int]:
+    """How many times each named module runs in one forward pass (its number of time steps)."""
+    with torch.no_grad(), record_activations(model, names, transform=lambda t: t[:0]) as store:
+        model(x)
+    return {n: len(v) for n, v in store.items()}

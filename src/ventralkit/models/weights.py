@@ -1,0 +1,126 @@
+"""Reading weights: original model-zoo files, plain state dicts and ventralkit checkpoints.
+
+Nothing is ever downloaded: ``pretrained=True`` only looks in the weights folder
+(``$VENTRALKIT_WEIGHTS``, default ``~/.cache/ventralkit/weights``) and says where to fetch the file.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn as nn
+
+from ..errors import CheckpointError
+from .registry import ModelInfo
+
+#: wrappers whose state dict keys carry a prefix: DataParallel / DDP (``module.``), torch.compile.
+_PREFIXES = ("module.", "_orig_mod.")
+
+
+def weights_dir() -> Path:
+    env = os.environ.get("VENTRALKIT_WEIGHTS")
+    if env:
+        return Path(env).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "ventralkit" / "weights"
+
+
+def pretrained_path(info: ModelInfo) -> Path:
+    if info.weights is None:
+        raise CheckpointError(
+            f"{info.name} has no published weights; train it or pass a checkpoint file"
+        )
+    path = weights_dir() / info.weights.filename
+    if not path.is_file():
+        raise CheckpointError(
+            f"pretrained weights for {info.name} not found: put {info.weights.filename} in "
+            f"{weights_dir()} (set VENTRALKIT_WEIGHTS to change the folder); download it by hand "
+            f"from {info.weights.url}"
+        )
+    return path
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict:
+    """``torch.load`` a file on the CPU, turning every way it can fail into one clear line."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=False)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt or truncated ({first[:120]}); use another file"
+        ) from None
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"checkpoint {path} holds a {type(obj).__name__}, not a state dict")
+    return obj
+
+
+def extract_state_dict(ckpt: dict) -> dict[str, torch.Tensor]:
+    """The model's tensors from any supported layout, with wrapper prefixes removed.
+
+    Layouts: ventralkit (``{'format': 'ventralkit', 'model': sd}``), CORnet model zoo / run.py
+    (``{'state_dict': sd}``), V1-ResNet ``main.py`` (``{'model': sd}``), or a bare state dict.
+    """
+    for key in ("model", "state_dict", "model_state_dict"):
+        if key in ckpt and isinstance(ckpt[key], dict):
+            ckpt = ckpt[key]
+            break
+    state = {}
+    for k, v in ckpt.items():
+        for prefix in _PREFIXES:
+            while k.startswith(prefix):
+                k = k[len(prefix):]
+        state[k] = v
+    return state
+
+
+def load_weights(
+    model: nn.Module,
+    source: str | os.PathLike | dict,
+    convert: Callable[[dict], dict] | None = None,
+) -> None:
+    """Load a checkpoint into ``model`` strictly; a mismatch is one line naming model and keys.
+
+    BatchNorm ``num_batches_tracked`` may be absent (files saved before PyTorch 0.4.1).
+    """
+    ckpt = read_checkpoint(source) if not isinstance(source, dict) else source
+    where = source if not isinstance(source, dict) else "state dict"
+    state = extract_state_dict(ckpt)
+    if convert is not None:
+        state = convert(state)
+    own = model.state_dict()
+    name = getattr(getattr(model, "info", None), "name", type(model).__name__)
+    missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in state if k not in own]
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing {', '.join(missing[:3])}" + (" ..." if len(missing) > 3 else ""))
+        if unexpected:
+            parts.append(
+                f"unexpected {', '.join(unexpected[:3])}" + (" ..." if len(unexpected) > 3 else "")
+            )
+        raise CheckpointError(
+            f"checkpoint {where} does not fit model {name} ({len(missing)} missing, "
+            f"{len(unexpected)} unexpected keys: {'; '.join(parts)}); is it another architecture?"
+        )
+    for k, v in state.items():
+        if tuple(v.shape) != tuple(own[k].shape):
+            hint = ""
+            if v.dim() in (1, 2) and own[k].dim() == v.dim() and v.shape[0] != own[k].shape[0]:
+                hint = f"; if this is the classifier, pass num_classes={v.shape[0]} (--num_classes)"
+            raise CheckpointError(
+                f"checkpoint {where} does not fit model {name}: {k} has shape "
+                f"{tuple(v.shape)} in the file but {tuple(own[k].shape)} in the model{hint}"
+            )
+    for k, v in own.items():  # tolerate old BatchNorm files
+        if k not in state:
+            state[k] = v
+    model.load_state_dict(state, strict=True)
