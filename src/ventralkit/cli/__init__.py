@@ -50,6 +50,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def one_line(err: Exception) -> str:
+    """The user-facing line of an error; DataLoader workers wrap it in a traceback, so take its last line."""
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    if not lines:
+        return type(err).__name__
+    last = lines[-1]
+    prefix = f"{type(err).__module__}.{type(err).__name__}: "
+    return last[len(prefix):] if last.startswith(prefix) else last
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -59,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = args.func(args)
     except VentralkitError as err:
-        print(f"ventralkit {args.command}: error: {err}", file=sys.stderr)
+        print(f"ventralkit {args.command}: error: {one_line(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -1,0 +1,41 @@
+"""Where images come from: image folders, the embedded digits set, CIFAR-100, and preprocessing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch.utils.data import Dataset
+
+from ..models.registry import ModelInfo
+
+
+@dataclass
+class DataSplits:
+    train: Dataset
+    val: Dataset
+    classes: list[str]
+
+
+def load_datasets(dataset: str, data_path: str | None, info: ModelInfo, image_size: int | None = None,
+                  val_split: str = "val", on_bad_image: str = "skip") -> DataSplits:
+    """Train and val datasets with the model's preprocessing (size and normalisation from ``info``)."""
+    from .transforms import eval_transform, train_transform
+
+    if dataset == "digits":
+        from .embedded import digits_datasets
+
+        train, val, classes = digits_datasets(
+            train_transform(info, image_size), eval_transform(info, image_size), image_size=image_size or 32
+        )
+        return DataSplits(train, val, list(classes))
+    if dataset == "cifar100":
+        from .cifar100 import cifar100_datasets
+
+        train, val, classes = cifar100_datasets(data_path, image_size=image_size or info.input_size)
+        return DataSplits(train, val, list(classes))
+    from .folders import ImageFolderDataset, split_dir
+
+    train = ImageFolderDataset(split_dir(data_path, "train"), train_transform(info, image_size), on_bad_image)
+    val = ImageFolderDataset(split_dir(data_path, val_split), eval_transform(info, image_size), on_bad_image,
+                             classes=train.classes)
+    return DataSplits(train, val, train.classes)

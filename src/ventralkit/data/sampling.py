@@ -1,0 +1,87 @@
+"""Deterministic, resumable data order and augmentation.
+
+The order of epoch ``e`` is a permutation drawn from ``(seed, e)``; each sample's random
+augmentation is seeded from ``(seed, e, index)``. Both are pure functions of where the run is, not
+of how many workers ran or what happened before, so a run resumed at batch ``k`` of epoch ``e``
+sees exactly the batches an uninterrupted run would have seen.
+"""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+
+def _mix(*xs: int) -> int:
+    h = 0x9E3779B97F4A7C15
+    for x in xs:
+        h = (h ^ (int(x) & 0xFFFFFFFFFFFFFFFF)) * 0xBF58476D1CE4E5B9 & 0xFFFFFFFFFFFFFFFF
+        h ^= h >> 31
+    return h & 0x7FFFFFFF
+
+
+class EpochSampler(Sampler):
+    """Yields ``(epoch, index)`` pairs: this rank's share of epoch ``epoch``, from batch ``start``.
+
+    With several ranks, the shuffled indices are padded to a multiple of the world size and dealt
+    round-robin, as DistributedSampler does.
+    """
+
+    def __init__(self, n: int, shuffle: bool = True, seed: int = 0, rank: int = 0, world_size: int = 1,
+                 batch_size: int = 1):
+        self.n, self.shuffle, self.seed = n, shuffle, seed
+        self.rank, self.world_size, self.batch_size = rank, world_size, batch_size
+        self.epoch, self.start_batch = 0, 0
+
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        self.epoch, self.start_batch = epoch, start_batch
+
+    def _indices(self) -> list[int]:
+        if self.shuffle:
+            g = torch.Generator().manual_seed(_mix(self.seed, self.epoch))
+            order = torch.randperm(self.n, generator=g).tolist()
+        else:
+            order = list(range(self.n))
+        if self.world_size > 1:
+            total = -(-self.n // self.world_size) * self.world_size
+            order += order[: total - self.n]
+            order = order[self.rank:total:self.world_size]
+        return order
+
+    def __iter__(self):
+        for i in self._indices()[self.start_batch * self.batch_size:]:
+            yield (self.epoch, i)
+
+    def __len__(self) -> int:
+        per_rank = -(-self.n // self.world_size) if self.world_size > 1 else self.n
+        return max(0, per_rank - self.start_batch * self.batch_size)
+
+
+class SeededDataset(Dataset):
+    """Wraps a dataset so ``ds[(epoch, i)]`` seeds torch/numpy/random from (seed, epoch, i) first."""
+
+    def __init__(self, dataset: Dataset, seed: int = 0):
+        self.dataset, self.seed = dataset, seed
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key):
+        epoch, index = key if isinstance(key, tuple) else (0, key)
+        s = _mix(self.seed, epoch, index)
+        in_main = torch.utils.data.get_worker_info() is None
+        if in_main:  # do not disturb the training process's own random streams (dropout etc.)
+            saved = torch.get_rng_state(), np.random.get_state(), random.getstate()
+        torch.manual_seed(s)
+        random.seed(s)
+        np.random.seed(s)
+        try:
+            return self.dataset[index]
+        finally:
+            if in_main:
+                torch.set_rng_state(saved[0])
+                np.random.set_state(saved[1])
+                random.setstate(saved[2])

@@ -1,0 +1,43 @@
+"""Preprocessing taken from model metadata, so every model gets the input it was trained on.
+
+The CORnet pipeline (spec cornet.md section 3.3) scaled to the model's input size:
+train = RandomResizedCrop(size) + horizontal flip; eval = Resize(size * 256/224) + CenterCrop(size);
+both end in ToTensor + Normalize(mean, std). Images of any mode (L, CMYK, P, RGBA) become RGB first.
+"""
+
+from __future__ import annotations
+
+from PIL import Image
+from torchvision import transforms as T
+
+from ..models.registry import ModelInfo
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    return img if img.mode == "RGB" else img.convert("RGB")
+
+
+def _size(info: ModelInfo, image_size: int | None) -> int:
+    return int(image_size or info.input_size)
+
+
+def normalize(info: ModelInfo) -> T.Normalize:
+    return T.Normalize(mean=list(info.mean), std=list(info.std))
+
+
+def train_transform(info: ModelInfo, image_size: int | None = None):
+    size = _size(info, image_size)
+    return T.Compose([T.Lambda(to_rgb), T.RandomResizedCrop(size), T.RandomHorizontalFlip(),
+                      T.ToTensor(), normalize(info)])
+
+
+def eval_transform(info: ModelInfo, image_size: int | None = None):
+    size = _size(info, image_size)
+    return T.Compose([T.Lambda(to_rgb), T.Resize(round(size * 256 / 224)), T.CenterCrop(size),
+                      T.ToTensor(), normalize(info)])
+
+
+def square_resize_transform(info: ModelInfo, image_size: int | None = None):
+    """CORnet ``run.py test``: Resize((s, s)) without a crop (aspect-distorting, kept for comparability)."""
+    size = _size(info, image_size)
+    return T.Compose([T.Lambda(to_rgb), T.Resize((size, size)), T.ToTensor(), normalize(info)])

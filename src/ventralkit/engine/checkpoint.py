@@ -1,0 +1,78 @@
+"""Checkpoints that lose nothing: atomic writes, and everything needed for an exact resume.
+
+A ventralkit checkpoint is a dict ``{'format': 'ventralkit', 'model_name', 'config', 'model',
+'optimizer', 'scheduler', 'scaler', 'epoch', 'step_in_epoch', 'global_step', 'best_top1', 'rng',
+'meters'}``; its ``model`` entry is a plain state dict, so ``create_model(name, checkpoint=...)``
+reads it like any other weight file.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import CheckpointError
+from ..models.weights import read_checkpoint
+
+FORMAT = "ventralkit"
+
+
+def save_atomic(obj, path: str | os.PathLike) -> Path:
+    """``torch.save`` to a temporary file in the same folder, flush, fsync, then rename over ``path``.
+
+    A crash at any moment leaves either the old file or the new one, never a truncated one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def rng_state() -> dict:
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def read_resume(path: str | os.PathLike) -> dict:
+    """A ventralkit training checkpoint, or a one-line error saying why it cannot resume a run."""
+    ckpt = read_checkpoint(path)
+    if ckpt.get("format") != FORMAT or "optimizer" not in ckpt:
+        raise CheckpointError(
+            f"--resume {path} is not a ventralkit training checkpoint (use --checkpoint to start from its weights)"
+        )
+    return ckpt
+
+
+def prune_epoch_snapshots(folder: Path, keep: int) -> None:
+    """Keep the ``keep`` newest ``epoch_NN.pt`` files (``keep < 0`` keeps all)."""
+    if keep < 0:
+        return
+    snaps = sorted(folder.glob("epoch_*.pt"), key=lambda p: int(re.findall(r"\d+", p.stem)[-1]))
+    for old in snaps[: max(0, len(snaps) - keep)]:
+        old.unlink(missing_ok=True)

@@ -1,0 +1,212 @@
+"""One typed training config, validated once, printed at start and saved as ``config.json``.
+
+Values come, in increasing priority, from the defaults below (CORnet ``run.py``'s, spec cornet.md
+section 3.2), a named recipe or TOML file, and explicit flags / keyword arguments. A recipe may add
+``[[stage]]`` tables: stages run in order, each starting from the previous stage's final weights.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from ..errors import ConfigError
+
+RECIPE_DIR = Path(__file__).resolve().parent.parent / "recipes"
+
+
+@dataclass
+class TrainConfig:
+    # model
+    model: str = "cornet_z"
+    model_kwargs: dict = field(default_factory=dict)
+    num_classes: int | None = None  # None: the number of classes in the dataset
+    checkpoint: str | None = None  # initial weights (fine-tuning)
+    pretrained: bool = False
+    reset_classifier: bool = False  # after loading weights, a fresh classifier of num_classes
+    trainable: list = field(default_factory=list)  # module-name prefixes to train; empty = all
+    # data
+    dataset: str = "folder"  # folder | digits | cifar100
+    data_path: str | None = None
+    val_split: str = "val"
+    image_size: int | None = None  # None: the model's input size
+    on_bad_image: str = "skip"  # skip | error
+    workers: int = 4
+    batch_size: int = 256
+    # optimisation
+    epochs: int = 20
+    optimizer: str = "sgd"  # sgd | adam | adamw
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    nesterov: bool = False
+    scheduler: str = "step"  # step | multistep | cosine | constant
+    step_size: float = 10
+    gamma: float = 0.1
+    milestones: list = field(default_factory=list)
+    warmup_epochs: float = 0.0
+    label_smoothing: float = 0.0
+    mixup_alpha: float = 0.0
+    cutmix_alpha: float = 0.0
+    # speed
+    amp: str = "none"  # none | bf16 | fp16
+    channels_last: bool = False
+    compile: bool = False
+    device: str = "auto"
+    # bookkeeping
+    output_path: str | None = None
+    seed: int = 0
+    log_every: int = 50
+    val_every: float = 1.0
+    save_every_minutes: float = 10.0  # 0: after every step
+    keep_epochs: int = 3  # epoch snapshots kept (0 none, -1 all)
+    max_steps_per_epoch: int | None = None
+    resume: str | None = None
+    tensorboard: bool = False
+    progress: bool = True
+    recipe: str | None = None
+    stages: list = field(default_factory=list)
+    stage: str | None = None  # name of the stage this config runs (set by the stage runner)
+
+    # ---- construction -------------------------------------------------------------------------
+    @classmethod
+    def field_names(cls) -> set[str]:
+        return {f.name for f in fields(cls)}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str = "config") -> "TrainConfig":
+        unknown = sorted(set(values) - cls.field_names())
+        if unknown:
+            import difflib
+
+            close = difflib.get_close_matches(unknown[0], cls.field_names(), n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ConfigError(f"{source}: unknown option {unknown[0]!r}{hint}")
+        return cls(**values)
+
+    @classmethod
+    def build(cls, recipe: str | None = None, config_file: str | None = None, **overrides) -> "TrainConfig":
+        """Defaults < recipe < config file < overrides (``None`` overrides are ignored)."""
+        values: dict[str, Any] = {}
+        if recipe:
+            values.update(load_toml(recipe_path(recipe)))
+            values["recipe"] = recipe
+        if config_file:
+            values.update(load_config_file(config_file))
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.from_dict(values, source=config_file or recipe or "options")
+
+    def replace(self, **changes) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    # ---- validation -----------------------------------------------------------------------------
+    def validate(self) -> "TrainConfig":
+        def bad(flag: str, why: str):
+            raise ConfigError(f"--{flag} {why}")
+
+        if self.batch_size is None or self.batch_size <= 0:
+            bad("batch_size", f"must be a positive integer, got {self.batch_size}")
+        if self.epochs <= 0:
+            bad("epochs", f"must be a positive integer, got {self.epochs}")
+        if self.workers < 0:
+            bad("workers", f"must be >= 0, got {self.workers}")
+        if self.lr <= 0:
+            bad("lr", f"must be positive, got {self.lr}")
+        if self.num_classes is not None and self.num_classes <= 0:
+            bad("num_classes", f"must be positive, got {self.num_classes}")
+        choices = {
+            "dataset": ("folder", "digits", "cifar100"),
+            "optimizer": ("sgd", "adam", "adamw"),
+            "scheduler": ("step", "multistep", "cosine", "constant"),
+            "amp": ("none", "bf16", "fp16"),
+            "on_bad_image": ("skip", "error"),
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                bad(name, f"must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        if self.dataset in ("folder", "cifar100") and not self.data_path:
+            bad("data_path", f"is required for --dataset {self.dataset} (or use --dataset digits, the embedded set)")
+        if self.scheduler == "step" and self.step_size <= 0:
+            bad("step_size", f"must be positive, got {self.step_size}")
+        if self.log_every <= 0:
+            bad("log_every", "must be positive")
+        if self.val_every <= 0:
+            bad("val_every", "must be positive")
+        if self.mixup_alpha < 0 or self.cutmix_alpha < 0:
+            bad("mixup_alpha", "and --cutmix_alpha must be >= 0")
+        if not 0 <= self.label_smoothing < 1:
+            bad("label_smoothing", f"must be in [0, 1), got {self.label_smoothing}")
+        if self.pretrained and self.checkpoint:
+            bad("pretrained", "and --checkpoint are exclusive: give one")
+        if self.max_steps_per_epoch is not None and self.max_steps_per_epoch <= 0:
+            bad("max_steps_per_epoch", "must be positive")
+        for i, st in enumerate(self.stages):
+            if not isinstance(st, dict) or not st.get("name"):
+                raise ConfigError(f"stage {i + 1} of {self.recipe or 'the config'} needs a name")
+            extra = set(st) - self.field_names() - {"name"}
+            if extra:
+                raise ConfigError(f"stage {st['name']!r}: unknown option {sorted(extra)[0]!r}")
+        return self
+
+    def describe(self) -> str:
+        """The resolved config as aligned ``key = value`` lines (printed at the start of a run)."""
+        d = self.to_dict()
+        width = max(map(len, d))
+        return "\n".join(f"  {k.ljust(width)} = {json.dumps(v)}" for k, v in d.items())
+
+
+def recipe_path(name: str) -> Path:
+    """A recipe by name (``recipes/<name>.toml``, shipped with the package) or by path."""
+    path = Path(name)
+    if path.suffix == ".toml" and path.is_file():
+        return path
+    candidate = RECIPE_DIR / f"{name}.toml"
+    if candidate.is_file():
+        return candidate
+    known = ", ".join(list_recipes()) or "none"
+    raise ConfigError(f"--recipe {name}: no such recipe (known: {known}) and no such .toml file")
+
+
+def list_recipes() -> list[str]:
+    return sorted(p.stem for p in RECIPE_DIR.glob("*.toml"))
+
+
+def load_toml(path: Path) -> dict:
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: not valid TOML ({err})") from None
+    if "stage" in data:
+        data["stages"] = data.pop("stage")
+    return data
+
+
+def load_config_file(path: str) -> dict:
+    """A ``config.json`` from an earlier run folder, or a TOML file with the same keys."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / "config.json"
+    if not p.is_file():
+        raise ConfigError(f"--config {path}: no such file")
+    if p.suffix == ".json":
+        try:
+            data = json.loads(p.read_text())
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"--config {p}: not valid JSON ({err.msg})") from None
+        data = data.get("config", data)
+        return {k: v for k, v in data.items() if k in TrainConfig.field_names()}
+    return load_toml(p)

@@ -1,0 +1,105 @@
+"""Batched evaluation: loss, top-1, top-5, per-class accuracy and the confusion matrix.
+
+Counts accumulate on the device and are read once at the end, so there is no per-batch host sync.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from .amp import autocast
+from .progress import progress_bar
+
+
+@dataclass
+class EvalResult:
+    loss: float
+    top1: float
+    top5: float
+    n: int
+    per_class: np.ndarray = field(repr=False)
+    confusion: np.ndarray = field(repr=False)
+    predictions: np.ndarray = field(repr=False)
+
+    def record(self) -> dict:
+        """The CORnet-100 ``val`` record keys."""
+        return {"loss": self.loss, "top1": self.top1, "top5": self.top5}
+
+
+def logits_of(output) -> torch.Tensor:
+    return output["logits"] if isinstance(output, dict) else output
+
+
+def topk_correct(logits: torch.Tensor, target: torch.Tensor, ks=(1, 5)) -> list[torch.Tensor]:
+    """Number of samples whose target is among the top-k logits, for each k (device tensors)."""
+    kmax = min(max(ks), logits.shape[1])
+    pred = logits.topk(kmax, dim=1).indices
+    hit = pred.eq(target[:, None])
+    return [hit[:, : min(k, kmax)].any(dim=1).sum() for k in ks]
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@torch.inference_mode()
+def evaluate(
+    model: nn.Module,
+    loader: DataLoader,
+    device: torch.device | str | None = None,
+    amp: str = "none",
+    desc: str | None = "eval",
+    progress: bool = True,
+    num_classes: int | None = None,
+    channels_last: bool = False,
+) -> EvalResult:
+    """Evaluate ``model`` on every batch of ``loader`` (``(images, labels)`` pairs)."""
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    n_cls = num_classes or getattr(getattr(model, "info", None), "num_classes", None)
+    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+    correct = torch.zeros(2, device=device, dtype=torch.long)
+    confusion = None
+    preds = []
+    try:
+        for images, target in progress_bar(loader, desc=desc, enabled=progress, leave=False):
+            images = images.to(device, non_blocking=True)
+            if channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            target = target.to(device, non_blocking=True)
+            with autocast(device, amp):
+                logits = logits_of(model(images)).float()
+            loss_sum += F.cross_entropy(logits, target, reduction="sum")
+            correct += torch.stack(topk_correct(logits, target))
+            if confusion is None:
+                n_cls = n_cls or logits.shape[1]
+                confusion = torch.zeros(n_cls, n_cls, device=device, dtype=torch.long)
+            pred = logits.argmax(1)
+            confusion.view(-1).index_add_(0, target * n_cls + pred, torch.ones_like(pred))
+            preds.append(pred)
+    finally:
+        model.train(was_training)
+    if confusion is None:
+        raise ValueError("evaluate() got an empty loader")
+    conf = confusion.cpu().numpy()
+    n = int(conf.sum())
+    c1, c5 = correct.tolist()
+    support = conf.sum(1)
+    per_class = np.divide(np.diag(conf), support, out=np.full(len(support), np.nan), where=support > 0)
+    return EvalResult(
+        loss=float(loss_sum) / n,
+        top1=c1 / n,
+        top5=c5 / n,
+        n=n,
+        per_class=per_class,
+        confusion=conf,
+        predictions=torch.cat(preds).cpu().numpy(),
+    )

@@ -1,0 +1,98 @@
+"""Run records: ``metrics.jsonl`` (one JSON object per train log / validation), ``metrics.csv``
+(one row per epoch), optional TensorBoard, and the printed end-of-run summary.
+
+Record keys follow CORnet-100's logs: train ``{loss, top1, top5, learning_rate, dur, data_load_dur}``,
+val ``{loss, top1, top5, dur}``; every record also has ``phase``, ``epoch`` and ``step``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+CSV_COLUMNS = ["epoch", "train_loss", "train_top1", "train_top5", "val_loss", "val_top1", "val_top5",
+               "learning_rate", "epoch_seconds"]
+
+
+def _clean(v):
+    if isinstance(v, float) and (math.isnan(v) or math.isinf(v)):
+        return None
+    return v
+
+
+class RunRecords:
+    def __init__(self, run_dir: Path, enabled: bool = True, tensorboard: bool = False):
+        self.run_dir = Path(run_dir)
+        self.enabled = enabled
+        self.jsonl = self.run_dir / "metrics.jsonl"
+        self.csv = self.run_dir / "metrics.csv"
+        self.tb = None
+        if enabled and tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                from ..errors import ConfigError
+
+                raise ConfigError("--tensorboard needs the tensorboard package: pip install 'ventralkit[tensorboard]'") from None
+            self.tb = SummaryWriter(str(self.run_dir / "tensorboard"))
+
+    def truncate_after(self, global_step: int) -> None:
+        """On resume, drop records written after the checkpoint (the interrupted tail)."""
+        if not self.enabled or not self.jsonl.exists():
+            return
+        keep = []
+        for ln in self.jsonl.read_text().splitlines():
+            try:
+                if json.loads(ln).get("step", 0) <= global_step:
+                    keep.append(ln)
+            except json.JSONDecodeError:  # a line cut short by the interruption
+                continue
+        self.jsonl.write_text("".join(ln + "\n" for ln in keep))
+        if self.csv.exists():
+            rows = list(csv.DictReader(self.csv.open()))
+            last_epoch = max((json.loads(ln)["epoch"] for ln in keep), default=0)
+            rows = [r for r in rows if float(r["epoch"]) <= last_epoch]
+            self._write_csv(rows)
+
+    def log(self, phase: str, epoch: float, step: int, metrics: dict) -> None:
+        if not self.enabled:
+            return
+        row = {"phase": phase, "epoch": round(epoch, 6), "step": step, **{k: _clean(v) for k, v in metrics.items()}}
+        with self.jsonl.open("a") as fh:
+            fh.write(json.dumps(row) + "\n")
+        if self.tb is not None:
+            for k, v in metrics.items():
+                if isinstance(v, (int, float)) and _clean(v) is not None:
+                    self.tb.add_scalar(f"{phase}/{k}", v, step)
+
+    def epoch_row(self, row: dict) -> None:
+        if not self.enabled:
+            return
+        rows = list(csv.DictReader(self.csv.open())) if self.csv.exists() else []
+        rows = [r for r in rows if int(float(r["epoch"])) != row["epoch"]] + [row]
+        self._write_csv(rows)
+
+    def _write_csv(self, rows: list[dict]) -> None:
+        tmp = self.csv.with_suffix(".csv.tmp")
+        with tmp.open("w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+            w.writeheader()
+            for r in rows:
+                w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in CSV_COLUMNS})
+        tmp.replace(self.csv)
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+def read_metrics(run_dir: str | Path) -> list[dict]:
+    """All records of a run folder's ``metrics.jsonl``."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        from ..errors import DataError
+
+        raise DataError(f"{run_dir} is not a run folder (no metrics.jsonl)")
+    return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]

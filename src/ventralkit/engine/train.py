@@ -1,0 +1,409 @@
+"""The training loop, readable top to bottom: build data, build model, step, evaluate, checkpoint.
+
+``train(config)`` runs one config (or its stages in order) and returns a ``TrainResult``. Metrics
+accumulate on the device and are read only when a record is written, so there is no per-step host
+synchronisation. A run resumed from ``checkpoints/last.pt`` continues bit-identically on the CPU
+(data order and augmentation are functions of (seed, epoch, index); see ``data.sampling``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from .. import __version__
+from ..data import load_datasets
+from ..data.sampling import EpochSampler, SeededDataset
+from ..errors import CheckpointError, ConfigError
+from ..models.registry import count_parameters, create_model, model_info
+from ..models.weights import extract_state_dict, load_weights, read_checkpoint
+from . import distributed as dist
+from .amp import autocast
+from .checkpoint import FORMAT, prune_epoch_snapshots, read_resume, rng_state, save_atomic, set_rng_state
+from .config import TrainConfig
+from .evaluate import EvalResult, evaluate, logits_of, topk_correct
+from .optim import build_optimizer, build_scheduler
+from .progress import progress_bar
+from .records import RunRecords
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    best_top1: float
+    last_val: dict | None
+    epochs: int
+    model: nn.Module
+
+
+def train(config: TrainConfig | dict | None = None, **overrides) -> TrainResult:
+    """Train a registered model; see ``TrainConfig`` for every option."""
+    if config is None:
+        cfg = TrainConfig.build(**overrides)
+    elif isinstance(config, dict):
+        cfg = TrainConfig.from_dict({**config, **overrides})
+    else:
+        cfg = config.replace(**overrides) if overrides else config
+    cfg.validate()
+    if not cfg.stages:
+        return fit(cfg)
+    return run_stages(cfg)
+
+
+def run_stages(cfg: TrainConfig) -> TrainResult:
+    """Each ``[[stage]]`` overrides the base config and starts from the previous stage's weights."""
+    root = Path(cfg.output_path or default_output_path(cfg))
+    result, weights = None, cfg.checkpoint
+    for st in cfg.stages:
+        opts = {k: v for k, v in st.items() if k != "name"}
+        stage_cfg = cfg.replace(stages=[], stage=st["name"], output_path=str(root / st["name"]),
+                                **({"checkpoint": weights} if weights else {}), **opts)
+        stage_cfg.validate()
+        last = Path(stage_cfg.output_path) / "checkpoints" / "last.pt"
+        if last.is_file() and not stage_cfg.resume:
+            done = read_checkpoint(last)
+            if done.get("finished"):
+                print(f"stage {st['name']}: already finished, skipping")
+                weights = str(last)
+                continue
+            stage_cfg = stage_cfg.replace(resume=str(last))
+        result = fit(stage_cfg)
+        weights = str(Path(result.run_dir) / "checkpoints" / "last.pt")
+    return result
+
+
+def default_output_path(cfg: TrainConfig) -> str:
+    return str(Path("runs") / f"{cfg.model}-{time.strftime('%Y%m%d-%H%M%S')}")
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).parent)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def prepare_run_dir(path: Path) -> Path:
+    try:
+        (path / "checkpoints").mkdir(parents=True, exist_ok=True)
+        probe = path / ".write_test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as err:
+        raise ConfigError(f"--output_path {path} cannot be written ({err.strerror}); choose another folder") from None
+    return path
+
+
+def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
+    """The model with its initial weights: fresh, pretrained, or a checkpoint (with a new head if asked)."""
+    if not cfg.reset_classifier:
+        return create_model(cfg.model, num_classes=num_classes, checkpoint=cfg.checkpoint,
+                            pretrained=cfg.pretrained, **cfg.model_kwargs)
+    model = create_model(cfg.model, **cfg.model_kwargs)
+    if cfg.checkpoint:
+        match_checkpoint_head(model, cfg.checkpoint)
+        load_weights(model, cfg.checkpoint)
+    elif cfg.pretrained:
+        from ..models.weights import pretrained_path
+
+        load_weights(model, pretrained_path(model.info))
+    model.reset_classifier(num_classes)
+    return model
+
+
+def match_checkpoint_head(model: nn.Module, path: str) -> None:
+    """Give the model the checkpoint's class count, so a head of any size can be loaded, then replaced."""
+    state = extract_state_dict(read_checkpoint(path))
+    weight = state.get(model.classifier_name + ".weight")
+    if weight is not None and weight.shape[0] != model.get_classifier().weight.shape[0]:
+        model.reset_classifier(weight.shape[0])
+
+
+def freeze(model: nn.Module, trainable: list[str]) -> None:
+    """Train only parameters under the given module-name prefixes (empty list: everything)."""
+    if not trainable:
+        return
+    names = [n for n, _ in model.named_parameters()]
+    unknown = [t for t in trainable if not any(n == t or n.startswith(t + ".") for n in names)]
+    if unknown:
+        raise ConfigError(f"--trainable {unknown[0]!r} names no parameters of {model.info.name}")
+    for n, p in model.named_parameters():
+        p.requires_grad = any(n == t or n.startswith(t + ".") for t in trainable)
+
+
+def set_train_mode(model: nn.Module, trainable: list[str]) -> None:
+    """``model.train()``, but frozen parts stay in eval mode so their BatchNorm statistics do not move."""
+    model.train()
+    if trainable:
+        for name, m in model.named_modules():
+            if name and not any(name == t or name.startswith(t + ".") or t.startswith(name + ".") for t in trainable):
+                m.eval()
+
+
+def make_loader(ds, cfg: TrainConfig, shuffle: bool, dinfo: dist.DistInfo, device: torch.device) -> DataLoader:
+    sampler = EpochSampler(len(ds), shuffle=shuffle, seed=cfg.seed, rank=dinfo.rank,
+                           world_size=dinfo.world_size, batch_size=cfg.batch_size)
+    return DataLoader(SeededDataset(ds, cfg.seed), batch_size=cfg.batch_size, sampler=sampler,
+                      num_workers=cfg.workers, pin_memory=device.type == "cuda",
+                      persistent_workers=False, drop_last=False)
+
+
+class Meters:
+    """Sums kept on the device (the sample count on the host); ``read()`` is the only host sync."""
+
+    def __init__(self, device):
+        self.t = torch.zeros(4, dtype=torch.float64, device=device)  # loss*n, top1, top5, superclass hits
+        self.n = 0
+
+    def add(self, loss, c1, c5, n: int, super_c=None):
+        sc = super_c if super_c is not None else c1.new_zeros(())
+        self.t += torch.stack([loss.detach().double() * n, c1.double(), c5.double(), sc.double()])
+        self.n += n
+
+    def read(self) -> dict:
+        loss, c1, c5, sc = self.t.tolist()
+        n = max(self.n, 1)
+        out = {"loss": loss / n, "top1": c1 / n, "top5": c5 / n}
+        if sc:
+            out["super_top1"] = sc / n
+        return out
+
+    def state(self) -> list:
+        return [*self.t.tolist(), self.n]
+
+    def load(self, state: list) -> None:
+        self.t.copy_(torch.tensor(state[:4], dtype=torch.float64))
+        self.n = int(state[4])
+
+    def reset(self):
+        self.t.zero_()
+        self.n = 0
+
+
+def fit(cfg: TrainConfig) -> TrainResult:
+    device = dist.pick_device(cfg.device)
+    dinfo = dist.setup(device)
+    torch.manual_seed(cfg.seed)
+    resume = read_resume(cfg.resume) if cfg.resume else None
+    run_dir = Path(cfg.output_path or (Path(cfg.resume).parent.parent if cfg.resume else default_output_path(cfg)))
+    if dinfo.is_main:
+        prepare_run_dir(run_dir)
+
+    # ---- data --------------------------------------------------------------------------------------
+    info = model_info(cfg.model)
+    splits = load_datasets(cfg.dataset, cfg.data_path, info, cfg.image_size, cfg.val_split, cfg.on_bad_image)
+    num_classes = cfg.num_classes or len(splits.classes)
+    train_loader = make_loader(splits.train, cfg, True, dinfo, device)
+    val_loader = make_loader(splits.val, cfg, False, dinfo, device)
+    steps_per_epoch = len(train_loader)
+    if cfg.max_steps_per_epoch:
+        steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch)
+
+    # ---- model, optimizer, schedule ----------------------------------------------------------------
+    model = build_model(cfg, num_classes)
+    freeze(model, cfg.trainable)
+    model.to(device)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    optimizer = build_optimizer(model.parameters(), cfg)
+    scheduler = build_scheduler(optimizer, cfg, steps_per_epoch)
+    scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
+    criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    mixer = build_mixer(cfg, num_classes)
+    core = model  # the unwrapped model: what is saved and what owns head_loss
+    head_loss = getattr(core, "head_loss", None)
+    parent_targets = getattr(core, "parent_targets", None)
+    if mixer is not None and head_loss is not None:
+        raise ConfigError("--mixup_alpha/--cutmix_alpha cannot be combined with a hierarchical head")
+
+    start_epoch, start_step, global_step, best_top1 = 0, 0, 0, -1.0
+    meters_state = None
+    if resume is not None:
+        if resume.get("model_name") != cfg.model:
+            raise CheckpointError(f"--resume {cfg.resume} is a {resume.get('model_name')} run, not {cfg.model}")
+        load_weights(core, resume["model"])
+        optimizer.load_state_dict(resume["optimizer"])
+        scheduler.load_state_dict(resume["scheduler"])
+        if resume.get("scaler"):
+            scaler.load_state_dict(resume["scaler"])
+        start_epoch, start_step = resume["epoch"], resume["step_in_epoch"]
+        global_step, best_top1 = resume["global_step"], resume["best_top1"]
+        meters_state = resume.get("meters")
+        set_rng_state(resume["rng"])
+    if dinfo.enabled:
+        model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    forward = torch.compile(model) if cfg.compile else model
+
+    records = RunRecords(run_dir, enabled=dinfo.is_main, tensorboard=cfg.tensorboard)
+    if dinfo.is_main:
+        n_params, n_train = count_parameters(core), count_parameters(core, trainable_only=True)
+        saved = {"config": cfg.to_dict(), **cfg.to_dict(), "ventralkit_version": __version__,
+                 "git_commit": git_commit(), "num_params": n_params, "num_trainable": n_train,
+                 "classes": splits.classes, "world_size": dinfo.world_size}
+        (run_dir / "config.json").write_text(json.dumps(saved, indent=2))
+        print(f"ventralkit {__version__}: training {cfg.model} ({n_params:,} parameters, {n_train:,} trainable) "
+              f"on {len(splits.train):,} images, {num_classes} classes, device {device}"
+              + (f", {dinfo.world_size} processes" if dinfo.enabled else ""))
+        print("config:\n" + cfg.describe())
+        if resume is not None:
+            records.truncate_after(global_step)
+            print(f"resuming from {cfg.resume}: epoch {start_epoch + 1}, step {start_step}")
+
+    def checkpoint(path_name: str, epoch: int, step_in_epoch: int, finished: bool = False, meters=None) -> None:
+        if not dinfo.is_main:
+            return
+        state = {
+            "format": FORMAT, "model_name": cfg.model, "num_classes": num_classes, "classes": splits.classes,
+            "config": cfg.to_dict(), "model": core.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict() if scaler.is_enabled() else None,
+            "epoch": epoch, "step_in_epoch": step_in_epoch, "global_step": global_step, "best_top1": best_top1,
+            "rng": rng_state(), "meters": meters, "finished": finished, "ventralkit_version": __version__,
+        }
+        save_atomic(state, run_dir / "checkpoints" / path_name)
+
+    def validate() -> tuple[EvalResult, float]:
+        t0 = time.perf_counter()
+        res = evaluate(forward, val_loader, device=device, amp=cfg.amp, desc="val", progress=cfg.progress,
+                       num_classes=num_classes, channels_last=cfg.channels_last)
+        if dinfo.enabled:  # combine the ranks' shards
+            t = torch.tensor([res.loss * res.n, res.top1 * res.n, res.top5 * res.n, res.n], dtype=torch.float64,
+                             device=device)
+            dist.all_reduce_sum(t)
+            res.loss, res.top1, res.top5, res.n = t[0].item() / t[3].item(), t[1].item() / t[3].item(), \
+                t[2].item() / t[3].item(), int(t[3].item())
+        return res, (time.perf_counter() - t0) / max(len(val_loader), 1)
+
+    val_interval = max(1, round(cfg.val_every * steps_per_epoch))
+    save_interval = cfg.save_every_minutes * 60
+    last_val, last_save = None, time.monotonic()
+    total_steps = cfg.epochs * steps_per_epoch
+    train_meters, epoch_meters = Meters(device), Meters(device)
+    if meters_state is not None:
+        train_meters.load(meters_state[0])
+        epoch_meters.load(meters_state[1])
+    bar = progress_bar(total=total_steps, initial=global_step, desc="train", enabled=cfg.progress and dinfo.is_main,
+                       unit="step")
+    try:
+        for epoch in range(start_epoch, cfg.epochs):
+            epoch_start = time.monotonic()
+            set_train_mode(model, cfg.trainable)
+            train_loader.sampler.set_epoch(epoch, start_step)
+            step_time, wait_time, n_timed = 0.0, 0.0, 0
+            t_ready = time.perf_counter()
+            step = start_step
+            for images, target in train_loader:
+                if step >= steps_per_epoch:
+                    break
+                t_got = time.perf_counter()
+                images = images.to(device, non_blocking=True)
+                target = target.to(device, non_blocking=True)
+                if cfg.channels_last:
+                    images = images.contiguous(memory_format=torch.channels_last)
+                soft = None
+                if mixer is not None:
+                    images, soft = mixer(images, target)
+                with autocast(device, cfg.amp):
+                    output = forward(images)
+                    logits = logits_of(output)
+                    if head_loss is not None:
+                        loss = head_loss(output, target)
+                    else:
+                        loss = criterion(logits, soft if soft is not None else target)
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                scheduler.step()
+                c1, c5 = topk_correct(logits.detach().float(), target)
+                sc = None
+                if parent_targets is not None and isinstance(output, dict) and "parent_logits" in output:
+                    sc = output["parent_logits"].detach().argmax(1).eq(parent_targets(target)).sum()
+                train_meters.add(loss, c1, c5, len(target), sc)
+                epoch_meters.add(loss, c1, c5, len(target), sc)
+                global_step += 1
+                step += 1
+                t_done = time.perf_counter()
+                step_time += t_done - t_got
+                wait_time += t_got - t_ready
+                n_timed += 1
+                t_ready = t_done
+                bar.update(1)
+                epoch_float = epoch + step / steps_per_epoch
+                if global_step % cfg.log_every == 0 or step == steps_per_epoch:
+                    rec = {**train_meters.read(), "learning_rate": scheduler.get_last_lr()[0],
+                           "dur": step_time / max(n_timed, 1), "data_load_dur": wait_time / max(n_timed, 1)}
+                    records.log("train", epoch_float, global_step, rec)
+                    bar.set_postfix(loss=f"{rec['loss']:.3f}", top1=f"{rec['top1']:.3f}")
+                    train_meters.reset()
+                    step_time, wait_time, n_timed = 0.0, 0.0, 0
+                if global_step % val_interval == 0 or global_step == total_steps:
+                    res, val_dur = validate()
+                    last_val = {**res.record(), "dur": val_dur}
+                    records.log("val", epoch_float, global_step, last_val)
+                    if res.top1 > best_top1:
+                        best_top1 = res.top1
+                        checkpoint("best.pt", epoch, step, meters=None)
+                    set_train_mode(model, cfg.trainable)
+                if step < steps_per_epoch and (save_interval <= 0 or time.monotonic() - last_save >= save_interval):
+                    checkpoint("last.pt", epoch, step, meters=[train_meters.state(), epoch_meters.state()])
+                    last_save = time.monotonic()
+            # ---- end of epoch: summary row and checkpoints ------------------------------------------
+            start_step = 0
+            ep = epoch_meters.read()
+            epoch_meters.reset()
+            if dinfo.is_main:
+                records.epoch_row({"epoch": epoch + 1, "train_loss": ep["loss"], "train_top1": ep["top1"],
+                                   "train_top5": ep["top5"], **({f"val_{k}": v for k, v in last_val.items()
+                                                                 if k != "dur"} if last_val else {}),
+                                   "learning_rate": scheduler.get_last_lr()[0],
+                                   "epoch_seconds": round(time.monotonic() - epoch_start, 3)})
+            finished = epoch + 1 == cfg.epochs
+            checkpoint("last.pt", epoch + 1, 0, finished=finished, meters=[train_meters.state(), [0.0] * 5])
+            last_save = time.monotonic()
+            if cfg.keep_epochs != 0 and dinfo.is_main:
+                checkpoint(f"epoch_{epoch + 1:02d}.pt", epoch + 1, 0, finished=finished)
+                prune_epoch_snapshots(run_dir / "checkpoints", cfg.keep_epochs)
+    finally:
+        bar.close()
+        records.close()
+
+    if dinfo.is_main:
+        from ..plots.curves import plot_runs
+
+        try:
+            plot_runs([run_dir], run_dir / "plots" / "curves.png")
+        except Exception as err:  # a figure must never cost the run
+            print(f"warning: could not draw curves: {err}")
+        summary = f"done: {cfg.epochs} epochs, best val top-1 {max(best_top1, 0):.4f}"
+        if last_val:
+            summary += f", last val top-1 {last_val['top1']:.4f} top-5 {last_val['top5']:.4f} loss {last_val['loss']:.4f}"
+        print(summary)
+        print(f"run folder: {run_dir}")
+    dist.barrier()
+    return TrainResult(run_dir, best_top1, last_val, cfg.epochs, core)
+
+
+def build_mixer(cfg: TrainConfig, num_classes: int):
+    """CutMix / MixUp on the batch (torchvision.transforms.v2); returns soft targets."""
+    if not cfg.mixup_alpha and not cfg.cutmix_alpha:
+        return None
+    from torchvision.transforms import v2
+
+    choices = []
+    if cfg.mixup_alpha:
+        choices.append(v2.MixUp(alpha=cfg.mixup_alpha, num_classes=num_classes))
+    if cfg.cutmix_alpha:
+        choices.append(v2.CutMix(alpha=cfg.cutmix_alpha, num_classes=num_classes))
+    mix = choices[0] if len(choices) == 1 else v2.RandomChoice(choices)
+    return lambda images, target: mix(images, target)
