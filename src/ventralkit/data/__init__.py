@@ -24,9 +24,9 @@ def load_datasets(dataset: str, data_path: str | None, info: ModelInfo, image_si
     if dataset == "digits":
         from .embedded import digits_datasets
 
-        train, val, classes = digits_datasets(
-            train_transform(info, image_size), eval_transform(info, image_size), image_size=image_size or 32
-        )
+        # no random crops or flips: they turn digits into other digits (a flipped 2 is not a 2)
+        size = image_size or 32
+        train, val, classes = digits_datasets(eval_transform(info, size), eval_transform(info, size), image_size=size)
         return DataSplits(train, val, list(classes))
     if dataset == "cifar100":
         from .cifar100 import cifar100_datasets
