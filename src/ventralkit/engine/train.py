@@ -9,7 +9,7 @@ synchronisation. A run resumed from ``checkpoints/last.pt`` continues bit-identi
 from __future__ import annotations
 
 import json
-import math
+import os
 import subprocess
 import time
 from dataclasses import dataclass
@@ -17,7 +17,6 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from .. import __version__
@@ -94,12 +93,19 @@ def git_commit() -> str | None:
         return None
 
 
+def check_writable(path: Path) -> None:
+    """Fail before any work if the run folder cannot be created or written (nothing half-written)."""
+    probe = path
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(f"--output_path {path} cannot be written ({probe} is not a writable folder); "
+                          "choose another folder")
+
+
 def prepare_run_dir(path: Path) -> Path:
     try:
         (path / "checkpoints").mkdir(parents=True, exist_ok=True)
-        probe = path / ".write_test"
-        probe.write_text("ok")
-        probe.unlink()
     except OSError as err:
         raise ConfigError(f"--output_path {path} cannot be written ({err.strerror}); choose another folder") from None
     return path
@@ -198,7 +204,7 @@ def fit(cfg: TrainConfig) -> TrainResult:
     resume = read_resume(cfg.resume) if cfg.resume else None
     run_dir = Path(cfg.output_path or (Path(cfg.resume).parent.parent if cfg.resume else default_output_path(cfg)))
     if dinfo.is_main:
-        prepare_run_dir(run_dir)
+        check_writable(run_dir)
 
     # ---- data --------------------------------------------------------------------------------------
     info = model_info(cfg.model)
@@ -245,6 +251,9 @@ def fit(cfg: TrainConfig) -> TrainResult:
         model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     forward = torch.compile(model) if cfg.compile else model
 
+    if dinfo.is_main:
+        prepare_run_dir(run_dir)
+    dist.barrier()
     records = RunRecords(run_dir, enabled=dinfo.is_main, tensorboard=cfg.tensorboard)
     if dinfo.is_main:
         n_params, n_train = count_parameters(core), count_parameters(core, trainable_only=True)

@@ -1,0 +1,194 @@
+"""The training CLI: original CORnet flags, run-folder contract, recipes, and every bad input of issue 4
+(one line naming the file or flag, exit code 2, nothing half-written)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import torch
+
+from conftest import make_image_folder
+
+FAST = ["--imsize", "32", "--batch_size", "4", "--workers", "0", "--no_progress"]
+
+
+def test_original_cornet_flags_and_run_folder_contract(cli, image_folder, tmp_path):
+    out = tmp_path / "run"
+    code, stdout, _ = cli("train", "--model", "Z", "--workers", "0", "--ngpus", "0", "--step_size", "1",
+                          "--epochs", "2", "--lr", ".01", "--data_path", image_folder, "--output_path", out,
+                          "--imsize", "32", "--batch_size", "4", "--log_every", "2", "--no_progress")
+    assert code == 0
+    assert "config:" in stdout and f"run folder: {out}" in stdout
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["model"] == "cornet_z" and cfg["step_size"] == 1 and cfg["lr"] == 0.01
+    assert cfg["ventralkit_version"] and cfg["num_params"] > 0 and cfg["classes"] == ["class_0", "class_1", "class_2"]
+    recs = [json.loads(ln) for ln in (out / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in recs if r["phase"] == "train"]
+    val = [r for r in recs if r["phase"] == "val"]
+    assert set(train[0]) >= {"phase", "epoch", "step", "loss", "top1", "top5", "learning_rate", "dur", "data_load_dur"}
+    assert set(val[0]) >= {"phase", "epoch", "step", "loss", "top1", "top5", "dur"}
+    assert len(val) == 2
+    # StepLR(step_size=1, x0.1), stepped per batch with the fractional epoch (spec cornet.md 3.3):
+    # epoch 1's batches train at 0.01 except the last one (frac epoch 1.0 -> 0.001)
+    lrs = [r["learning_rate"] for r in train]
+    assert lrs[-1] == pytest.approx(0.0001) and max(lrs) == pytest.approx(0.01)
+    rows = (out / "metrics.csv").read_text().splitlines()
+    assert rows[0].startswith("epoch,train_loss") and len(rows) == 3
+    for f in ("last.pt", "best.pt", "epoch_01.pt", "epoch_02.pt"):
+        assert (out / "checkpoints" / f).is_file(), f
+    assert (out / "plots" / "curves.png").stat().st_size > 1000
+    # the run can be repeated from its folder, and its checkpoint is a weight file for create_model
+    import ventralkit as vk
+
+    m = vk.create_model("cornet_z", num_classes=3, checkpoint=str(out / "checkpoints" / "best.pt"))
+    assert m(torch.randn(1, 3, 32, 32)).shape == (1, 3)
+    code, _, _ = cli("train", "--config", out, "--epochs", "1", "-o", tmp_path / "again", "--no_progress")
+    assert code == 0 and json.loads((tmp_path / "again" / "config.json").read_text())["step_size"] == 1
+
+
+def test_keep_n_epoch_snapshots(cli, image_folder, tmp_path):
+    out = tmp_path / "run"
+    assert cli("train", "--data_path", image_folder, "--epochs", "3", "--keep_epochs", "1", "-o", out, *FAST)[0] == 0
+    assert sorted(p.name for p in (out / "checkpoints").glob("epoch_*.pt")) == ["epoch_03.pt"]
+
+
+def test_recipes_are_listed_and_load(cli):
+    code, out, _ = cli("train", "--list_recipes")
+    assert code == 0 and "cornet-s-imagenet" in out and "demo-digits" in out
+    from ventralkit.engine.config import TrainConfig
+
+    cfg = TrainConfig.build(recipe="cornet-s-imagenet", data_path="x").validate()
+    assert (cfg.model, cfg.epochs, cfg.step_size, cfg.lr) == ("cornet_s", 43, 20, 0.1)
+    cfg = TrainConfig.build(recipe="cornet-s100-miniimagenet", data_path="x").validate()
+    assert cfg.batch_size == 16 and cfg.model_kwargs == {"outer_times": 1}
+
+
+def _bad(cli, *argv):
+    code, out, err = cli(*argv)
+    assert code == 2, (out, err)
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def test_missing_data_path(cli):
+    assert "--data_path" in _bad(cli, "train", "--model", "Z", *FAST)
+
+
+def test_no_train_or_val_folder(cli, tmp_path):
+    (tmp_path / "d" / "train" / "a").mkdir(parents=True)
+    msg = _bad(cli, "train", "--data_path", tmp_path / "nowhere", *FAST)
+    assert "nowhere" in msg and "not a folder" in msg
+    make_image_folder(tmp_path / "only_train")
+    import shutil
+
+    shutil.rmtree(tmp_path / "only_train" / "val")
+    msg = _bad(cli, "train", "--data_path", tmp_path / "only_train", "-o", tmp_path / "o", *FAST)
+    assert "val/" in msg
+    assert not (tmp_path / "o").exists(), "nothing may be written on bad input"
+
+
+def test_empty_class_folder(cli, image_folder, tmp_path):
+    (image_folder / "train" / "class_9").mkdir()
+    msg = _bad(cli, "train", "--data_path", image_folder, "-o", tmp_path / "o", *FAST)
+    assert "class_9" in msg and "no images" in msg
+
+
+def test_non_image_files_are_ignored(cli, image_folder, tmp_path):
+    (image_folder / "train" / "class_0" / "notes.txt").write_text("not an image")
+    (image_folder / "train" / "class_0" / ".DS_Store").write_bytes(b"\0\1")
+    assert cli("train", "--data_path", image_folder, "--epochs", "1", "-o", tmp_path / "o", *FAST)[0] == 0
+
+
+def test_truncated_jpeg_is_skipped_or_fatal_per_flag(cli, image_folder, tmp_path):
+    bad = image_folder / "train" / "class_1" / "img_000.jpg"
+    bad.write_bytes(bad.read_bytes()[:200])
+    with pytest.warns(UserWarning, match="img_000.jpg"):
+        assert cli("train", "--data_path", image_folder, "--epochs", "1", "-o", tmp_path / "o", *FAST)[0] == 0
+    # in a worker process too: the one line survives DataLoader's re-raise
+    msg = _bad(cli, "train", "--data_path", image_folder, "--epochs", "1", "-o", tmp_path / "o2",
+               "--on_bad_image", "error", "--imsize", "32", "--batch_size", "4", "--workers", "1", "--no_progress")
+    assert "img_000.jpg" in msg and "--on_bad_image skip" in msg
+
+
+def test_unknown_model(cli, image_folder):
+    msg = _bad(cli, "train", "--model", "cornet_q", "--data_path", image_folder, *FAST)
+    assert "unknown model 'cornet_q'" in msg and "cornet_" in msg
+
+
+def test_checkpoint_of_another_architecture(cli, image_folder, tmp_path):
+    import ventralkit as vk
+
+    torch.save(vk.create_model("cornet_rt").state_dict(), tmp_path / "rt.pt")
+    msg = _bad(cli, "train", "--model", "Z", "--ckpt_path", tmp_path / "rt.pt", "--data_path", image_folder, *FAST)
+    assert "cornet_z" in msg and "missing" in msg
+
+
+def test_class_count_mismatch(cli, image_folder, tmp_path):
+    import ventralkit as vk
+
+    torch.save(vk.create_model("cornet_z", num_classes=5).state_dict(), tmp_path / "z5.pt")
+    msg = _bad(cli, "train", "--model", "Z", "--ckpt_path", tmp_path / "z5.pt", "--data_path", image_folder, *FAST)
+    assert "num_classes=5" in msg
+
+
+@pytest.mark.parametrize("value", ["0", "-3"])
+def test_bad_batch_size(cli, image_folder, value):
+    assert "--batch_size" in _bad(cli, "train", "--data_path", image_folder, "--batch_size", value)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere; covered by the file-as-folder case")
+def test_unwritable_output_folder_permissions(cli, image_folder, tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir(mode=0o500)
+    assert "--output_path" in _bad(cli, "train", "--data_path", image_folder, "-o", ro / "run", *FAST)
+
+
+def test_output_folder_that_cannot_be_created(cli, image_folder, tmp_path):
+    (tmp_path / "file").write_text("x")
+    msg = _bad(cli, "train", "--data_path", image_folder, "-o", tmp_path / "file" / "run", *FAST)
+    assert "--output_path" in msg
+
+
+def test_corrupt_or_truncated_resume_file(cli, image_folder, tmp_path):
+    out = tmp_path / "run"
+    assert cli("train", "--data_path", image_folder, "--epochs", "1", "-o", out, *FAST)[0] == 0
+    last = out / "checkpoints" / "last.pt"
+    last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])
+    msg = _bad(cli, "train", "--resume", last)
+    assert str(last) in msg and "corrupt or truncated" in msg
+    (tmp_path / "garbage.pt").write_bytes(b"not a checkpoint at all")
+    assert "garbage.pt" in _bad(cli, "train", "--resume", tmp_path / "garbage.pt")
+
+
+def test_weights_only_checkpoint_cannot_resume(cli, image_folder, tmp_path):
+    import ventralkit as vk
+
+    torch.save(vk.create_model("cornet_z").state_dict(), tmp_path / "w.pt")
+    assert "--checkpoint" in _bad(cli, "train", "--resume", tmp_path / "w.pt")
+
+
+def test_unknown_option_in_config_file(cli, tmp_path):
+    (tmp_path / "c.toml").write_text('model = "cornet_z"\nlearning_rat = 0.1\n')
+    assert "learning_rat" in _bad(cli, "train", "--config", tmp_path / "c.toml", "--dataset", "digits")
+
+
+def test_fine_tune_head_only_keeps_the_rest_frozen(tmp_path, image_folder):
+    """trainable=["decoder.linear"] + reset_classifier: only the new head changes, BN-free Z body stays."""
+    import ventralkit as vk
+    from ventralkit.engine.train import train
+
+    src = vk.create_model("cornet_z", num_classes=7)
+    torch.save({"state_dict": {f"module.{k}": v for k, v in src.state_dict().items()}}, tmp_path / "z7.pth")
+    res = train(model="cornet_z", checkpoint=str(tmp_path / "z7.pth"), reset_classifier=True,
+                trainable=["decoder.linear"], data_path=str(image_folder), image_size=32, epochs=1, batch_size=4,
+                workers=0, lr=0.1, output_path=str(tmp_path / "ft"), progress=False)
+    trained = res.model.state_dict()
+    for k, v in src.state_dict().items():
+        if not k.startswith("decoder.linear"):
+            assert torch.equal(v, trained[k]), k
+    assert trained["decoder.linear.weight"].shape == (3, 512)
+    cfg = json.loads((tmp_path / "ft" / "config.json").read_text())
+    assert cfg["num_trainable"] == 512 * 3 + 3
