@@ -1,0 +1,206 @@
+"""Feature extraction images/s: ventralkit's ``extract_features`` against CORnet ``run.py test``'s loop.
+
+The baseline is the original one-image-at-a-time loop (spec cornet.md section 3.4): open each file
+with PIL (``convert('RGB')``), ``Resize((224, 224))``, ``ToTensor``, ``Normalize``, a forward pass on a
+batch of one under ``torch.no_grad``, a forward hook that copies the layer's output to numpy, and
+``np.concatenate`` at the end. ventralkit extracts the same layer and time step from the same JPEG
+files (a DataLoader with decoding workers, batches, inference mode, hooks writing into a
+pre-allocated array). Both run in this process on this machine, alternately, after a warm-up;
+the best of ``--repeats`` runs of each is reported, and the two results are checked to agree.
+
+    OMP_NUM_THREADS=2 python benchmarks/bench_features.py            # CPU, CORnet-Z and CORnet-S
+    python benchmarks/bench_features.py --device cuda --images 512   # GPU
+    python benchmarks/bench_features.py --write                      # append to benchmarks/RESULTS.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+HERE = Path(__file__).resolve().parent
+
+
+def make_jpegs(folder: Path, n: int, size: int = 256, seed: int = 0) -> list[Path]:
+    """``n`` size x size JPEGs of smooth random colour fields with shapes (decode cost like photos)."""
+    from ventralkit.data.embedded import draw_shape
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.RandomState(seed)
+    paths = []
+    for k in range(n):
+        low = rng.randint(0, 256, size=(8, 8, 3)).astype(np.uint8)
+        img = Image.fromarray(low).resize((size, size), Image.BICUBIC)
+        noise = rng.randint(-20, 21, size=(size, size, 3))
+        img = Image.fromarray(np.clip(np.asarray(img, dtype=int) + noise, 0, 255).astype(np.uint8))
+        img.paste(draw_shape(k % 6, size // 2, rng), (size // 4, size // 4))
+        path = folder / f"img_{k:04d}.jpg"
+        img.save(path, "JPEG", quality=90)
+        paths.append(path)
+    return paths
+
+
+def original_loop(model, folder: Path, layer: str, sublayer: str, time_step: int, imsize: int,
+                  device: torch.device) -> np.ndarray:
+    """CORnet run.py ``test``: one image at a time, hook on ``model.<layer>.<sublayer>``."""
+    import glob
+
+    from torchvision import transforms
+
+    model.eval()
+    normalize = transforms.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])
+    transform = transforms.Compose([transforms.Resize((imsize, imsize)), transforms.ToTensor(), normalize])
+    per_image: list[np.ndarray] = []
+
+    def hook(_module, _inp, output):
+        out = output.cpu().numpy()
+        per_image.append(np.reshape(out, (len(out), -1)))
+
+    handle = getattr(getattr(model, layer), sublayer).register_forward_hook(hook)
+    feats = []
+    try:
+        with torch.no_grad():
+            for fname in sorted(glob.glob(os.path.join(str(folder), "*.*"))):
+                im = Image.open(fname).convert("RGB")
+                im = transform(im).unsqueeze(0).to(device)
+                per_image.clear()
+                model(im)
+                feats.append(per_image[time_step])
+    finally:
+        handle.remove()
+    return np.concatenate(feats)
+
+
+def ventralkit_run(model, folder: Path, layer: str, time_step: int, imsize: int, device: torch.device,
+                   batch_size: int, workers: int | None, channels_last: bool | None) -> np.ndarray:
+    from ventralkit.analysis.features import extract_features
+
+    out = extract_features(model, folder, layers=[layer], time_steps=time_step, image_size=imsize,
+                           batch_size=batch_size, workers=workers, device=device, progress=False,
+                           channels_last=channels_last)
+    return next(iter(out.values()))
+
+
+def timed(fn):
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    t = time.perf_counter()
+    result = fn()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return time.perf_counter() - t, result
+
+
+def machine() -> str:
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return (f"{platform.system()} {platform.machine()}, {cpu}, {cpus} CPUs available, "
+            f"torch {torch.__version__} ({torch.get_num_threads()} threads), Python {platform.python_version()}")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", nargs="+", default=["cornet_z", "cornet_s"])
+    p.add_argument("--images", type=int, default=96, help="number of JPEG files")
+    p.add_argument("--jpeg_size", type=int, default=256)
+    p.add_argument("--imsize", type=int, default=224)
+    p.add_argument("--layer", default="decoder", help="original --layer (default: decoder)")
+    p.add_argument("--sublayer", default="avgpool", help="original --sublayer (default: avgpool)")
+    p.add_argument("--time_step", type=int, default=0)
+    p.add_argument("--batch_size", type=int, default=32)
+    p.add_argument("--workers", type=int, default=None, help="ventralkit DataLoader workers (default: auto)")
+    p.add_argument("--channels_last", choices=["auto", "on", "off"], default="auto")
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: as OMP_NUM_THREADS)")
+    p.add_argument("--repeats", type=int, default=2, help="timed runs of each; the best is reported")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--data", default=None, help="folder for the JPEGs (default: a temporary one)")
+    p.add_argument("--write", action="store_true", help="append the table to benchmarks/RESULTS.md")
+    args = p.parse_args(argv)
+
+    os.environ.setdefault("VENTRALKIT_NO_PROGRESS", "1")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from ventralkit import create_model
+
+    device = torch.device(args.device)
+    cl = {"auto": None, "on": True, "off": False}[args.channels_last]
+    tmp = tempfile.TemporaryDirectory(prefix="vk-bench-")
+    folder = Path(args.data) if args.data else Path(tmp.name) / "jpegs"
+    make_jpegs(folder, args.images, args.jpeg_size)
+    warm_folder = Path(tmp.name) / "warm"
+    make_jpegs(warm_folder, min(8, args.images), args.jpeg_size, seed=1)
+
+    rows = []
+    for name in args.models:
+        model = create_model(name).eval().to(device)
+        layer = f"{args.layer}.{args.sublayer}"
+        # warm-up both paths (allocator, oneDNN primitive caches, cuDNN autotune)
+        original_loop(model, warm_folder, args.layer, args.sublayer, args.time_step, args.imsize, device)
+        ventralkit_run(model, warm_folder, layer, args.time_step, args.imsize, device, args.batch_size,
+                       args.workers, cl)
+        t_orig, t_vk = [], []
+        for _ in range(args.repeats):
+            dt, ref = timed(lambda: original_loop(model, folder, args.layer, args.sublayer, args.time_step,
+                                                  args.imsize, device))
+            t_orig.append(dt)
+            dt, ours = timed(lambda: ventralkit_run(model, folder, layer, args.time_step, args.imsize, device,
+                                                    args.batch_size, args.workers, cl))
+            t_vk.append(dt)
+        err = float(np.max(np.abs(np.asarray(ours) - ref)) / (np.max(np.abs(ref)) + 1e-12))
+        if err > 1e-3:
+            print(f"warning: {name}: features differ from the original loop (relative error {err:.2e})",
+                  file=sys.stderr)
+        orig_ips, vk_ips = args.images / min(t_orig), args.images / min(t_vk)
+        rows.append((name, orig_ips, vk_ips, vk_ips / orig_ips, err))
+        print(f"{name}: original {orig_ips:.1f} img/s, ventralkit {vk_ips:.1f} img/s, "
+              f"x{vk_ips / orig_ips:.2f} (runs: orig {[round(t, 2) for t in t_orig]} s, "
+              f"vk {[round(t, 2) for t in t_vk]} s)", file=sys.stderr)
+        del model
+
+    settings = (f"{args.images} JPEGs {args.jpeg_size}x{args.jpeg_size} -> {args.imsize} px, layer {args.layer}."
+                f"{args.sublayer} t{args.time_step}, device {device}, batch {args.batch_size}, workers "
+                f"{'auto' if args.workers is None else args.workers}, channels_last {args.channels_last}, "
+                f"best of {args.repeats}")
+    lines = [
+        "| model | original loop (img/s) | ventralkit (img/s) | ratio | max rel. diff |",
+        "|---|---:|---:|---:|---:|",
+        *[f"| {n} | {o:.1f} | {v:.1f} | **{r:.2f}x** | {e:.1e} |" for n, o, v, r, e in rows],
+    ]
+    table = "\n".join(lines)
+    print(table)
+    if args.write:
+        when = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
+        block = (f"\n## Feature extraction (bench_features.py), {when}\n\n"
+                 f"Machine: {machine()}; device {device}"
+                 + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")
+                 + f".\nSettings: {settings}.\n\n{table}\n")
+        results = HERE / "RESULTS.md"
+        if not results.exists():
+            results.write_text("# Benchmark results\n\nEach block: one run of a script in benchmarks/, both sides "
+                               "measured in the same process on the same machine.\n")
+        with open(results, "a") as fh:
+            fh.write(block)
+        print(f"appended to {results}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

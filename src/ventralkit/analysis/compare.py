@@ -1,0 +1,218 @@
+"""Compare finished runs: head, backbone, parameters (backbone / head), best val top-1, top-5, superclass top-1.
+
+A run folder holds the engine's ``config.json`` (``model``, ``model_kwargs``, ``num_classes``,
+optionally ``num_params``/``num_trainable``) and ``metrics.jsonl`` (one JSON object per line with
+``phase``, ``epoch``, ``step`` and ``loss``, ``top1``, ``top5``, optionally ``super_top1``). A
+staged run keeps one such folder per stage (``<run>/<stage>/``); each stage becomes a row.
+Accuracies are the best value of each metric over the ``val`` records (as the study reported),
+with the epoch of the best top-1.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ..engine.records import read_metrics
+from ..errors import DataError
+
+COLUMNS = [
+    ("run", "run"),
+    ("head", "head"),
+    ("backbone", "backbone"),
+    ("params_backbone", "params backbone"),
+    ("params_head", "params head"),
+    ("trainable", "trainable"),
+    ("epoch", "best epoch"),
+    ("top1", "val top-1"),
+    ("top5", "val top-5"),
+    ("super_top1", "superclass top-1"),
+]
+
+#: builder keywords that load weights; the report builds models only to count parameters
+_WEIGHT_KWARGS = ("backbone_checkpoint", "backbone_pretrained", "pretrained", "checkpoint")
+
+
+@dataclass
+class RunRow:
+    run: str
+    head: str
+    backbone: str
+    params_backbone: int | None = None
+    params_head: int | None = None
+    trainable: int | None = None
+    epoch: float | None = None  # fractional when validation ran mid-epoch
+    top1: float | None = None
+    top5: float | None = None
+    super_top1: float | None = None
+    path: str = field(default="", repr=False)
+
+    def cells(self) -> list[str]:
+        return [f"{self.epoch:g}" if key == "epoch" and self.epoch is not None else _cell(getattr(self, key))
+                for key, _ in COLUMNS]
+
+
+@dataclass
+class Comparison:
+    rows: list[RunRow]
+    table: str
+    files: dict[str, Path] = field(default_factory=dict)
+
+
+def _cell(value) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DataError(f"cannot read {path} ({type(err).__name__}); is the run finished?") from None
+    if not isinstance(doc, dict):
+        raise DataError(f"{path} does not hold a JSON object")
+    return doc
+
+
+def _count(module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def parameter_split(config: dict) -> tuple[int | None, int | None]:
+    """(backbone, head) parameter counts of the run's model, built on the meta device (no memory)."""
+    import torch
+
+    from ..models import create_model
+
+    kwargs = {k: v for k, v in (config.get("model_kwargs") or {}).items() if k not in _WEIGHT_KWARGS}
+    model = None
+    for device in ("meta", "cpu"):  # meta: no memory, no init cost; cpu: for builders meta cannot run
+        try:
+            with torch.device(device):
+                model = create_model(config["model"], num_classes=config.get("num_classes"), **kwargs)
+            break
+        except Exception:
+            continue
+    if model is None:  # a model this install does not know: fall back on the engine's count
+        total = config.get("num_params")
+        return (int(total), None) if total is not None else (None, None)
+    if hasattr(model, "backbone") and hasattr(model, "head"):
+        return _count(model.backbone), _count(model.head)
+    head = _count(model.get_classifier()) if hasattr(model, "get_classifier") else 0
+    return _count(model) - head, head
+
+
+def _names(config: dict) -> tuple[str, str]:
+    """(head, backbone) of a run: from ``model_kwargs["head"]``, the registry's metadata, or the model name."""
+    model = str(config.get("model", "?"))
+    kwargs = config.get("model_kwargs") or {}
+    if kwargs.get("head"):
+        return str(kwargs["head"]), model
+    try:
+        from ..models import model_info
+
+        extra = model_info(model).extra
+        return str(extra.get("head", "linear")), str(extra.get("backbone", model))
+    except Exception:
+        return "linear", model
+
+
+def _best(records: list[dict], key: str):
+    values = [(r[key], r) for r in records if isinstance(r.get(key), (int, float)) and not math.isnan(r[key])]
+    return max(values, key=lambda v: v[0]) if values else (None, None)
+
+
+def summarize_folder(folder: Path, name: str) -> RunRow:
+    """One row from a folder holding ``config.json`` and ``metrics.jsonl``."""
+    config = _read_json(folder / "config.json")
+    if "model" not in config:
+        raise DataError(f"{folder / 'config.json'} has no 'model' entry")
+    val = [r for r in read_metrics(folder) if r.get("phase") == "val"]
+    head, backbone = _names(config)
+    params_backbone, params_head = parameter_split(config)
+    top1, best = _best(val, "top1")
+    return RunRow(
+        run=name,
+        head=head,
+        backbone=backbone,
+        params_backbone=params_backbone,
+        params_head=params_head,
+        trainable=config.get("num_trainable"),
+        epoch=best.get("epoch") if best else None,
+        top1=top1,
+        top5=_best(val, "top5")[0],
+        super_top1=_best(val, "super_top1")[0],
+        path=str(folder),
+    )
+
+
+def _is_run(folder: Path) -> bool:
+    return (folder / "config.json").is_file() and (folder / "metrics.jsonl").is_file()
+
+
+def summarize_run(run_dir: str | os.PathLike) -> list[RunRow]:
+    """The rows of one run folder: itself if it is a run, plus one per stage sub-folder (in run order)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise DataError(f"run folder {run_dir} does not exist")
+    rows = [summarize_folder(run_dir, run_dir.name)] if _is_run(run_dir) else []
+    stages = [d for d in run_dir.iterdir() if d.is_dir() and _is_run(d)]
+    stages.sort(key=lambda d: ((d / "metrics.jsonl").stat().st_mtime, d.name))
+    rows += [summarize_folder(d, f"{run_dir.name}/{d.name}") for d in stages]
+    if not rows:
+        raise DataError(f"{run_dir} is not a run folder: it has no config.json and metrics.jsonl (nor stage folders with them)")
+    return rows
+
+
+def format_table(rows: list[RunRow]) -> str:
+    """An aligned text table."""
+    header = [title for _, title in COLUMNS]
+    cells = [r.cells() for r in rows]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(header)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)), "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in cells]
+    return "\n".join(lines)
+
+
+def markdown_table(rows: list[RunRow]) -> str:
+    header = [title for _, title in COLUMNS]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(r.cells()) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def write_csv(rows: list[RunRow], path: Path) -> Path:
+    keys = [key for key, _ in COLUMNS] + ["path"]
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=keys)
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({k: ("" if v is None else v) for k, v in asdict(r).items() if k in keys})
+    return path
+
+
+def compare_runs(run_dirs, output: str | os.PathLike | None = None, plot: bool = True) -> Comparison:
+    """Summarise run folders; with ``output``, write ``comparison.csv``, ``comparison.md`` and a bar chart PNG."""
+    rows = [row for d in run_dirs for row in summarize_run(d)]
+    result = Comparison(rows=rows, table=format_table(rows))
+    if output is not None:
+        out = Path(output)
+        out.mkdir(parents=True, exist_ok=True)
+        result.files["csv"] = write_csv(rows, out / "comparison.csv")
+        md = out / "comparison.md"
+        md.write_text(markdown_table(rows), encoding="utf-8")
+        result.files["markdown"] = md
+        if plot:
+            from ..plots.compare import plot_comparison
+
+            result.files["png"] = plot_comparison(rows, out / "comparison.png")
+    return result

@@ -1,0 +1,512 @@
+"""Batched feature extraction: any set of modules, every time step, in one pass over the images.
+
+``extract_features(model, data, layers=["V4.output", "IT.output"])`` returns
+``{"V4.output-t0": (N, D) array, ..., "V4.output-t3": ..., "IT.output-t0": ..., "IT.output-t1": ...}``
+(Brain-Score's ``<module>-t<k>`` names; a recurrent module gives one array per call, i.e. per time
+step), rows in image order: sorted file names for a folder, the given order for a list.
+
+How it is fast (see ``benchmarks/bench_features.py``): a DataLoader decodes and resizes images in
+worker processes while the model runs; batches instead of single images; ``torch.inference_mode``;
+one forward pass records every requested module through forward hooks that copy each output
+straight into its row block of a pre-allocated output array (a ``np.memmap`` ``.npy`` file or an
+HDF5 dataset when writing to disk, so N x D never has to fit in memory); channels_last on CUDA.
+On CUDA, images travel as uint8 and are normalised on the device, and hooks copy into pinned
+buffers without synchronising until the end of the batch.
+
+On disk (``output_dir``): ``<layer>-t<k>.npy`` per layer and time step (plus the original CORnet
+``run.py test`` name ``CORnet-S_V4_output_feats.npy`` when a CORnet model is asked for exactly one
+layer and one time step) or one ``features.h5`` with a dataset per name; ``images.txt`` (the image
+of each row) and ``features.json`` (model, layers, shapes, preprocessing). Files are written under
+temporary names and renamed at the end, so an interrupted run leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+from torch.utils.data import DataLoader, Dataset
+
+from ..data.folders import ImageListDataset, is_image, list_images, open_rgb
+from ..engine.progress import progress_bar
+from ..errors import ConfigError, DataError, VentralkitError
+from ..models.interface import record_activations, resolve_module
+from ..models.registry import ModelInfo
+
+FORMATS = ("npy", "hdf5")
+TRANSFORMS = ("square", "center")
+DTYPES = ("float32", "float16")
+TimeSteps = int | Sequence[int] | Mapping[str, int | Sequence[int] | None] | None
+
+
+# --------------------------------------------------------------------------- names and inputs
+
+
+def feature_name(layer: str, step: int) -> str:
+    """Brain-Score style name of one layer at one time step: ``V4.output-t3``."""
+    return f"{layer}-t{step}"
+
+
+def cornet_feature_filename(model_name: str, layer: str) -> str | None:
+    """The file name CORnet ``run.py test`` writes (``CORnet-S_V4_output_feats.npy``); None if not a CORnet."""
+    if not model_name.startswith("cornet_"):
+        return None
+    letter = model_name[len("cornet_"):].upper()
+    area, _, sub = layer.partition(".")
+    parts = [f"CORnet-{letter}", area] + ([sub.replace(".", "_")] if sub else [])
+    return "_".join(parts) + "_feats.npy"
+
+
+def image_paths(data: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Path]:
+    """The images to read, in row order.
+
+    A folder: its image files sorted by name (non-image files are ignored); a folder that has no
+    images directly inside but sub-folders of images (a class-folder split): every image below it,
+    sorted by relative path. A single image file: itself. A list: the given order, each must exist.
+    """
+    if isinstance(data, (str, os.PathLike)):
+        path = Path(data)
+        if path.is_dir():
+            flat = sorted(p for p in path.iterdir() if p.is_file() and is_image(p))
+            if flat:
+                return flat
+            nested = sorted(
+                (Path(dp) / f for dp, dirs, fs in os.walk(path, followlinks=True) for f in fs if is_image(f)),
+                key=lambda p: p.relative_to(path).parts,
+            )
+            if nested:
+                return nested
+        return list_images(path)  # a file, or the one-line error for a missing / image-less folder
+    paths = [Path(p) for p in data]
+    if not paths:
+        raise DataError("no images given: the list of image paths is empty")
+    for p in paths:
+        if not p.is_file():
+            raise DataError(f"image {p} does not exist; fix the list of image paths")
+    return paths
+
+
+def _info_of(model: nn.Module) -> ModelInfo:
+    info = getattr(model, "info", None)
+    if isinstance(info, ModelInfo):
+        return info
+    return ModelInfo(name=type(model).__name__, family="custom", num_classes=0)
+
+
+def _one_line(err: BaseException) -> str:
+    """A worker's exception arrives wrapped in a traceback; keep the user-facing last line."""
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    last = lines[-1] if lines else type(err).__name__
+    prefix = f"{type(err).__module__}.{type(err).__name__}: "
+    return last[len(prefix):] if last.startswith(prefix) else last
+
+
+def resolve_time_steps(layer: str, fires: int, time_steps: TimeSteps) -> list[int]:
+    """The time steps to keep for ``layer``, which runs ``fires`` times per forward pass."""
+    if isinstance(time_steps, Mapping):
+        time_steps = time_steps.get(layer)
+    if fires == 0:
+        raise ConfigError(f"{layer} never runs in the forward pass; pick another layer")
+    if time_steps is None:
+        return list(range(fires))
+    steps = [time_steps] if isinstance(time_steps, (int, np.integer)) else list(time_steps)
+    if not steps:
+        raise ConfigError(f"no time step given for {layer}")
+    for k in steps:
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 0 <= k < fires:
+            times = "once" if fires == 1 else f"{fires} times"
+            raise ConfigError(f"{layer} fires {times}; --time_step {k} is out of range 0..{fires - 1}")
+    return sorted({int(k) for k in steps})
+
+
+# --------------------------------------------------------------------------- output sinks
+
+
+@dataclass
+class _Output:
+    name: str
+    layer: str
+    step: int
+    shape: tuple[int, ...]  # per-image shape before flattening
+    dim: int
+    sink: object = None  # np.ndarray / np.memmap / h5py.Dataset
+    tmp_path: Path | None = None
+    final_path: Path | None = None
+    staging: torch.Tensor | None = None
+
+
+class _Writer:
+    """Pre-allocated destinations for every (layer, step); commits by renaming temporary files."""
+
+    def __init__(self, n: int, dtype: np.dtype, output_dir: Path | None, fmt: str):
+        self.n, self.dtype, self.dir, self.fmt = n, dtype, output_dir, fmt
+        self.h5 = None
+        self.h5_tmp = self.h5_final = None
+        self.tmp_files: list[Path] = []
+
+    def allocate(self, out: _Output) -> None:
+        shape = (self.n, out.dim)
+        if self.dir is None:
+            out.sink = np.empty(shape, dtype=self.dtype)
+        elif self.fmt == "npy":
+            out.final_path = self.dir / f"{out.name}.npy"
+            out.tmp_path = self.dir / f".{out.name}.npy.partial"
+            self.tmp_files.append(out.tmp_path)
+            out.sink = np.lib.format.open_memmap(out.tmp_path, mode="w+", dtype=self.dtype, shape=shape)
+        else:
+            import h5py
+
+            if self.h5 is None:
+                self.h5_final = self.dir / "features.h5"
+                self.h5_tmp = self.dir / ".features.h5.partial"
+                self.tmp_files.append(self.h5_tmp)
+                self.h5 = h5py.File(self.h5_tmp, "w")
+            rows = int(max(1, min(self.n, (1 << 20) // max(1, out.dim * self.dtype.itemsize))))
+            out.sink = self.h5.create_dataset(out.name, shape=shape, dtype=self.dtype, chunks=(rows, out.dim))
+            out.sink.attrs["layer"] = out.layer
+            out.sink.attrs["time_step"] = out.step
+            out.sink.attrs["unflattened_shape"] = out.shape
+
+    def discard(self) -> None:
+        if self.h5 is not None:
+            with contextlib.suppress(Exception):
+                self.h5.close()
+        for p in self.tmp_files:
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.partial")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    tmp = dst.with_name(f".{dst.name}.partial")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    try:
+        os.link(src, tmp)
+    except OSError:
+        shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+
+
+# --------------------------------------------------------------------------- the extraction
+
+
+def _build_transform(transform, info: ModelInfo, image_size: int | None, uint8: bool):
+    from torchvision import transforms as T
+
+    from ..data import transforms as vt
+
+    if callable(transform):
+        return transform
+    if transform not in TRANSFORMS:
+        raise ConfigError(f"--transform must be one of {', '.join(TRANSFORMS)} or a callable, got {transform!r}")
+    if image_size is not None and int(image_size) <= 0:
+        raise ConfigError(f"--imsize must be a positive number of pixels, got {image_size}")
+    if not uint8:
+        make = vt.square_resize_transform if transform == "square" else vt.eval_transform
+        return make(info, image_size)
+    size = int(image_size or info.input_size)
+    resize = [T.Resize((size, size))] if transform == "square" else [T.Resize(round(size * 256 / 224)),
+                                                                      T.CenterCrop(size)]
+    return T.Compose([T.Lambda(vt.to_rgb), *resize, T.PILToTensor()])  # normalised on the device
+
+
+def _default_workers(device: torch.device) -> int:
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if device.type == "cuda":
+        return max(1, min(16, cpus - 1))
+    # on the CPU one decoding worker is enough to hide decoding behind the forward pass
+    return 1 if cpus >= 2 else 0
+
+
+def _as_batch(batch):
+    if isinstance(batch, (list, tuple)):
+        return batch[0]
+    if isinstance(batch, dict):
+        for key in ("image", "images", "pixel_values", "x"):
+            if key in batch:
+                return batch[key]
+    return batch
+
+
+def extract_features(
+    model: nn.Module | str,
+    data: str | os.PathLike | Sequence[str | os.PathLike] | Dataset,
+    layers: Iterable[str] | str | None = None,
+    time_steps: TimeSteps = None,
+    batch_size: int = 64,
+    workers: int | None = None,
+    image_size: int | None = None,
+    transform: str | Callable = "square",
+    device: str | torch.device | None = None,
+    output_dir: str | os.PathLike | None = None,
+    format: str = "npy",  # noqa: A002  (the flag's name)
+    progress: bool = True,
+    channels_last: bool | None = None,
+    amp: str = "none",
+    dtype: str = "float32",
+) -> dict[str, np.ndarray]:
+    """Features of every image for each layer and time step: ``{"<layer>-t<k>": array (N, D)}``.
+
+    model: a module (a registered model carries ``model.info``) or a registered name (random weights).
+    data: a folder (images sorted by file name; non-image files ignored), a list of image paths
+        (kept in that order) or a ``Dataset`` whose items are an image tensor or ``(tensor, ...)``
+        (used as it is; ``transform`` and ``image_size`` do not apply).
+    layers: module names (``"V4.output"``); default: the model's brain-area commitments
+        (``model.info.areas``: V1..IT outputs and the decoder's pooled features for CORnets).
+    time_steps: None = every call of each module (CORnet-S ``V4.output`` gives t0..t3); an int or a
+        list of ints for every layer; or a dict layer -> steps. Out of range -> ``ConfigError``.
+    transform: ``"square"`` = CORnet ``run.py test`` (``Resize((s, s))``, no crop), ``"center"`` =
+        evaluation (``Resize(s*256/224)`` + ``CenterCrop(s)``), or any callable PIL -> tensor;
+        ``s`` = ``image_size`` or the model's input size; normalisation from the model's metadata.
+    device: where the model runs (default: where its parameters are; the model is moved if needed).
+    output_dir: also write the arrays (see the module docstring); the returned arrays are then
+        read-only memory maps of the ``.npy`` files (``format="npy"``) or loaded from ``features.h5``.
+    channels_last: None = on for CUDA, off on the CPU (measured: slower there for CORnets).
+    amp: ``"none"`` | ``"bf16"`` | ``"fp16"`` autocast for the forward pass (features are stored as ``dtype``).
+    dtype: ``"float32"`` (default) or ``"float16"`` storage.
+    """
+    from ..engine.amp import autocast
+
+    if isinstance(model, str):
+        from ..models import create_model
+
+        model = create_model(model)
+    if format not in FORMATS:
+        raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {format!r}")
+    if dtype not in DTYPES:
+        raise ConfigError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ConfigError(f"--batch_size must be a positive integer, got {batch_size}")
+    if workers is not None and workers < 0:
+        raise ConfigError(f"--workers must be 0 or more, got {workers}")
+    info = _info_of(model)
+
+    # layers: validated by name before any image is read
+    if isinstance(layers, str):
+        layers = [layers]
+    layers = list(dict.fromkeys(layers if layers is not None else info.areas.values()))
+    if not layers:
+        raise ConfigError(f"{info.name} has no default layers; name the modules to record (--layers)")
+    for layer in layers:
+        resolve_module(model, layer)
+
+    # device
+    param = next(model.parameters(), None)
+    dev = torch.device(device) if device is not None else (param.device if param is not None else torch.device("cpu"))
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda was asked for but no CUDA device is available")
+    cuda = dev.type == "cuda"
+    if channels_last is None:
+        channels_last = cuda
+    np_dtype = np.dtype(dtype)
+
+    # data
+    uint8_input = False
+    if isinstance(data, Dataset):
+        dataset = data
+        if hasattr(dataset, "samples"):
+            names = [str(s[0]) if isinstance(s, (tuple, list)) else str(s) for s in dataset.samples]
+        elif hasattr(dataset, "paths"):
+            names = [str(p) for p in dataset.paths]
+        else:
+            names = [str(i) for i in range(len(dataset))]
+    else:
+        paths = image_paths(data)
+        uint8_input = cuda and not callable(transform)
+        dataset = ImageListDataset(paths, _build_transform(transform, info, image_size, uint8_input))
+        names = [str(p) for p in paths]
+    n = len(dataset)
+    if n == 0:
+        raise DataError("no images to extract features from")
+
+    out_dir = None
+    if output_dir is not None:
+        out_dir = Path(output_dir)
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            probe = out_dir / ".ventralkit-write-test"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as err:
+            raise DataError(f"output folder {out_dir} cannot be written ({err.strerror or err}); "
+                            "choose another -o/--output_path") from None
+
+    if workers is None:
+        workers = _default_workers(dev)
+    loader = DataLoader(
+        dataset,
+        batch_size=int(batch_size),
+        shuffle=False,
+        num_workers=workers,
+        pin_memory=cuda,
+        prefetch_factor=4 if workers > 0 else None,
+        persistent_workers=False,
+    )
+    mean = std = None
+    if uint8_input:  # the same arithmetic as ToTensor + Normalize, done on the device
+        mean = torch.tensor(info.mean, device=dev, dtype=torch.float32).view(1, 3, 1, 1)
+        std = torch.tensor(info.std, device=dev, dtype=torch.float32).view(1, 3, 1, 1)
+
+    was_training = model.training
+    model.eval()
+    if param is not None and param.device != dev:
+        model.to(dev)
+
+    writer = _Writer(n, np_dtype, out_dir, format)
+    outputs: dict[tuple[str, int], _Output] = {}
+    state = {"start": 0, "n": 0, "first": True}
+    calls = {layer: 0 for layer in layers}
+    first_batch: dict[str, list[tuple[tuple[int, ...], torch.Tensor]]] = {layer: [] for layer in layers}
+
+    def make_hook(layer: str):
+        def sink(out: torch.Tensor) -> torch.Tensor:
+            if not isinstance(out, torch.Tensor):
+                raise ConfigError(f"{layer} returns a {type(out).__name__}, not a tensor; pick a module "
+                                  "that outputs a tensor (e.g. its .output)")
+            k = calls[layer]
+            calls[layer] = k + 1
+            if state["first"]:  # steps not known yet: keep a CPU copy of every call
+                flat = out.reshape(out.shape[0], -1).to("cpu", torch.float32, copy=True)
+                first_batch[layer].append((tuple(out.shape[1:]), flat))
+                return out[:0]
+            o = outputs.get((layer, k))
+            if o is not None:
+                start, b = state["start"], out.shape[0]
+                if o.staging is not None:
+                    dst = o.staging[:b]
+                else:
+                    dst = torch.from_numpy(o.sink[start:start + b])
+                dst.view(out.shape).copy_(out, non_blocking=cuda)
+            return out[:0]
+
+        return sink
+
+    committed = False
+    bar = progress_bar(None, desc=f"features {info.name}", enabled=progress, total=n, unit="img")
+    t0 = time.perf_counter()
+    try:
+        with contextlib.ExitStack() as stack:
+            for layer in layers:
+                stack.enter_context(record_activations(model, [layer], transform=make_hook(layer)))
+            stack.enter_context(torch.inference_mode())
+            it = iter(loader)
+            while True:
+                try:
+                    batch = next(it)
+                except StopIteration:
+                    break
+                except VentralkitError as err:
+                    raise type(err)(_one_line(err)) from None
+                x = _as_batch(batch)
+                if not isinstance(x, torch.Tensor) or x.dim() != 4:
+                    raise DataError("the dataset must give image tensors of shape (3, H, W)")
+                b = x.shape[0]
+                x = x.to(dev, non_blocking=True)
+                if uint8_input:
+                    x = x.float().div_(255).sub_(mean).div_(std)
+                if channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                for layer in layers:
+                    calls[layer] = 0
+                state["n"] = b
+                with autocast(dev, amp):
+                    model(x)
+                start = state["start"]
+                if state["first"]:
+                    state["first"] = False
+                    for layer in layers:
+                        steps = resolve_time_steps(layer, calls[layer], time_steps)
+                        for k in steps:
+                            shape, flat = first_batch[layer][k]
+                            o = _Output(feature_name(layer, k), layer, k, shape, flat.shape[1])
+                            writer.allocate(o)
+                            if cuda or not isinstance(o.sink, np.ndarray):
+                                o.staging = torch.empty((int(batch_size), o.dim), dtype=getattr(torch, dtype),
+                                                        pin_memory=cuda)
+                            o.sink[0:b] = flat.numpy().astype(np_dtype, copy=False)
+                            outputs[(layer, k)] = o
+                    first_batch.clear()
+                else:
+                    if cuda:
+                        torch.cuda.current_stream(dev).synchronize()
+                    for o in outputs.values():
+                        if o.staging is not None:
+                            o.sink[start:start + b] = o.staging[:b].numpy()
+                state["start"] = start + b
+                bar.update(b)
+            if state["start"] != n:
+                raise DataError(f"read {state['start']} of {n} images; the dataset changed during extraction")
+        elapsed = time.perf_counter() - t0
+        result = _commit(writer, outputs, names, info, layers, calls, image_size, transform, elapsed, n)
+        committed = True
+        return result
+    finally:
+        bar.close()
+        if not committed:
+            writer.discard()
+        model.train(was_training)
+
+
+def _commit(writer: _Writer, outputs, names, info, layers, calls, image_size, transform, elapsed, n):
+    result: dict[str, np.ndarray] = {}
+    ordered = sorted(outputs.values(), key=lambda o: (layers.index(o.layer), o.step))
+    if writer.dir is None:
+        return {o.name: o.sink for o in ordered}
+    manifest = {
+        "model": info.name,
+        "n_images": n,
+        "layers": layers,
+        "time_steps_fired": {layer: calls[layer] for layer in layers},
+        "features": {o.name: {"layer": o.layer, "time_step": o.step, "shape": [n, o.dim],
+                              "unflattened_shape": list(o.shape)} for o in ordered},
+        "format": writer.fmt,
+        "dtype": str(writer.dtype),
+        "transform": transform if isinstance(transform, str) else getattr(transform, "__name__", "custom"),
+        "image_size": int(image_size or info.input_size),
+        "mean": list(info.mean),
+        "std": list(info.std),
+        "seconds": round(elapsed, 3),
+    }
+    if writer.fmt == "npy":
+        for o in ordered:
+            o.sink.flush()
+        for o in ordered:
+            os.replace(o.tmp_path, o.final_path)
+            result[o.name] = np.load(o.final_path, mmap_mode="r")
+        files = [o.final_path.name for o in ordered]
+        if len(ordered) == 1:
+            cornet = cornet_feature_filename(info.name, ordered[0].layer)
+            if cornet:
+                _link_or_copy(ordered[0].final_path, writer.dir / cornet)
+                files.append(cornet)
+        manifest["files"] = files
+    else:
+        writer.h5.attrs["model"] = info.name
+        writer.h5.attrs["n_images"] = n
+        writer.h5.flush()
+        writer.h5.close()
+        os.replace(writer.h5_tmp, writer.h5_final)
+        import h5py
+
+        with h5py.File(writer.h5_final, "r") as f:
+            for o in ordered:
+                result[o.name] = f[o.name][()]
+        manifest["files"] = [writer.h5_final.name]
+    _atomic_text(writer.dir / "images.txt", "".join(f"{p}\n" for p in names))
+    _atomic_text(writer.dir / "features.json", json.dumps(manifest, indent=2) + "\n")
+    return result

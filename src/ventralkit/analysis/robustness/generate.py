@@ -1,0 +1,385 @@
+"""Make an ImageNet-C-style corrupted copy of an image folder.
+
+``corrupt_dataset(src, dst)`` writes ``dst/<corruption>/<severity>/<class>/<image>`` with the
+corruption functions of ``imagecorruptions`` (the maintained ``imagecorruptions-imaug`` fork).
+
+* Deterministic: every (corruption, severity, image) is seeded from a hash of
+  ``(seed, corruption, severity, relative path)``, so the output does not depend on the number of
+  worker processes or on the order in which images are done.
+* Resumable: an output that exists is finished (each image is written under a temporary name in
+  its final folder and renamed into place), so a re-run only does what is missing and removes the
+  temporary files an interrupted run left behind.
+* Parallel: one job per source image (read once, every pending corruption and severity applied),
+  spread over a process pool.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import os
+import re
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from ...engine.progress import progress_bar
+from ...errors import ConfigError, DataError
+from ...data.folders import VAL_NAMES, is_image, open_rgb, scan_classes
+from .names import ALL, resolve_corruptions, resolve_severities
+
+#: JPEG outputs use Hendrycks' setting for the released -C sets (quality 85, optimize=True;
+#: create_c/make_tinyimagenet_c.py, spec ecosystem.md section 1.2)
+JPEG_QUALITY = 85
+#: imagecorruptions refuses smaller images
+MIN_SIZE = 32
+#: corruptions whose randomness does not come from numpy's global RNG but from a ``seed`` argument
+_SEED_ARGUMENT = ("glass_blur", "impulse_noise")
+MANIFEST = "ventralkit_corrupt.json"
+_TEMP = re.compile(r"^\..+\.\d+\.tmp$")
+
+
+@dataclass
+class CorruptionRun:
+    """What ``corrupt_dataset`` did."""
+
+    dst: Path
+    corruptions: list[str]
+    severities: list[int]
+    images: int  # source images
+    written: int  # output files written by this call
+    skipped: int  # output files already present (earlier run)
+    repaired: list[str] = field(default_factory=list)  # outputs where NaN pixels were replaced by clean ones
+
+    @property
+    def outputs(self) -> int:
+        return self.written + self.skipped
+
+
+def job_seed(seed: int, corruption: str, severity: int, relpath: str) -> int:
+    """A 32-bit seed for one output image, independent of scheduling."""
+    key = f"{int(seed)}\0{corruption}\0{int(severity)}\0{relpath}".encode()
+    return int.from_bytes(hashlib.sha256(key).digest()[:4], "little")
+
+
+def corrupt_image(image, corruption: str, severity: int, seed: int | None = None) -> np.ndarray:
+    """One corrupted copy of ``image`` (PIL image or uint8 array, at least 32x32) as an HxWx3 uint8 array.
+
+    Same result as ``imagecorruptions.corrupt`` seeded with ``seed`` (numpy's global RNG is seeded and
+    restored afterwards; glass_blur and impulse_noise get ``seed`` as an argument, as they ignore the
+    global RNG), except that non-finite pixels are replaced by the clean pixel: spatter divides by the
+    maximum of its liquid mask, which is 0 when no drop survives the threshold (this happens on small
+    images), and the resulting NaNs would otherwise be cast to black.
+    """
+    out, _ = _corrupt_array(_rgb_array(image), corruption, severity, seed)
+    return out
+
+
+def _rgb_array(image) -> np.ndarray:
+    if isinstance(image, Image.Image):
+        image = image if image.mode == "RGB" else image.convert("RGB")
+        return np.asarray(image, dtype=np.uint8)
+    arr = np.asarray(image)
+    if arr.dtype != np.uint8:
+        raise ConfigError(f"images to corrupt must be uint8 arrays, got {arr.dtype}")
+    if arr.ndim == 2:
+        arr = np.stack([arr] * 3, axis=-1)
+    if arr.ndim != 3 or arr.shape[2] not in (1, 3):
+        raise ConfigError(f"images to corrupt must be HxW or HxWx3 arrays, got shape {arr.shape}")
+    if arr.shape[2] == 1:
+        arr = np.repeat(arr, 3, axis=2)
+    return arr
+
+
+def _corrupt_array(arr: np.ndarray, corruption: str, severity: int, seed: int | None) -> tuple[np.ndarray, bool]:
+    from imagecorruptions import corruption_dict
+
+    if corruption not in corruption_dict:
+        resolve_corruptions([corruption])  # raises the one-line error with suggestions
+    if int(severity) not in (1, 2, 3, 4, 5):
+        resolve_severities([severity])
+    h, w = arr.shape[:2]
+    if min(h, w) < MIN_SIZE:
+        raise DataError(f"image is {w}x{h} pixels; corruptions need at least {MIN_SIZE}x{MIN_SIZE}")
+    kwargs = {"seed": seed} if (corruption in _SEED_ARGUMENT and seed is not None) else {}
+    state = np.random.get_state()
+    try:
+        if seed is not None:
+            np.random.seed(seed)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            result = corruption_dict[corruption](Image.fromarray(arr), int(severity), **kwargs)
+            out = np.asarray(result, dtype=np.float64)
+    finally:
+        np.random.set_state(state)
+    if out.shape != arr.shape:
+        raise RuntimeError(f"{corruption} returned shape {out.shape} for an image of shape {arr.shape}")
+    bad = ~np.isfinite(out)
+    if bad.any():
+        out[bad] = arr[bad]
+    # imagecorruptions.corrupt ends in np.uint8(...), i.e. truncation of values already clipped to 0..255
+    return np.clip(out, 0, 255).astype(np.uint8), bool(bad.any())
+
+
+# ---------------------------------------------------------------------------------------------
+# files
+
+
+def _save_format(suffix: str, quality: int) -> tuple[str, dict, str | None]:
+    """PIL format, save options and target mode for an output with this extension."""
+    ext = suffix.lower()
+    if ext in (".jpg", ".jpeg"):
+        return "JPEG", {"quality": int(quality), "optimize": True}, None
+    if ext == ".webp":
+        return "WEBP", {"lossless": True}, None
+    if ext == ".pgm":
+        return "PPM", {}, "L"
+    fmt = Image.registered_extensions().get(ext)
+    if fmt is None:
+        raise DataError(f"cannot write images with extension {suffix!r}")
+    return fmt, {}, None
+
+
+def save_image_atomic(arr: np.ndarray, path: Path, quality: int = JPEG_QUALITY) -> None:
+    """Write ``arr`` to ``path`` so that ``path`` is either absent or complete."""
+    fmt, options, mode = _save_format(path.suffix, quality)
+    img = Image.fromarray(arr)
+    if mode:
+        img = img.convert(mode)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        img.save(tmp, format=fmt, **options)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _load_source(path: str, size: int | None) -> np.ndarray:
+    img = open_rgb(path)
+    if size:
+        # the ImageNet-C protocol: Resize(size * 256/224) of the shorter side, then CenterCrop(size)
+        short = round(size * 256 / 224)
+        w, h = img.size
+        scale = short / min(w, h)
+        nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
+        img = img.resize((nw, nh), Image.BILINEAR)
+        left, top = (nw - size) // 2, (nh - size) // 2
+        img = img.crop((left, top, left + size, top + size))
+    return np.asarray(img, dtype=np.uint8)
+
+
+def _corrupt_one(job: tuple) -> tuple[int, list[str], str | None, str | None]:
+    """Worker: all pending outputs of one source image -> (written, repaired, error kind, message)."""
+    src_path, rel, pairs, dst, seed, size, quality = job
+    try:
+        arr = _load_source(src_path, size)
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as err:
+        return 0, [], "data", f"cannot read image {src_path} ({err}); fix or delete it"
+    h, w = arr.shape[:2]
+    if min(h, w) < MIN_SIZE:
+        return 0, [], "data", (f"{src_path} is {w}x{h} pixels; corruptions need at least {MIN_SIZE}x{MIN_SIZE} "
+                               f"(pass --size {MIN_SIZE} or more to resize the images first)")
+    written, repaired = 0, []
+    for corruption, severity in pairs:
+        out_path = Path(dst, corruption, str(severity), rel)
+        try:
+            out, fixed = _corrupt_array(arr, corruption, severity, job_seed(seed, corruption, severity, rel))
+        except Exception:
+            return written, repaired, "bug", (f"{corruption} severity {severity} failed on {src_path}:\n"
+                                              f"{traceback.format_exc()}")
+        save_image_atomic(out, out_path, quality)
+        written += 1
+        if fixed:
+            repaired.append(f"{corruption}/{severity}/{rel}")
+    return written, repaired, None, None
+
+
+def _init_worker() -> None:
+    try:
+        import cv2
+
+        cv2.setNumThreads(1)  # one process per core already
+    except Exception:  # pragma: no cover - cv2 is a dependency of imagecorruptions
+        pass
+
+
+# ---------------------------------------------------------------------------------------------
+# input checks
+
+
+def _source_images(src: Path) -> list[str]:
+    """Relative paths (posix) of every image under src/<class>/, with one-line errors for wrong folders."""
+    if not src.exists():
+        raise DataError(f"{src} does not exist; give a folder of class sub-folders of images (e.g. a val/ split)")
+    if not src.is_dir():
+        raise DataError(f"{src} is not a folder; give a folder of class sub-folders of images (e.g. a val/ split)")
+    subdirs = {e.name for e in os.scandir(src) if e.is_dir() and not e.name.startswith(".")}
+    if "train" in subdirs and subdirs & set(VAL_NAMES):
+        val = next(n for n in VAL_NAMES if n in subdirs)
+        raise DataError(f"{src} looks like a dataset root (it has train/ and {val}/); "
+                        f"give the split to corrupt, e.g. {src / val}")
+    already = sorted(subdirs & set(ALL))
+    if already:
+        raise DataError(f"{src} looks like a corrupted dataset already (it has {already[0]}/); "
+                        "give the clean folder of class sub-folders")
+    if not subdirs:
+        if any(is_image(e.name) for e in os.scandir(src) if e.is_file()):
+            raise DataError(f"{src} holds images directly; corrupt expects class sub-folders, "
+                            f"{src}/<class>/<image> (move the images into e.g. {src}/images/)")
+        raise DataError(f"{src} is empty; put images in class sub-folders, {src}/<class>/<image>")
+    _, samples = scan_classes(src)
+    return [Path(p).relative_to(src).as_posix() for p, _ in samples]
+
+
+def _available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - macOS / Windows
+        return os.cpu_count() or 1
+
+
+def _imagecorruptions_version() -> str:
+    from importlib import metadata
+
+    for dist in ("imagecorruptions-imaug", "imagecorruptions"):
+        try:
+            return f"{dist} {metadata.version(dist)}"
+        except metadata.PackageNotFoundError:
+            continue
+    return "unknown"
+
+
+def _check_manifest(dst: Path, settings: dict, corruptions: list[str], severities: list[int], src: Path) -> None:
+    """Refuse to resume into a DST made with other settings; record what this run adds."""
+    path = dst / MANIFEST
+    manifest = {}
+    if path.is_file():
+        try:
+            manifest = json.loads(path.read_text())
+        except (OSError, ValueError):
+            manifest = {}
+        for key, value in settings.items():
+            if key in manifest and manifest[key] != value:
+                flag = {"seed": "--seed", "size": "--size", "jpeg_quality": "--jpeg_quality"}[key]
+                raise ConfigError(f"{dst} was made with {key}={manifest[key]} but this run has {key}={value}; "
+                                  f"pass {flag} {manifest[key]} to resume it, or choose a new DST")
+    manifest.update(settings)
+    manifest["source"] = str(src)
+    manifest["imagecorruptions"] = _imagecorruptions_version()
+    manifest["corruptions"] = [c for c in ALL if c in set(manifest.get("corruptions", [])) | set(corruptions)]
+    manifest["severities"] = sorted(set(manifest.get("severities", [])) | set(severities))
+    dst.mkdir(parents=True, exist_ok=True)
+    tmp = dst / f".{MANIFEST}.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def corrupt_dataset(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    corruptions=None,
+    severities=(1, 2, 3, 4, 5),
+    seed: int = 0,
+    workers: int | None = None,
+    progress: bool = True,
+    size: int | None = None,
+    jpeg_quality: int = JPEG_QUALITY,
+) -> CorruptionRun:
+    """Write ``dst/<corruption>/<severity>/<class>/<image>`` for every image of ``src/<class>/``.
+
+    corruptions: names or groups (``noise``, ``blur``, ``weather``, ``digital``, ``extra``,
+        ``benchmark`` = the 15, ``all`` = the 19); None = all 19.
+    severities: integers in 1..5.
+    seed: the same seed gives byte-identical outputs, whatever ``workers`` is.
+    workers: processes; None = every available core, 0 or 1 = in this process.
+    size: None keeps every image as it is; N first applies the ImageNet-C protocol
+        (shorter side resized to N*256/224, centre crop N x N).
+    jpeg_quality: quality of JPEG outputs (85, optimize=True, as Hendrycks' released sets).
+
+    Outputs keep the source file name and format (JPEG in, JPEG out; PNG stays lossless).
+    Existing outputs are kept, so an interrupted run resumes where it stopped.
+    """
+    src, dst = Path(src), Path(dst)
+    corruptions = resolve_corruptions(corruptions)
+    severities = resolve_severities(severities)
+    if size is not None and int(size) < MIN_SIZE:
+        raise ConfigError(f"--size {size} is below {MIN_SIZE}; imagecorruptions needs images of at least "
+                          f"{MIN_SIZE}x{MIN_SIZE} pixels")
+    if not 1 <= int(jpeg_quality) <= 100:
+        raise ConfigError(f"--jpeg_quality {jpeg_quality} is outside 1..100")
+    if workers is not None and int(workers) < 0:
+        raise ConfigError(f"--workers {workers} is negative")
+    rels = _source_images(src)
+    src_abs, dst_abs = src.resolve(), dst.resolve()
+    if dst_abs == src_abs or src_abs in dst_abs.parents:
+        raise ConfigError(f"DST {dst} is inside SRC {src}; write the corrupted copy somewhere else")
+    settings = {"seed": int(seed), "size": None if size is None else int(size), "jpeg_quality": int(jpeg_quality)}
+    _check_manifest(dst, settings, corruptions, severities, src_abs)
+
+    listings: dict[Path, set[str]] = {}
+
+    def finished(out_dir: Path) -> set[str]:
+        if out_dir not in listings:
+            names = set(os.listdir(out_dir)) if out_dir.is_dir() else set()
+            for name in [n for n in names if _TEMP.match(n)]:  # left by an interrupted run
+                (out_dir / name).unlink(missing_ok=True)
+                names.discard(name)
+            listings[out_dir] = names
+        return listings[out_dir]
+
+    jobs, skipped = [], 0
+    for rel in rels:
+        parent, name = os.path.split(rel)
+        pairs = []
+        for corruption in corruptions:
+            for severity in severities:
+                if name in finished(dst / corruption / str(severity) / parent):
+                    skipped += 1
+                else:
+                    pairs.append((corruption, severity))
+        if pairs:
+            jobs.append((str(src / rel), rel, pairs, str(dst), int(seed), settings["size"], int(jpeg_quality)))
+    listings.clear()
+
+    run = CorruptionRun(dst=dst, corruptions=corruptions, severities=severities, images=len(rels),
+                        written=0, skipped=skipped)
+    if not jobs:
+        return run
+    n_workers = _available_cores() if workers is None else int(workers)
+    n_workers = max(1, min(n_workers, len(jobs)))
+    pool = None
+    if n_workers > 1:
+        if "glass_blur" in corruptions:
+            _corrupt_array(np.zeros((MIN_SIZE, MIN_SIZE, 3), np.uint8), "glass_blur", 1, 0)  # numba compile, once
+        pool = multiprocessing.get_context().Pool(n_workers, initializer=_init_worker)
+        chunk = max(1, min(16, len(jobs) // (n_workers * 8)))
+        results = pool.imap_unordered(_corrupt_one, jobs, chunksize=chunk)
+    else:
+        results = map(_corrupt_one, jobs)
+    total = sum(len(job[2]) for job in jobs)
+    try:
+        with progress_bar(total=total, desc="corrupt", enabled=progress, unit="img") as bar:
+            for written, repaired, kind, message in results:
+                run.written += written
+                run.repaired += repaired
+                bar.update(written)
+                if kind == "data":
+                    raise DataError(message)
+                if kind is not None:
+                    raise RuntimeError(message)
+        if pool is not None:
+            pool.close()
+            pool.join()
+    finally:
+        if pool is not None:
+            pool.terminate()
+    run.repaired.sort()
+    return run

@@ -1,0 +1,341 @@
+"""In-silico V1 electrophysiology: grating experiments on any model layer.
+
+``probe_v1(model_or_name, layer=None, ...)`` shows the Marques et al. (2021) grating sets
+(orientation, spatial frequency, size; plus a contrast series) to a model, records the units at the
+centre of the visual field of one layer (default: the module the model commits to V1), converts
+activations to firing rates, computes each unit's tuning properties and scores their distributions
+against monkey V1 data. With ``output_dir`` it writes ``units.csv``, ``summary.csv``,
+``summary.txt``, ``run.json``, ``curves.npz`` and figures. See ``docs/v1_probe.md``.
+
+Sub-modules: ``stimuli`` (gratings and stimulus sets), ``responses`` (recording, area commitments,
+firing-rate map), ``properties`` (per-unit measures), ``compare`` (references, KS scores, run tables).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch.nn as nn
+
+from .compare import (
+    REFERENCES,
+    Reference,
+    RunSummary,
+    comparison_table,
+    load_references,
+    load_run,
+    summarize,
+    summary_table,
+    write_comparison_csv,
+    write_summary_csv,
+)
+from .properties import PROPERTY_INFO, RESPONSIVE_COLUMNS, compute_properties
+from .responses import (
+    AreaCommitment,
+    FiringRateMap,
+    area_commitments,
+    brainscore_layers,
+    prepare_layer,
+    record_units,
+    resolve_layer,
+)
+from .stimuli import StimulusConfig, StimulusSet, benchmark_sets, contrast_set, grating, render_gratings
+
+__all__ = [
+    "AreaCommitment",
+    "FiringRateMap",
+    "REFERENCES",
+    "Reference",
+    "StimulusConfig",
+    "V1ProbeResult",
+    "area_commitments",
+    "brainscore_layers",
+    "compare_runs",
+    "grating",
+    "load_references",
+    "probe_v1",
+    "render_gratings",
+]
+
+
+@dataclass
+class V1ProbeResult:
+    """Everything one probe run produced. ``units`` holds one array per CSV column (one entry per unit)."""
+
+    label: str
+    model: str
+    layer: str
+    time_step: int
+    n_time_steps: int
+    image_size: int
+    visual_degrees: float
+    units: dict[str, np.ndarray]
+    summary: list[dict]
+    mean_score: float
+    curves: dict
+    firing_rate_map: FiringRateMap
+    n_images: dict[str, int]
+    seconds: float = 0.0
+    output_dir: Path | None = None
+    files: dict[str, Path] = field(default_factory=dict)
+
+    def table(self) -> str:
+        """The printed summary table."""
+        head = (f"{self.label}: layer {self.layer} (time step {self.time_step} of {self.n_time_steps}), "
+                f"{len(self.units['channel'])} units, {sum(self.n_images.values())} images")
+        return summary_table(self.summary, self.mean_score, title=head)
+
+    def to_run_summary(self) -> RunSummary:
+        return RunSummary(self.label, self.summary, self.mean_score, self.meta())
+
+    def meta(self) -> dict:
+        from ... import __version__
+
+        return {
+            "label": self.label, "model": self.model, "layer": self.layer, "time_step": self.time_step,
+            "n_time_steps": self.n_time_steps, "image_size": self.image_size,
+            "visual_degrees": self.visual_degrees, "n_units": int(len(self.units["channel"])),
+            "n_responsive": {k: int(np.nansum(self.units[k])) for k in RESPONSIVE_COLUMNS if k in self.units},
+            "n_images": self.n_images, "mean_score": self.mean_score,
+            "firing_rate_map": {"slope": self.firing_rate_map.slope, "offset": self.firing_rate_map.offset},
+            "seconds": round(self.seconds, 2), "ventralkit": __version__,
+        }
+
+    def save(self, output_dir, figures: bool = True, references: dict | None = None, n_examples: int = 6) -> dict:
+        """Write the CSVs, the summary text, ``run.json``, ``curves.npz`` and (optionally) figures."""
+        out = Path(output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        files = {"units": _write_units_csv(self.units, out / "units.csv"),
+                 "summary": write_summary_csv(self.summary, out / "summary.csv")}
+        (out / "summary.txt").write_text(self.table() + "\n")
+        files["summary_txt"] = out / "summary.txt"
+        (out / "run.json").write_text(json.dumps(self.meta(), indent=2, default=_json_default) + "\n")
+        files["run"] = out / "run.json"
+        arrays = {k: np.asarray(v) for k, v in self.curves.items() if k != "preferred_condition"}
+        np.savez_compressed(out / "curves.npz", **arrays)
+        files["curves"] = out / "curves.npz"
+        if figures:
+            from ...plots.v1 import example_units, plot_property_histograms, plot_tuning_curves
+
+            title = f"{self.label} {self.layer}"
+            files["tuning_curves"] = plot_tuning_curves(
+                self.curves, self.units, out / "figures" / "tuning_curves.png",
+                units=example_units(self.units, n_examples), title=title)
+            refs = REFERENCES if references is None else references
+            masks = _property_masks(self.units)
+            with_data = [p for p in refs if p in self.units and refs[p].has_data]
+            others = [p for p in refs if p in self.units and not refs[p].has_data]
+            files["histograms"] = plot_property_histograms(
+                self.units, refs, out / "figures" / "property_histograms.png", properties=with_data, masks=masks,
+                title=f"{title}: model vs monkey V1", summary_rows=self.summary)
+            if others:
+                files["histograms_no_reference"] = plot_property_histograms(
+                    self.units, refs, out / "figures" / "property_histograms_no_reference.png", properties=others,
+                    masks=masks, title=f"{title}: properties without bundled reference data")
+        self.output_dir, self.files = out, files
+        return files
+
+
+def _json_default(o):
+    if isinstance(o, (np.floating, np.integer)):
+        return o.item()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(type(o))
+
+
+def _property_masks(units: dict) -> dict:
+    from .compare import PROPERTY_UNITS
+
+    masks = {}
+    for prop, (stim_set, _d) in PROPERTY_INFO.items():
+        flag = PROPERTY_UNITS.get(stim_set)
+        if prop in units and flag in units:
+            masks[prop] = np.asarray(units[flag]) > 0
+    return masks
+
+
+def _write_units_csv(units: dict, path: Path) -> Path:
+    keys = ["unit", "channel", "row", "col", *RESPONSIVE_COLUMNS, *PROPERTY_INFO]
+    keys = [k for k in keys if k in units]
+    n = len(units["channel"])
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(keys)
+        for i in range(n):
+            w.writerow([_cell(units[k][i]) for k in keys])
+    return path
+
+
+def _cell(x):
+    if isinstance(x, (np.integer, int)):
+        return int(x)
+    x = float(x)
+    return "" if not np.isfinite(x) else (int(x) if x.is_integer() and abs(x) < 1e15 else f"{x:.6g}")
+
+
+def _build(model_or_name, checkpoint, pretrained, model_kwargs):
+    if isinstance(model_or_name, nn.Module):
+        if checkpoint:
+            from ...models.weights import load_weights
+
+            load_weights(model_or_name, checkpoint)
+        return model_or_name
+    from ...cli.common import model_name
+    from ...models import create_model
+
+    return create_model(model_name(model_or_name), checkpoint=checkpoint, pretrained=pretrained,
+                        **(model_kwargs or {}))
+
+
+def probe_v1(
+    model_or_name,
+    layer: str | None = None,
+    *,
+    checkpoint: str | None = None,
+    pretrained: bool = False,
+    model_kwargs: dict | None = None,
+    time_step: int = -1,
+    positions: int = 1,
+    quick: bool = False,
+    stimuli: StimulusConfig | None = None,
+    visual_degrees: float | None = None,
+    image_size: int | None = None,
+    mean=None,
+    std=None,
+    contrast: bool = True,
+    batch_size: int = 64,
+    device=None,
+    references: dict | str | Path | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    output_dir=None,
+    figures: bool = True,
+    n_examples: int = 6,
+    label: str | None = None,
+    progress: bool = False,
+) -> V1ProbeResult:
+    """Run the in-silico V1 experiments on one layer of a model and score it against monkey V1.
+
+    Args:
+        model_or_name: a registered name (CORnet letters accepted) or an ``nn.Module``. A module
+            without ``info`` is probed with ImageNet normalisation at 224 px unless ``image_size`` /
+            ``mean`` / ``std`` are given.
+        layer: module name (``"V1.output"``, ``"layer1"``) or brain-area name (``"V1"``); default the
+            model's V1 commitment (``model.info.areas["V1"]``).
+        checkpoint / pretrained / model_kwargs: passed to ``create_model`` (a name) or, for a module,
+            ``checkpoint`` is loaded into it.
+        time_step: which call of a recurrent module to record (0 first, -1 last, the default).
+        positions: record the central ``positions x positions`` window of the map (1: the centre).
+        quick: about 1/6 of the stimuli (``StimulusConfig.quick``); ``stimuli`` gives a custom grid.
+        visual_degrees: the field of view of the input image (default 8, Brain-Score's).
+        contrast: also measure contrast response functions (an extra, unit-specific set).
+        device: where to run (default: where the model's parameters are; a name's model is built on CPU
+            and moved here).
+        references: built-in monkey references, a dict of ``Reference``, or a JSON file that adds data
+            (see ``compare.load_references``).
+        n_boot / seed: bootstrap draws and seed of the KS scores.
+        output_dir: if given, write CSVs, summary, ``run.json``, curves and (``figures``) PNGs there.
+        progress: show a progress bar over the images.
+
+    Returns a ``V1ProbeResult``; ``result.table()`` is the printed summary.
+    """
+    t0 = time.perf_counter()
+    model = _build(model_or_name, checkpoint, pretrained, model_kwargs)
+    if device is not None:
+        model.to(device)
+    info = getattr(model, "info", None)
+    from ...models.registry import IMAGENET_MEAN, IMAGENET_STD
+
+    image_size = int(image_size or getattr(info, "input_size", None) or 224)
+    mean = tuple(mean or getattr(info, "mean", None) or IMAGENET_MEAN)
+    std = tuple(std or getattr(info, "std", None) or IMAGENET_STD)
+    cfg = stimuli or (StimulusConfig.quick() if quick else StimulusConfig())
+    if visual_degrees is not None:
+        cfg = cfg.with_options(visual_degrees=float(visual_degrees))
+    vd = cfg.visual_degrees
+    if isinstance(references, (str, Path)):
+        references = load_references(references)
+    refs = REFERENCES if references is None else references
+
+    layer = resolve_layer(model, layer)
+    lp = prepare_layer(model, layer, image_size, mean, std, time_step=time_step, positions=positions)
+    sets = benchmark_sets(cfg)
+    total = 1 + sum(len(s) for s in sets.values())
+    from ...engine.progress import progress_bar
+
+    bar = progress_bar(total=total, desc=f"v1-probe {layer}", enabled=progress, unit="img")
+    try:
+        blank = StimulusSet("blank", [], defaults={"orientation": 0.0, "sf": 1.0, "contrast": 0.0,
+                                                   "radius": float("inf"), "phase": 0.0, "x": 0.0, "y": 0.0})
+        raw_blank = record_units(model, lp, blank, image_size, vd, mean, std, batch_size, bar)[:, 0]
+        raw = {name: record_units(model, lp, s, image_size, vd, mean, std, batch_size, bar).reshape(-1, *s.shape)
+               for name, s in sets.items()}
+        # firing-rate map from the rectified orientation-set responses (peak F0) and the blank
+        ori_f0 = np.maximum(raw["orientation"], 0).mean(axis=-1)
+        fmap = FiringRateMap.fit(np.maximum(raw_blank, 0), ori_f0.reshape(ori_f0.shape[0], -1).max(axis=1))
+        rates = {k: fmap(v) for k, v in raw.items()}
+        baseline = fmap(raw_blank)
+        set_info: dict = dict(sets)
+        n_images = {name: len(s) for name, s in sets.items()}
+        n_images["blank"] = 1
+        if contrast and len(cfg.contrasts) >= 2:
+            dc = rates["orientation"].mean(axis=-1)  # (units, condition, orientation)
+            flat = dc.reshape(dc.shape[0], -1).argmax(axis=1)
+            pairs, unit_idx = np.unique(flat, return_inverse=True)
+            conds = sets["orientation"].axes[0][1]
+            ori = sets["orientation"].axis_values("orientation")
+            n_ori = len(ori)
+            conditions = [{"orientation": ori[p % n_ori], "sf": conds[p // n_ori]["sf"],
+                           "radius": conds[p // n_ori]["radius"]} for p in pairs]
+            cset = contrast_set(conditions, cfg)
+            bar.total = total + len(cset)
+            bar.refresh()
+            rc = record_units(model, lp, cset, image_size, vd, mean, std, batch_size, bar)
+            rates["contrast"] = fmap(rc.reshape(-1, *cset.shape))
+            set_info["contrast"] = cset
+            set_info["contrast_index"] = unit_idx.reshape(-1)
+            n_images["contrast"] = len(cset)
+    finally:
+        bar.close()
+
+    columns, curves = compute_properties(rates, set_info, baseline)
+    coords = lp.unit_coords()
+    units = {"unit": np.arange(len(baseline)), **coords, **columns}
+    summary, mean_score = summarize(units, refs, n_boot=n_boot, seed=seed)
+    name = getattr(info, "name", None) or type(model).__name__
+    result = V1ProbeResult(
+        label=label or name, model=name, layer=layer, time_step=lp.call_index, n_time_steps=lp.n_calls,
+        image_size=image_size, visual_degrees=vd, units=units, summary=summary, mean_score=mean_score,
+        curves=curves, firing_rate_map=fmap, n_images=n_images, seconds=time.perf_counter() - t0)
+    if output_dir is not None:
+        result.save(output_dir, figures=figures, references=refs, n_examples=n_examples)
+    return result
+
+
+def compare_runs(runs, output_dir=None, figures: bool = True) -> str:
+    """A side-by-side table of several probe runs (output folders or ``V1ProbeResult``s).
+
+    With ``output_dir``, writes ``comparison.csv``, ``comparison.txt`` and ``figures/comparison.png``.
+    Returns the printable table.
+    """
+    summaries = [r.to_run_summary() if isinstance(r, V1ProbeResult) else load_run(r) for r in runs]
+    text = comparison_table(summaries)
+    if output_dir is not None:
+        out = Path(output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        write_comparison_csv(summaries, out / "comparison.csv")
+        (out / "comparison.txt").write_text(text + "\n")
+        if figures:
+            from ...plots.v1 import plot_comparison
+            from .compare import comparison
+
+            header, rows = comparison(summaries, "score")
+            plot_comparison(header, rows, out / "figures" / "comparison.png")
+    return text
+

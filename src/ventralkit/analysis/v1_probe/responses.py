@@ -1,0 +1,250 @@
+"""Record the responses of a model layer's central units to stimulus sets, and turn them into rates.
+
+* ``area_commitments`` reads which module (and how many time steps) a model commits to each brain
+  area, from ``model.info`` (the registry), so that the probe, feature extraction and a Brain-Score
+  wrapper use the same map.
+* ``record_units`` shows a ``StimulusSet`` to the model in batches (eval mode, inference mode),
+  records the chosen call (time step) of one module through ``record_activations`` and keeps only
+  the units at the centre of the visual field (all channels; optionally a small central window of
+  positions). The forward pass stops as soon as that call has been recorded, so probing V1 of a
+  deep network costs little more than its V1.
+* ``FiringRateMap`` is the per-region affine map from rectified activations to "spikes/s" of
+  Marques et al. (2021) (spec ``ecosystem.md`` section 7.2, step 3).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from ...errors import ConfigError
+from ...models.interface import record_activations, resolve_module
+from .stimuli import StimulusSet, blank_image
+
+#: Marques et al. (2021) / Brain-Score constants for V1 (``benchmark_helpers/properties_common.py``)
+MEDIAN_SPONTANEOUS_RATE = 0.82  # spikes/s, median spontaneous rate of V1 neurons
+MEDIAN_MAX_RATE = 33.8  # spikes/s, median peak response of responsive V1 neurons
+SINGLE_MAX_RATE = 243.1  # spikes/s, the largest peak response recorded
+RESPONSE_THRESHOLD = 5.0  # spikes/s above baseline for a neuron to count as responsive
+
+
+class AreaCommitment(NamedTuple):
+    """The module a model commits to a brain area, and the time steps (call indices) it has there."""
+
+    module: str
+    time_steps: tuple[int, ...]
+
+
+def _info(model_or_name):
+    if isinstance(model_or_name, str):
+        from ...cli.common import model_name
+        from ...models import model_info
+
+        return model_info(model_name(model_or_name))
+    return getattr(model_or_name, "info", None)
+
+
+def area_commitments(model_or_name) -> dict[str, AreaCommitment]:
+    """Brain area -> ``AreaCommitment(module, time_steps)`` for a registered name or a built model.
+
+    The module names come from ``ModelInfo.areas`` (e.g. CORnet-S: ``V1 -> V1.output``), the number
+    of time steps from ``ModelInfo.time_steps`` (1 when not given): CORnet-S gives
+    ``V4 -> ("V4.output", (0, 1, 2, 3))``. Brain-Score names each step ``<module>-t<k>``
+    (see ``brainscore_layers``). A model without ``info`` (a plain ``nn.Module``) commits to nothing.
+    """
+    info = _info(model_or_name)
+    if info is None:
+        return {}
+    areas = dict(getattr(info, "areas", {}) or {})
+    steps = dict(getattr(info, "time_steps", {}) or {})
+    return {a: AreaCommitment(m, tuple(range(int(steps.get(a, 1))))) for a, m in areas.items()}
+
+
+def brainscore_layers(commitments: dict[str, AreaCommitment]) -> dict[str, list[str]]:
+    """Area -> Brain-Score style layer names, one per time step (``V4.output-t0`` ... ``-t3``)."""
+    return {a: [f"{c.module}-t{t}" for t in c.time_steps] for a, c in commitments.items()}
+
+
+def resolve_layer(model: nn.Module, layer: str | None) -> str:
+    """The module name to probe: ``layer`` itself, the module an area name (``"V1"``) commits to,
+    or by default the model's V1 commitment. Unknown names raise a one-line ``ConfigError``."""
+    commits = area_commitments(model)
+    model_name = getattr(getattr(model, "info", None), "name", type(model).__name__)
+    if layer is None:
+        if "V1" not in commits:
+            raise ConfigError(f"{model_name} commits no module to V1; choose one with --layer")
+        layer = commits["V1"].module
+    elif layer in commits:
+        layer = commits[layer].module
+    resolve_module(model, layer)  # ConfigError with close names if it does not exist
+    return layer
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    for t in model.parameters():
+        return t.device
+    for t in model.buffers():
+        return t.device
+    return torch.device("cpu")
+
+
+class _StopForward(Exception):
+    """Raised by a hook once the wanted call has been recorded (ends the forward pass early)."""
+
+
+@dataclass
+class LayerProbe:
+    """How to read units off one module: which call, which positions, the output shape."""
+
+    layer: str
+    call_index: int
+    n_calls: int
+    out_shape: tuple[int, ...]  # per image, e.g. (C, H, W) or (F,)
+    positions: int = 1
+
+    def select(self, out: torch.Tensor) -> torch.Tensor:
+        """``(N, units)``: channels at the central ``positions x positions`` window, channel-major."""
+        if out.dim() == 4:
+            h, w = out.shape[-2:]
+            k = min(self.positions, h, w)
+            r0, c0 = h // 2 - (k - 1) // 2, w // 2 - (k - 1) // 2
+            out = out[:, :, r0:r0 + k, c0:c0 + k]
+        return out.reshape(out.shape[0], -1).float().cpu()
+
+    def unit_coords(self) -> dict[str, np.ndarray]:
+        """Per unit: channel, row and column in the layer's output map (-1 for flat outputs)."""
+        if len(self.out_shape) == 3:
+            c, h, w = self.out_shape
+            k = min(self.positions, h, w)
+            r0, c0 = h // 2 - (k - 1) // 2, w // 2 - (k - 1) // 2
+            ch, rr, cc = np.meshgrid(np.arange(c), np.arange(r0, r0 + k), np.arange(c0, c0 + k), indexing="ij")
+            return {"channel": ch.ravel(), "row": rr.ravel(), "col": cc.ravel()}
+        n = int(np.prod(self.out_shape))
+        return {"channel": np.arange(n), "row": np.full(n, -1), "col": np.full(n, -1)}
+
+
+def prepare_layer(model: nn.Module, layer: str, image_size: int, mean, std, time_step: int = -1,
+                  positions: int = 1) -> LayerProbe:
+    """Run one grey image to find how often ``layer`` is called and its output shape.
+
+    ``time_step`` picks the call (recurrent models call an area's module once per step): 0 is the
+    first, -1 (default) the last.
+    """
+    module = resolve_module(model, layer)
+    calls: list = []
+
+    def hook(_m, _i, out):
+        calls.append(tuple(out.shape[1:]) if torch.is_tensor(out) else type(out).__name__)
+
+    handle = module.register_forward_hook(hook)
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.inference_mode():
+            model(blank_image(image_size, mean, std).to(_model_device(model)))
+    finally:
+        handle.remove()
+        model.train(was_training)
+    if not calls:
+        raise ConfigError(f"layer {layer!r} is never called in the model's forward pass")
+    if isinstance(calls[0], str):
+        raise ConfigError(f"layer {layer!r} returns a {calls[0]}, not a tensor; choose a submodule "
+                          f"(e.g. its '.output')")
+    n = len(calls)
+    idx = time_step + n if time_step < 0 else time_step
+    if not 0 <= idx < n:
+        raise ConfigError(f"--time_step {time_step} is out of range: {layer!r} runs {n} time step(s)")
+    shape = calls[idx]
+    if len(shape) not in (1, 3):
+        raise ConfigError(f"layer {layer!r} outputs shape {shape} per image; the probe needs a (C, H, W) "
+                          f"map or a flat (F,) vector")
+    if positions < 1:
+        raise ConfigError("positions must be >= 1")
+    return LayerProbe(layer, idx, n, shape, positions)
+
+
+def record_units(model: nn.Module, probe: LayerProbe, stimuli: StimulusSet, image_size: int,
+                 visual_degrees: float, mean, std, batch_size: int = 64, progress=None) -> np.ndarray:
+    """Raw activations ``(n_units, len(stimuli))`` of the probe's units to every image of ``stimuli``.
+
+    Batched, eval mode, ``torch.inference_mode``; recorded through ``record_activations``; the
+    forward pass is cut short once ``probe.call_index`` has been recorded.
+    """
+    device = _model_device(model)
+    chunks: list[torch.Tensor] = []
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode(), record_activations(model, [probe.layer], transform=probe.select) as store:
+            stop = resolve_module(model, probe.layer).register_forward_hook(
+                lambda *_: _raise_if_done(store[probe.layer], probe.call_index))
+            try:
+                for x in stimuli.render(image_size, visual_degrees, mean, std, batch_size=batch_size, device=device):
+                    store[probe.layer].clear()
+                    try:
+                        model(x)
+                    except _StopForward:
+                        pass
+                    chunks.append(store[probe.layer][probe.call_index])
+                    if progress is not None:
+                        progress.update(x.shape[0])
+            finally:
+                stop.remove()
+    finally:
+        model.train(was_training)
+    return torch.cat(chunks).numpy().T.astype(np.float64)
+
+
+def _raise_if_done(recorded: list, call_index: int) -> None:
+    if len(recorded) > call_index:
+        raise _StopForward
+
+
+def f0_f1(responses: np.ndarray, axis: int = -1) -> tuple[np.ndarray, np.ndarray]:
+    """Mean (F0, "DC") and first-harmonic amplitude (F1, "AC") of responses over a phase axis.
+
+    With responses r_k at N equally spaced phases, F0 = mean_k r_k and F1 = 2 |sum_k r_k e^{-2 pi i k/N}| / N,
+    the two components of the response to a drifting grating sampled at N phases (Marques et al. 2021;
+    F1/F0 is the simple/complex modulation ratio of Skottun et al. 1991).
+    """
+    n = responses.shape[axis]
+    f0 = responses.mean(axis=axis)
+    f1 = 2.0 * np.abs(np.fft.fft(responses, axis=axis).take(1, axis=axis)) / n if n > 1 else np.zeros_like(f0)
+    return f0, f1
+
+
+@dataclass(frozen=True)
+class FiringRateMap:
+    """``rate = max(0, slope * max(0, activation) + offset)``, one map per region.
+
+    Fitted so that the median spontaneous (grey screen) rate of the responsive units is 0.82
+    spikes/s and their median peak response to the orientation set is 33.8 spikes/s; responsive =
+    peak minus baseline larger than 5/243.1 of the population's largest. Source: Marques, Schrimpf &
+    DiCarlo (2021), as implemented in Brain-Score's ``firing_rates_affine``.
+    """
+
+    slope: float
+    offset: float
+
+    @classmethod
+    def fit(cls, baseline: np.ndarray, peak: np.ndarray) -> "FiringRateMap":
+        baseline = np.maximum(baseline, 0)
+        peak = np.maximum(peak, 0)
+        delta = peak - baseline
+        top = delta.max() if delta.size else 0.0
+        responsive = delta > (RESPONSE_THRESHOLD / SINGLE_MAX_RATE) * top
+        if top <= 0 or not responsive.any():
+            return cls(1.0, 0.0)
+        med_b = float(np.median(baseline[responsive]))
+        med_p = float(np.median(peak[responsive]))
+        if med_p - med_b <= 0:
+            return cls(1.0, 0.0)
+        slope = (MEDIAN_MAX_RATE - MEDIAN_SPONTANEOUS_RATE) / (med_p - med_b)
+        return cls(float(slope), float(MEDIAN_SPONTANEOUS_RATE - slope * med_b))
+
+    def __call__(self, activations: np.ndarray) -> np.ndarray:
+        return np.maximum(self.slope * np.maximum(activations, 0) + self.offset, 0)

@@ -1,0 +1,79 @@
+"""``ventralkit robustness``: accuracy under every corruption and severity, CE / mCE, figures, comparisons."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import ConfigError
+from .common import add_model_args, build_model_from_args, model_name, positive_int
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "robustness",
+        help="evaluate a model on a corrupted dataset (CE, mCE) or compare earlier runs",
+        description="Evaluate every DATA_PATH/<corruption>/<severity>/ folder (and --clean_path), write the "
+                    "original Tiny-ImageNet-C CSV, a summary with Corruption Error and mCE, and figures. "
+                    "--compare puts earlier runs (their output folders or CSVs) in one table and figure.",
+    )
+    add_model_args(p)
+    g = p.add_argument_group("data")
+    g.add_argument("--data_path", default=None, metavar="C_ROOT",
+                   help="corrupted dataset root: C_ROOT/<corruption>/<severity>/<class>/<image>")
+    g.add_argument("--clean_path", default=None, metavar="VAL_DIR",
+                   help="clean validation folder (class sub-folders); enables relative mCE")
+    g.add_argument("--corruptions", nargs="+", default=None, metavar="NAME",
+                   help="evaluate only these corruptions or groups (default: every folder found)")
+    g.add_argument("--severities", nargs="+", type=int, default=None, metavar="S", help="only these severities")
+    g.add_argument("-j", "--workers", type=int, default=None, help="DataLoader worker processes")
+    g.add_argument("--batch_size", type=positive_int, default=128)
+    g.add_argument("--imsize", "--image_size", dest="image_size", type=positive_int, default=None,
+                   help="input size in pixels (default: the model's)")
+    g.add_argument("--preprocess", choices=["auto", "eval", "direct"], default="auto",
+                   help="eval: the model's eval transform; direct: resize+crop to the input size only (for "
+                        "released -C images already at that size); auto (default): direct when they are")
+    e = p.add_argument_group("evaluation")
+    e.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    e.add_argument("--amp", choices=["none", "bf16", "fp16"], default="none")
+    e.add_argument("--baseline", default=None, metavar="alexnet|CSV|RUN_DIR",
+                   help="normalise CE by 'alexnet' (ImageNet-C table) or an earlier run's results")
+    e.add_argument("--baseline_clean_error", type=float, default=None,
+                   help="the baseline's clean top-1 error (fraction), for relative mCE when its CSV lacks it")
+    e.add_argument("--name", default=None, help="label of this run in tables and figures")
+    e.add_argument("--compare", nargs="+", default=None, metavar="RUN",
+                   help="earlier run folders or results CSVs to put in one table and figure with this run")
+    e.add_argument("--names", nargs="+", default=None, help="labels for the --compare runs")
+    e.add_argument("-o", "--output_path", required=True, metavar="OUT", help="folder for CSVs, summary and figures")
+    e.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..analysis.robustness import compare_robustness, evaluate_robustness
+    from ..analysis.robustness.evaluate import COMPARISON_PNG, COMPARISON_TXT
+
+    if args.data_path is None and not args.compare:
+        raise ConfigError("give --data_path C_ROOT to evaluate a model, and/or --compare RUN ... to compare runs")
+    out = Path(args.output_path)
+    runs = []
+    if args.data_path is not None:
+        model = build_model_from_args(args)
+        name = args.name or model_name(args.model) + (f" ({Path(args.ckpt_path).stem})" if args.ckpt_path else "")
+        report = evaluate_robustness(
+            model, args.data_path, clean_path=args.clean_path, batch_size=args.batch_size, workers=args.workers,
+            device=args.device, baseline=args.baseline, output_dir=out, image_size=args.image_size, amp=args.amp,
+            preprocess=args.preprocess, corruptions=args.corruptions, severities=args.severities,
+            baseline_clean_error=args.baseline_clean_error, name=name, progress=not args.quiet,
+        )
+        print(report.table())
+        print("wrote " + ", ".join(str(p) for p in report.files.values()))
+        runs.append(report)
+    if args.compare:
+        names = args.names
+        if names is not None and runs:
+            names = [runs[0].name, *names]
+        rows = compare_robustness(runs + list(args.compare), names=names, baseline=args.baseline, output_dir=out,
+                                  baseline_clean_error=args.baseline_clean_error)
+        print((out / COMPARISON_TXT).read_text().rstrip())
+        print(f"wrote {out / COMPARISON_PNG} ({len(rows)} runs)")
+    return 0

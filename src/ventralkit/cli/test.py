@@ -1,0 +1,431 @@
+"""``ventralkit test``: CORnet ``run.py test`` (features of a flat image folder) or an evaluation.
+
+    ventralkit test --model S --ckpt_path FILE --layer V4 --sublayer output --time_step 1 \\
+        --imsize 224 --data_path IMGS -o OUT          # IMGS holds images: features, as the original
+    ventralkit test --model S100 --batch_size 16 --ckpt_path FILE --data_path MiniImageNet -o OUT
+                                                      # val/ or class folders: loss, top-1/5, confusion
+    ventralkit test --model Z --ckpt_path RUN/checkpoints/best.pt --dataset digits -o OUT
+
+Features (a folder of images, or a single image): ``<layer>.<sublayer>-t<k>.npy`` and the original
+``CORnet-<model>_<layer>_<sublayer>_feats.npy`` (N x D, rows in sorted file order), ``images.txt``,
+``features.json``. Preprocessing as the original: ``Resize((imsize, imsize))``, no crop. Default
+layer: ``decoder.avgpool`` (CORnet-S100: ``Decoder.output``, the logits, and the predicted classes
+are printed, as CORnet-100 does).
+
+Evaluation (``--data_path`` with ``val/``, ``val_in_folders/`` or class sub-folders, ``--dataset
+digits``, or ``--evaluate``): ``summary.json``, ``per_class.csv``, ``confusion.csv``,
+``confusion.png`` and ``predictions.csv`` in ``-o``; preprocessing Resize + CenterCrop.
+
+Weights: ``--ckpt_path`` (an original or a ventralkit checkpoint; the class count, image size and
+model options of a ventralkit checkpoint are used unless given), ``--pretrained`` (the weights
+folder); with neither, the published weights as the original ``test`` (``--random_init``: none).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import CheckpointError, ConfigError, DataError
+from .common import add_data_args, add_model_args, build_model_from_args, model_name, positive_int
+
+
+def register(sub) -> None:
+    p = sub.add_parser("test", help="features of an image folder (CORnet run.py test) or evaluation on val/",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_model_args(p, default=None)
+    add_data_args(p)
+    add_inference_args(p)
+    g = p.add_argument_group("test")
+    g.add_argument("-o", "--output_path", default=None, help="folder for the results (created if needed)")
+    g.add_argument("--layer", default=None, help="module of the original test (default: decoder / Decoder)")
+    g.add_argument("--sublayer", default=None,
+                   help="its sub-module (default: avgpool; S100: output; 'output' for an area like V4)")
+    g.add_argument("--time_step", type=int, default=0, help="which call of a recurrent module (default 0)")
+    g.add_argument("--evaluate", action="store_true",
+                   help="evaluate on class folders (DATA/val/ or DATA/<class>/) even if unclear from the layout")
+    g.add_argument("--transform", choices=["square", "center"], default="square",
+                   help="features: square Resize((s, s)) as the original (default) or Resize + CenterCrop")
+    g.add_argument("--format", choices=["npy", "hdf5"], default="npy", help="features file format")
+    g.add_argument("--classes_path", default=None,
+                   help="CORnet-100 class map ('<wnid> <index> <name>' lines) to name predicted classes")
+    p.set_defaults(func=run)
+
+
+def add_inference_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("inference")
+    g.add_argument("--random_init", action="store_true",
+                   help="use untrained weights (default without --ckpt_path: the published weights)")
+    g.add_argument("--device", default=None, help="auto (default: cuda if available) | cpu | cuda | cuda:N")
+    g.add_argument("--ngpus", type=int, default=None, help="original flag: 0 = CPU, >= 1 = CUDA")
+    g.add_argument("--amp", choices=["none", "bf16", "fp16"], default="none", help="autocast for the forward pass")
+    g.add_argument("--channels_last", choices=["auto", "on", "off"], default="auto",
+                   help="memory format of activations (auto: on for CUDA, off on the CPU)")
+    g.add_argument("--on_bad_image", choices=["skip", "error"], default="error",
+                   help="evaluation: an unreadable image is skipped with a warning, or stops the run (default)")
+    g.add_argument("--no_progress", action="store_true", help="no progress bar")
+
+
+# --------------------------------------------------------------------------- shared with `features`
+
+
+@dataclass
+class LoadedModel:
+    model: object
+    name: str
+    checkpoint: dict = field(default_factory=dict)  # ventralkit checkpoint metadata, if any
+
+    @property
+    def config(self) -> dict:
+        return self.checkpoint.get("config") or {}
+
+    @property
+    def classes(self) -> list[str] | None:
+        c = self.checkpoint.get("classes")
+        return list(c) if c else None
+
+
+def resolve_device(args) -> "torch.device":  # noqa: F821
+    import torch
+
+    name = args.device
+    if name is None and args.ngpus is not None:
+        name = "cpu" if args.ngpus == 0 else "cuda"
+    if name in (None, "auto"):
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"--device {name!r} is not a device; use cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {name} asks for CUDA but no CUDA device is available; use --device cpu")
+    return device
+
+
+def channels_last_flag(args, device) -> bool:
+    return {"on": True, "off": False}.get(args.channels_last, device.type == "cuda")
+
+
+def load_model(args) -> LoadedModel:
+    """The model the flags describe, with weights: --ckpt_path, --pretrained, or by default the published ones.
+
+    A ventralkit checkpoint also supplies the model name, its options and the class count when the
+    flags leave them out; for other checkpoints the class count is read from the classifier's shape.
+    """
+    from ..models.registry import model_info
+    from ..models.weights import extract_state_dict, read_checkpoint
+
+    meta: dict = {}
+    if args.ckpt_path and args.random_init:
+        raise ConfigError("give --ckpt_path or --random_init, not both")
+    if args.pretrained and args.random_init:
+        raise ConfigError("give --pretrained or --random_init, not both")
+    if args.ckpt_path:
+        ckpt = read_checkpoint(args.ckpt_path)
+        if ckpt.get("format") == "ventralkit":
+            meta = {k: ckpt.get(k) for k in ("model_name", "num_classes", "classes", "config")}
+            if not args.model and meta.get("model_name"):
+                args.model = meta["model_name"]
+            kw = (meta.get("config") or {}).get("model_kwargs") or {}
+            if kw and not args.model_kwargs:
+                args.model_kwargs = json.dumps(kw)
+            if args.num_classes is None and meta.get("num_classes"):
+                args.num_classes = int(meta["num_classes"])
+        if args.num_classes is None:
+            args.num_classes = _classifier_outputs(args, extract_state_dict(ckpt))
+        del ckpt
+    if not args.model:
+        args.model = "Z"  # the original run.py default
+    name = model_name(args.model)
+    info = model_info(name)  # unknown model: one line
+    implied = False
+    if not (args.ckpt_path or args.pretrained or args.random_init):
+        if info.weights is None:
+            raise ConfigError(f"{name} has no published weights; pass --ckpt_path FILE "
+                              "(or --random_init for untrained weights)")
+        args.pretrained = implied = True
+    try:
+        model = build_model_from_args(args)
+    except CheckpointError as err:
+        if implied:
+            raise CheckpointError(f"{err} (the published weights are the default, as in the original test; "
+                                  "pass --ckpt_path FILE, or --random_init for untrained weights)") from None
+        raise
+    return LoadedModel(model, name, meta)
+
+
+def _classifier_outputs(args, state: dict) -> int | None:
+    """Outputs of the classifier in a checkpoint (so a 10-class checkpoint needs no --num_classes)."""
+    from ..models import create_model
+    from ..models.registry import state_dict_converter
+    from .common import model_kwargs
+
+    name = model_name(args.model or "Z")
+    try:
+        probe = create_model(name, **model_kwargs(args))
+    except TypeError:
+        return None
+    cls_name = getattr(probe, "classifier_name", "")
+    convert = state_dict_converter(name)
+    if convert is not None:
+        state = convert(state)
+    w = state.get(f"{cls_name}.weight") if cls_name else None
+    if w is None or getattr(w, "dim", lambda: 0)() != 2:
+        return None
+    return int(w.shape[0])
+
+
+def progress_enabled(args) -> bool:
+    return not args.no_progress
+
+
+# --------------------------------------------------------------------------- the command
+
+
+def _default_layer(name: str, model) -> tuple[str, str]:
+    """The original test's defaults: decoder.avgpool; CORnet-100 (S100): Decoder.output."""
+    if name == "cornet_s100":
+        return "Decoder", "output"
+    dec = getattr(model, "decoder_name", None)
+    if dec:
+        return dec, "avgpool"
+    areas = list(getattr(model.info, "areas", {}).values())
+    if not areas:
+        raise ConfigError(f"{name} has no default layer; pass --layer and --sublayer")
+    layer, _, sub = areas[-1].partition(".")
+    return layer, sub
+
+
+def layer_path(args, name: str, model) -> str:
+    if args.layer is None:
+        layer, sub = _default_layer(name, model)
+        if args.sublayer is not None:
+            sub = args.sublayer
+    else:
+        layer = args.layer
+        if args.sublayer is not None:
+            sub = args.sublayer
+        elif "." in layer:
+            sub = ""
+        else:  # the original default sublayer belongs to the decoder; an area's hookable output is 'output'
+            dec = getattr(model, "decoder_name", "decoder")
+            sub = ("output" if name == "cornet_s100" else "avgpool") if layer == dec else "output"
+    return f"{layer}.{sub}" if sub else layer
+
+
+def _has_images(folder: Path) -> bool:
+    from ..data.folders import is_image
+
+    return any(p.is_file() and is_image(p) for p in folder.iterdir())
+
+
+def choose_mode(args) -> tuple[str, Path | None]:
+    """('features', path) for a flat image folder / one image, ('evaluate', class root) otherwise."""
+    from ..data.folders import VAL_NAMES, split_dir
+
+    if args.dataset and args.dataset != "folder":
+        return "evaluate", None
+    if not args.data_path:
+        raise ConfigError("--data_path is required: a folder of images (features), a dataset root with val/ "
+                          "(evaluation), or use --dataset digits")
+    path = Path(args.data_path)
+    if not path.exists():
+        raise DataError(f"--data_path {path} does not exist; give a folder of images or a dataset root with val/")
+    if path.is_file():
+        if args.evaluate:
+            raise DataError(f"--data_path {path} is a file; --evaluate needs class folders")
+        return "features", path
+    if any((path / n).is_dir() for n in VAL_NAMES) or (path / "train").is_dir():
+        return "evaluate", split_dir(path, "val")
+    if args.evaluate:
+        return "evaluate", path
+    if _has_images(path):
+        return "features", path
+    if any(p.is_dir() and not p.name.startswith(".") for p in path.iterdir()):
+        return "evaluate", path
+    from ..data.folders import list_images
+
+    list_images(path)  # raises the one-line "no image files" error
+    return "features", path
+
+
+def run(args) -> int:
+    device = resolve_device(args)
+    if args.batch_size is not None and args.batch_size < 1:
+        raise ConfigError(f"--batch_size must be a positive integer, got {args.batch_size}")
+    if args.workers is not None and args.workers < 0:
+        raise ConfigError(f"--workers must be 0 or more, got {args.workers}")
+    mode, path = choose_mode(args)
+    out = Path(args.output_path) if args.output_path else None
+    if out is not None:
+        check_writable(out)
+    loaded = load_model(args)
+    if mode == "features":
+        return run_features(args, loaded, path, out, device)
+    return run_evaluation(args, loaded, path, out, device)
+
+
+def check_writable(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".ventralkit-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise DataError(f"output folder {out} cannot be written ({err.strerror or err}); "
+                        "choose another -o/--output_path") from None
+
+
+def run_features(args, loaded: LoadedModel, path: Path, out: Path | None, device) -> int:
+    import numpy as np
+
+    from ..analysis.features import extract_features
+
+    model = loaded.model
+    layer = layer_path(args, loaded.name, model)
+    size = args.image_size or loaded.config.get("image_size") or model.info.input_size
+    feats = extract_features(
+        model, path, layers=[layer], time_steps=args.time_step, batch_size=args.batch_size or 64,
+        workers=args.workers, image_size=size, transform=args.transform, device=device, output_dir=out,
+        format=args.format, progress=progress_enabled(args), channels_last=channels_last_flag(args, device),
+        amp=args.amp,
+    )
+    (fname, arr), = feats.items()
+    print(f"{fname}: {arr.shape[0]} images x {arr.shape[1]} features ({loaded.name}, {size} px)")
+    if layer.split(".")[-1] in ("output", "linear") and arr.shape[1] == model.info.num_classes:
+        pred = np.asarray(arr).argmax(axis=1)
+        print(f"predicted classes: {pred.tolist()}")
+        names = read_class_names(args.classes_path) if args.classes_path else loaded.classes
+        if names:
+            print(f"predicted names: {sorted({names[i] for i in pred if 0 <= i < len(names)})}")
+    if out is None:
+        print("nothing written: give -o/--output_path to save the features")
+    else:
+        files = json.loads((out / "features.json").read_text())["files"]
+        for f in files + ["images.txt", "features.json"]:
+            print(f"  {out / f}")
+    return 0
+
+
+def read_class_names(path: str) -> list[str]:
+    """CORnet-100's ``map_clsloc.txt`` (``<wnid> <1-based index> <name>``) -> names by 0-based index."""
+    names: dict[int, str] = {}
+    try:
+        with open(path, encoding="utf-8") as fh:
+            for lineno, line in enumerate(fh, 1):
+                parts = line.split()
+                if not parts:
+                    continue
+                if len(parts) < 3 or not parts[1].isdigit():
+                    raise DataError(f"--classes_path {path} line {lineno} is not '<wnid> <index> <name>'")
+                names[int(parts[1]) - 1] = parts[2]
+    except OSError as err:
+        raise DataError(f"--classes_path {path} cannot be read ({err.strerror or err})") from None
+    return [names.get(i, str(i)) for i in range(max(names) + 1)] if names else []
+
+
+def run_evaluation(args, loaded: LoadedModel, root: Path | None, out: Path | None, device) -> int:
+    import numpy as np
+    from torch.utils.data import DataLoader
+
+    from ..data.transforms import eval_transform
+    from ..engine.evaluate import evaluate
+
+    model = loaded.model
+    info = model.info
+    dataset_name = args.dataset if args.dataset and args.dataset != "folder" else "folder"
+    size = args.image_size or loaded.config.get("image_size")
+    if dataset_name == "folder":
+        from ..data.folders import ImageFolderDataset
+
+        size = size or info.input_size
+        ds = ImageFolderDataset(root, eval_transform(info, size), on_bad_image=args.on_bad_image)
+        classes = ds.classes
+        where = str(root)
+    else:
+        from ..data import load_datasets
+
+        if dataset_name == "digits":
+            size = size or 32
+        ds = load_datasets(dataset_name, args.data_path, info, size).val
+        classes = list(getattr(ds, "classes", [])) or [str(i) for i in range(info.num_classes)]
+        size = size or info.input_size
+        where = f"{dataset_name} val split"
+    n_out = info.num_classes
+    if len(classes) != n_out:
+        raise DataError(f"{where} has {len(classes)} classes but {loaded.name} outputs {n_out}; use a checkpoint "
+                        f"trained on these classes or pass --num_classes {len(classes)} with one")
+    if loaded.classes and list(loaded.classes) != list(classes):
+        raise DataError(f"the classes of {where} differ from the checkpoint's training classes "
+                        f"(e.g. {classes[0]!r} vs {loaded.classes[0]!r}); evaluate on the same class folders")
+    workers = args.workers if args.workers is not None else min(4, max(0, (os.cpu_count() or 1) - 1))
+    loader = DataLoader(ds, batch_size=args.batch_size or 64, shuffle=False, num_workers=workers,
+                        pin_memory=device.type == "cuda")
+    model.to(device)
+    t0 = time.perf_counter()
+    res = evaluate(model, loader, device=device, amp=args.amp, desc="test", progress=progress_enabled(args),
+                   num_classes=n_out, channels_last=channels_last_flag(args, device))
+    dur = (time.perf_counter() - t0) / max(1, len(loader))
+    record = {"loss": res.loss, "top1": res.top1, "top5": res.top5, "dur": dur}
+    print(f"val: {record}")
+    order = np.argsort(np.nan_to_num(res.per_class, nan=2.0))
+    worst = ", ".join(f"{classes[i]} {res.per_class[i]:.3f}" for i in order[:5] if not np.isnan(res.per_class[i]))
+    print(f"{res.n} images, {len(classes)} classes; lowest per-class accuracy: {worst}")
+    if out is None:
+        print("nothing written: give -o/--output_path for the per-class accuracy, confusion matrix and predictions")
+        return 0
+    samples = [(str(s[0]), int(s[1])) for s in getattr(ds, "samples", [])]
+    files = write_evaluation(out, res, classes, record, samples, meta={
+        "model": loaded.name, "checkpoint": args.ckpt_path, "pretrained": bool(args.pretrained),
+        "data": where, "image_size": size, "transform": "resize+center_crop", "device": str(device),
+    })
+    for f in files:
+        print(f"  {f}")
+    return 0
+
+
+def _atomic_csv(path: Path, rows: list[list]) -> None:
+    tmp = path.with_name(f".{path.name}.partial")
+    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+        csv.writer(fh).writerows(rows)
+    os.replace(tmp, path)
+
+
+def write_evaluation(out: Path, res, classes: list[str], record: dict, samples: list[tuple[str, int]],
+                     meta: dict) -> list[Path]:
+    """summary.json, per_class.csv, confusion.csv, confusion.png and predictions.csv in ``out``."""
+    import numpy as np
+
+    from ..plots.evaluation import confusion_matrix_png
+
+    out.mkdir(parents=True, exist_ok=True)
+    conf = res.confusion
+    support = conf.sum(axis=1)
+    summary = {**meta, "n_images": res.n, "num_classes": len(classes), **record,
+               "mean_per_class_accuracy": float(np.nanmean(res.per_class)) if len(res.per_class) else None}
+    tmp = out / ".summary.json.partial"
+    tmp.write_text(json.dumps(summary, indent=2) + "\n")
+    os.replace(tmp, out / "summary.json")
+    _atomic_csv(out / "per_class.csv", [["class_index", "class", "n_images", "correct", "accuracy"]] + [
+        [i, c, int(support[i]), int(conf[i, i]), "" if np.isnan(res.per_class[i]) else f"{res.per_class[i]:.6f}"]
+        for i, c in enumerate(classes)])
+    _atomic_csv(out / "confusion.csv", [["true \\ predicted", *classes]] + [
+        [c, *[int(v) for v in conf[i]]] for i, c in enumerate(classes)])
+    files = [out / "summary.json", out / "per_class.csv", out / "confusion.csv"]
+    preds = res.predictions
+    if len(preds) == len(samples):
+        def name(i: int) -> str:
+            return classes[i] if 0 <= i < len(classes) else ""
+
+        _atomic_csv(out / "predictions.csv", [["image", "label", "prediction", "label_name", "prediction_name"]] + [
+            [path, label, int(y), name(label), name(int(y))] for (path, label), y in zip(samples, preds)])
+        files.append(out / "predictions.csv")
+    files.append(confusion_matrix_png(conf, classes, out / "confusion.png",
+                                      title=f"{meta.get('model')}: top-1 {record['top1']:.3f} on {res.n} images"))
+    return files
+

@@ -1,0 +1,424 @@
+"""Robustness suite: corrupted-dataset generation, evaluation, CE / mCE, CLI (issue 6).
+
+Small generated folders only (2 classes x 2 images, 32 or 64 px); cornet_z at --imsize 32.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ventralkit.analysis import robustness as rb
+from ventralkit.analysis.robustness import generate
+from ventralkit.errors import ConfigError, DataError
+
+COLOURS = [(200, 80, 60), (60, 160, 90), (70, 90, 200), (180, 170, 60)]
+
+
+def make_folder(root: Path, classes: int = 2, per_class: int = 2, size: int = 32, ext: str = ".png") -> Path:
+    """root/class_<k>/img_<i><ext>: a shape of moderate colour on a smooth gradient (not saturated, so that
+    every corruption, saturate included, changes it more at severity 5 than at 1)."""
+    from PIL import Image, ImageDraw
+
+    y, x = np.mgrid[0:size, 0:size]
+    background = np.stack([100 + 80 * x / size, 90 + 60 * y / size, 120 + 40 * (x + y) / (2 * size)], -1)
+    for c in range(classes):
+        d = root / f"class_{c}"
+        d.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            img = Image.fromarray(background.astype(np.uint8))
+            box = [size * (0.2 + 0.05 * i), size * 0.25, size * 0.8, size * (0.75 - 0.05 * i)]
+            draw = ImageDraw.Draw(img)
+            colour = COLOURS[(2 * c + i) % len(COLOURS)]
+            (draw.ellipse if c % 2 == 0 else draw.rectangle)(box, fill=colour)
+            img.save(d / f"img_{i}{ext}", **({"quality": 95} if ext == ".jpg" else {}))
+    return root
+
+
+def output_files(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and p.name != generate.MANIFEST}
+
+
+def expected_tree(corruptions, severities, classes=2, per_class=2, ext=".png") -> set[str]:
+    return {f"{c}/{s}/class_{k}/img_{i}{ext}" for c in corruptions for s in severities
+            for k in range(classes) for i in range(per_class)}
+
+
+# ---------------------------------------------------------------------------------------------
+# generation
+
+
+def test_corrupt_tree_complete_and_deterministic(tmp_path):
+    src = make_folder(tmp_path / "val", ext=".jpg")
+    names = ["gaussian_noise", "impulse_noise", "glass_blur", "frost"]  # the last three need more than np.random.seed
+    first = rb.corrupt_dataset(src, tmp_path / "a", corruptions=names, severities=[1, 3], seed=0, workers=0)
+    files = output_files(tmp_path / "a")
+    assert set(files) == expected_tree(names, [1, 3], ext=".jpg")
+    assert first.written == len(files) == 32 and first.skipped == 0 and first.images == 4
+    manifest = json.loads((tmp_path / "a" / generate.MANIFEST).read_text())
+    assert manifest["seed"] == 0 and manifest["jpeg_quality"] == 85 and manifest["corruptions"] == names
+    # JPEG in, JPEG out, at the source size
+    from PIL import Image
+
+    with Image.open(tmp_path / "a/frost/3/class_0/img_0.jpg") as im:
+        assert (im.format, im.size, im.mode) == ("JPEG", (32, 32), "RGB")
+    # same seed -> identical bytes, whatever the number of processes
+    rb.corrupt_dataset(src, tmp_path / "b", corruptions=names, severities=[1, 3], seed=0, workers=2)
+    assert output_files(tmp_path / "b") == files
+    # another seed changes the random corruptions
+    rb.corrupt_dataset(src, tmp_path / "c", corruptions=names, severities=[1, 3], seed=1, workers=0)
+    other = output_files(tmp_path / "c")
+    for name in names:
+        key = f"{name}/3/class_0/img_0.jpg"
+        assert other[key] != files[key], name
+
+
+def test_corrupt_resumes_after_interruption(tmp_path, monkeypatch):
+    src = make_folder(tmp_path / "val")
+    dst = tmp_path / "c"
+    names, sevs = ["gaussian_noise", "contrast"], [1, 2, 5]
+    reference = tmp_path / "ref"
+    rb.corrupt_dataset(src, reference, corruptions=names, severities=sevs, seed=3, workers=0)
+    expected = output_files(reference)
+
+    real_save = generate.save_image_atomic
+    calls = {"n": 0}
+
+    def interrupted_save(arr, path, quality=85):  # dies while writing the 6th image
+        calls["n"] += 1
+        if calls["n"] == 6:
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            tmp.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_bytes(b"half an image")
+            raise KeyboardInterrupt
+        real_save(arr, path, quality)
+
+    monkeypatch.setattr(generate, "save_image_atomic", interrupted_save)
+    with pytest.raises(KeyboardInterrupt):
+        rb.corrupt_dataset(src, dst, corruptions=names, severities=sevs, seed=3, workers=0)
+    monkeypatch.setattr(generate, "save_image_atomic", real_save)
+    partial = output_files(dst)
+    assert len(partial) == 5 + 1  # five finished images and the stale temporary file
+    assert all(expected[k] == v for k, v in partial.items() if not k.endswith(".tmp"))
+
+    # delete one finished image as well; the re-run does only what is missing
+    deleted = sorted(k for k in partial if not k.endswith(".tmp"))[0]
+    (dst / deleted).unlink()
+    stamps = {k: (dst / k).stat().st_mtime_ns for k in partial if not k.endswith(".tmp") and k != deleted}
+    result = rb.corrupt_dataset(src, dst, corruptions=names, severities=sevs, seed=3, workers=0)
+    assert result.skipped == 4 and result.written == len(expected) - 4
+    assert output_files(dst) == expected  # complete, identical, no temporary file left
+    assert all((dst / k).stat().st_mtime_ns == t for k, t in stamps.items())
+    again = rb.corrupt_dataset(src, dst, corruptions=names, severities=sevs, seed=3, workers=0)
+    assert again.written == 0 and again.skipped == len(expected)
+    with pytest.raises(ConfigError, match="seed=3"):  # resuming with another seed would mix two datasets
+        rb.corrupt_dataset(src, dst, corruptions=names, severities=sevs, seed=4, workers=0)
+
+
+def test_every_corruption_changes_the_image_more_at_severity_5(tmp_path):
+    """All 19 corruptions at severities 1 and 5 (catches a breaking imagecorruptions upgrade)."""
+    from PIL import Image
+    from skimage.metrics import structural_similarity
+
+    src = make_folder(tmp_path / "val", size=64)
+    dst = tmp_path / "c"
+    result = rb.corrupt_dataset(src, dst, corruptions="all", severities=[1, 5], seed=0, workers=0)
+    assert result.written == 19 * 2 * 4
+    clean = {p.relative_to(src).as_posix(): np.asarray(Image.open(p)) for p in sorted(src.rglob("*.png"))}
+    for name in rb.ALL:
+        change, damage = {}, {}
+        for sev in (1, 5):
+            mae, dssim = [], []
+            for rel, x in clean.items():
+                y = np.asarray(Image.open(dst / name / str(sev) / rel))
+                assert y.shape == x.shape and y.dtype == np.uint8, name
+                mae.append(np.abs(y.astype(float) - x).mean())
+                dssim.append(1 - structural_similarity(x, y, channel_axis=-1, data_range=255))
+            change[sev], damage[sev] = np.mean(mae), np.mean(dssim)
+        assert change[1] > 0, f"{name} severity 1 leaves the images unchanged"
+        # 1 - SSIM rather than the mean absolute difference: frost at severity 5 darkens the image under a
+        # brighter overlay, so its pixel change can be smaller than at severity 1 although it hides more
+        assert damage[5] > damage[1], f"{name}: severity 5 does not damage the images more than severity 1"
+
+
+def test_corrupt_image_replaces_nan_pixels(monkeypatch):
+    import imagecorruptions
+
+    image = np.full((32, 32, 3), 100, np.uint8)
+
+    def nan_corner(x, severity=1):
+        out = np.asarray(x, dtype=np.float64)
+        out[:4, :4] = np.nan  # spatter's 0/0 when no drop survives its threshold
+        return out + 10
+
+    monkeypatch.setitem(imagecorruptions.corruption_dict, "spatter", nan_corner)
+    out = rb.corrupt_image(image, "spatter", 1, seed=0)
+    assert out.dtype == np.uint8 and (out[:4, :4] == 100).all() and (out[4:, 4:] == 110).all()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"corruptions": ["gausian_noise"]}, ConfigError, "unknown corruption 'gausian_noise': did you mean gaussian_noise"),
+        ({"severities": [0]}, ConfigError, "severity 0 is outside 1..5"),
+        ({"severities": [1, 6]}, ConfigError, "severity 6 is outside 1..5"),
+        ({"size": 16}, ConfigError, "below 32"),
+    ],
+)
+def test_corrupt_bad_options(tmp_path, kwargs, error, message):
+    src = make_folder(tmp_path / "val", per_class=1)
+    with pytest.raises(error) as info:
+        rb.corrupt_dataset(src, tmp_path / "c", workers=0, **kwargs)
+    assert message in str(info.value) and "\n" not in str(info.value)
+    assert not (tmp_path / "c").exists()
+
+
+def _empty(root):
+    root.mkdir()
+    return root
+
+
+def _flat(root):
+    make_folder(root.parent / "tmp", per_class=1)
+    root.mkdir()
+    (root.parent / "tmp/class_0/img_0.png").rename(root / "img_0.png")
+    return root
+
+
+def _dataset_root(root):
+    make_folder(root / "train", per_class=1)
+    make_folder(root / "val", per_class=1)
+    return root
+
+
+def _empty_class(root):
+    make_folder(root, per_class=1)
+    (root / "class_2").mkdir()
+    return root
+
+
+def _tiny_images(root):
+    return make_folder(root, per_class=1, size=16)
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda root: root, "does not exist"),
+        (_empty, "is empty; put images in class sub-folders"),
+        (_flat, "holds images directly; corrupt expects class sub-folders"),
+        (_dataset_root, "looks like a dataset root (it has train/ and val/); give the split to corrupt"),
+        (_empty_class, "has no images"),
+        (_tiny_images, "16x16 pixels; corruptions need at least 32x32"),
+    ],
+)
+def test_corrupt_bad_folders(tmp_path, cli, build, message):
+    src = build(tmp_path / "src")
+    code, out, err = cli("corrupt", src, tmp_path / "dst", "--corruptions", "contrast", "--severities", "1", "-j", "0")
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("ventralkit corrupt: error: ") and message in err
+
+
+def test_corrupt_refuses_a_corrupted_source_and_dst_inside_src(tmp_path):
+    src = make_folder(tmp_path / "val", per_class=1)
+    rb.corrupt_dataset(src, tmp_path / "c", corruptions=["contrast"], severities=[1], workers=0)
+    with pytest.raises(DataError, match="looks like a corrupted dataset already"):
+        rb.corrupt_dataset(tmp_path / "c", tmp_path / "c2", workers=0)
+    with pytest.raises(ConfigError, match="inside SRC"):
+        rb.corrupt_dataset(src, src / "corrupted", workers=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# metrics
+
+
+def test_ce_mce_relative_mce_by_hand():
+    errors = {
+        "gaussian_noise": {1: 0.2, 2: 0.3, 3: 0.4, 4: 0.5, 5: 0.6},  # sum 2.0, mean 0.4
+        "contrast": {s: 0.3 for s in range(1, 6)},  # sum 1.5, mean 0.3
+        "saturate": {s: 0.9 for s in range(1, 6)},  # an extra: reported, never in mCE
+    }
+    base = rb.Baseline("run0", errors={
+        "gaussian_noise": {s: 0.5 for s in range(1, 6)},  # sum 2.5
+        "contrast": {s: 0.6 for s in range(1, 6)},  # sum 3.0
+        "saturate": {s: 0.1 for s in range(1, 6)},
+    }, clean_error=0.2)
+    s = rb.summarize(errors, clean_error=0.1, baseline=base)
+    rows = {r["corruption"]: r for r in s["corruptions"]}
+    assert rows["gaussian_noise"]["ce"] == pytest.approx(2.0 / 2.5)  # 0.8
+    assert rows["contrast"]["ce"] == pytest.approx(1.5 / 3.0)  # 0.5
+    assert s["mce"] == pytest.approx((0.8 + 0.5) / 2)  # 0.65; saturate (CE 9.0) left out
+    assert rows["saturate"]["ce"] == pytest.approx(9.0)
+    # relative CE: (sum E - 5 * clean) / (sum E_base - 5 * clean_base)
+    assert rows["gaussian_noise"]["relative_ce"] == pytest.approx((2.0 - 0.5) / (2.5 - 1.0))  # 1.0
+    assert rows["contrast"]["relative_ce"] == pytest.approx((1.5 - 0.5) / (3.0 - 1.0))  # 0.5
+    assert s["relative_mce"] == pytest.approx(0.75)
+    assert s["mean_error"] == pytest.approx((0.4 + 0.3) / 2)  # unnormalised, benchmark corruptions only
+    assert s["extra_mean_error"] == pytest.approx(0.9)
+    assert s["mce_corruptions"] == 2 and not s["complete"] and "2 of the 15" in s["notes"][0]
+
+    # AlexNet: CE = mean error / AlexNet's mean error; relative CE uses AlexNet's clean error 0.43478
+    alex = rb.summarize({"gaussian_noise": {s: 0.443214 for s in range(1, 6)}}, clean_error=0.2,
+                        baseline=rb.alexnet_baseline())
+    row = alex["corruptions"][0]
+    assert row["ce"] == pytest.approx(0.443214 / 0.886428)  # 0.5
+    assert row["relative_ce"] == pytest.approx((0.443214 - 0.2) / (0.886428 - 0.43478))
+    # the AlexNet table holds means over 5 severities: no CE from fewer
+    partial = rb.summarize({"gaussian_noise": {1: 0.5, 2: 0.6}}, baseline=rb.alexnet_baseline())
+    assert partial["corruptions"][0]["ce"] is None and partial["mce"] is None
+    # a per-severity baseline is compared on the common severities
+    assert rb.corruption_error({1: 0.2, 3: 0.4}, {1: 0.4, 2: 0.9, 3: 0.8}) == pytest.approx(0.6 / 1.2)
+    assert rb.relative_corruption_error({1: 0.3}, None, {1: 0.6}, 0.2) is None  # clean error unknown
+
+
+def test_alexnet_table_is_the_published_one():
+    assert list(rb.ALEXNET_MEAN_ERRORS) == list(rb.BENCHMARK)
+    assert rb.ALEXNET_MEAN_ERRORS["gaussian_noise"] == 0.886428 and rb.ALEXNET_MEAN_ERRORS["jpeg_compression"] == 0.6065
+    # a model with AlexNet's errors has mCE 100 %
+    errors = {c: {s: e for s in range(1, 6)} for c, e in rb.ALEXNET_MEAN_ERRORS.items()}
+    s = rb.summarize(errors, rb.ALEXNET_CLEAN_ERROR, rb.alexnet_baseline())
+    assert s["mce"] == pytest.approx(1.0) and s["relative_mce"] == pytest.approx(1.0) and s["complete"]
+
+
+def test_results_csv_matches_the_original_script(tmp_path):
+    acc = {c: {s: round(1 - 0.1 * s, 1) for s in range(1, 6)} for c in rb.ALL}
+    acc["brightness"][1] = 1 / 3
+    path = rb.write_results_csv(tmp_path / "r.csv", acc)
+    lines = path.read_text().splitlines()
+    assert lines[0] == "corruption_type,difficulty,valid_acc"
+    assert lines[1:7] == ["brightness,1,0.3333333333333333", "brightness,2,0.8", "brightness,3,0.7",
+                          "brightness,4,0.6", "brightness,5,0.5", "defocus_blur,1,0.9"]
+    order = list(dict.fromkeys(line.split(",")[0] for line in lines[1:]))
+    assert order == list(rb.ORIGINAL_CSV_ORDER) and len(lines) == 1 + 19 * 5
+    errors, clean = rb.read_results_csv(path)
+    assert clean is None and errors["brightness"][1] == pytest.approx(2 / 3) and errors["snow"][5] == pytest.approx(0.5)
+    (tmp_path / "bad.csv").write_text("corruption_type,difficulty,valid_acc\ngausian_noise,1,0.5\n")
+    with pytest.raises(DataError, match="unknown corruption_type 'gausian_noise'"):
+        rb.read_results_csv(tmp_path / "bad.csv")
+    with pytest.raises(ConfigError, match="neither 'alexnet' nor"):
+        rb.load_baseline(tmp_path / "missing.csv")
+
+
+# ---------------------------------------------------------------------------------------------
+# evaluation and CLI
+
+
+@pytest.fixture(scope="module")
+def corrupted(tmp_path_factory):
+    """A clean 2-class folder and its full 19 x 5 corrupted copy (32 px), made through the CLI."""
+    from ventralkit.cli import main
+
+    root = tmp_path_factory.mktemp("robust")
+    val = make_folder(root / "val")
+    assert main(["corrupt", str(val), str(root / "c"), "-j", "2", "--quiet"]) == 0
+    return val, root / "c"
+
+
+def test_cli_end_to_end(corrupted, tmp_path, cli):
+    val, c_root = corrupted
+    assert set(output_files(c_root)) == expected_tree(rb.ALL, range(1, 6))
+    code, out, err = cli("corrupt", val, c_root, "-j", "0", "--quiet")  # nothing left to do
+    assert code == 0 and "0 written, 380 already there" in out
+
+    model = ["--model", "Z", "--num_classes", "2", "--imsize", "32", "-j", "0", "--batch_size", "4", "--quiet"]
+    run1 = tmp_path / "run1"
+    code, out, err = cli("robustness", *model, "--data_path", c_root, "--clean_path", val, "--baseline", "alexnet",
+                         "-o", run1)
+    assert code == 0, err
+    assert "mCE:" in out and "baseline alexnet, 15 corruptions" in out
+    for name in ("tinyimagenetc_results.csv", "robustness_details.csv", "summary.json", "summary.csv",
+                 "summary.txt", "heatmap.png", "errors_by_corruption.png"):
+        assert (run1 / name).is_file() and (run1 / name).stat().st_size > 0, name
+    rows = list(csv.reader((run1 / "tinyimagenetc_results.csv").open()))
+    assert rows[0] == ["corruption_type", "difficulty", "valid_acc"] and len(rows) == 1 + 19 * 5
+    assert rows[1][:2] == ["brightness", "1"] and rows[1 + 15 * 5][0] == "gaussian_blur"
+    summary = json.loads((run1 / "summary.json").read_text())
+    assert summary["complete"] and summary["baseline"]["name"] == "alexnet"
+    assert 0 <= summary["clean_error"] <= 1 and summary["mce"] is not None and summary["relative_mce"] is not None
+    assert summary["preprocess"] == "auto" and summary["n_images"] == 19 * 5 * 4
+    mean15 = np.mean([r["mean_error"] for r in summary["corruptions"] if r["corruption"] in rb.BENCHMARK])
+    assert summary["mean_error"] == pytest.approx(mean15)
+
+    # a second run normalised by the first, compared with it in one table and figure
+    run2 = tmp_path / "run2"
+    code, out, err = cli("robustness", *model, "--data_path", c_root, "--corruptions", "noise", "--baseline", run1,
+                         "--name", "second", "--compare", run1, "--names", "first", "-o", run2)
+    assert code == 0, err
+    assert (run2 / "comparison.png").is_file() and (run2 / "comparison.csv").is_file()
+    table = list(csv.DictReader((run2 / "comparison.csv").open()))
+    assert [r["name"] for r in table] == ["second", "first"]
+    assert float(table[1]["mce"]) == pytest.approx(1.0)  # the baseline run against itself
+
+    # compare-only mode
+    code, out, err = cli("robustness", "--compare", run1, run2, "--baseline", "alexnet", "-o", tmp_path / "cmp")
+    assert code == 0 and "mCE vs alexnet" in out and (tmp_path / "cmp/comparison.png").is_file()
+
+    # bad input: one line, exit code 2
+    for argv, message in [
+        (["--data_path", val], "has no corruption folders (found class_0/, class_1/)"),
+        (["--data_path", c_root, "--baseline", "nonsense"], "--baseline nonsense is neither 'alexnet'"),
+        (["--data_path", c_root, "--severities", "7"], "severity 7 is outside 1..5"),
+        (["--data_path", tmp_path / "nowhere"], "does not exist"),
+    ]:
+        code, out, err = cli("robustness", *model, *argv, "-o", tmp_path / "bad")
+        assert code == 2 and err.count("\n") == 1 and message in err, (argv, err)
+    code, out, err = cli("robustness", "-o", tmp_path / "bad")
+    assert code == 2 and "give --data_path" in err
+
+
+def test_evaluate_robustness_api(corrupted, tmp_path):
+    import ventralkit
+
+    val, c_root = corrupted
+    model = ventralkit.create_model("cornet_z", num_classes=2)
+    report = ventralkit.evaluate_robustness(model, c_root, clean_path=val, batch_size=8, workers=0, image_size=32,
+                                            corruptions=["contrast", "fog"], severities=[1, 5], progress=False)
+    assert set(report.accuracies) == {"fog", "contrast"} and set(report.accuracies["fog"]) == {1, 5}
+    assert report.files == {} and 0 <= report.clean_error <= 1
+    assert [d["corruption_type"] for d in report.details] == ["clean", "fog", "fog", "contrast", "contrast"]
+    assert report.mce is None  # no baseline
+    rows = rb.compare_robustness([report, report.summary], names=["a", "b"], output_dir=tmp_path)
+    assert rows[0]["fog"] == rows[1]["fog"] and (tmp_path / "comparison.png").is_file()
+
+
+def _misnamed_corruption(c_root, root):
+    (root / "gausian_noise/1/class_0").mkdir(parents=True)
+    return "gausian_noise is not a corruption name (did you mean gaussian_noise?)"
+
+
+def _misnamed_severity(c_root, root):
+    (root / "fog/sev1").mkdir(parents=True)
+    return "fog/sev1 is not a severity folder; severity folders are named 1, 2, 3, 4, 5"
+
+
+def _missing_class(c_root, root):
+    import shutil
+
+    shutil.copytree(c_root / "fog/1", root / "fog/1")
+    shutil.copytree(c_root / "fog/2/class_0", root / "fog/2/class_0")
+    return "fog/2 has other class folders than"
+
+
+def _empty_severity(c_root, root):
+    (root / "fog/1").mkdir(parents=True)
+    return "has no class sub-folders"
+
+
+@pytest.mark.parametrize("build", [_misnamed_corruption, _misnamed_severity, _missing_class, _empty_severity])
+def test_evaluate_robustness_bad_folders(corrupted, tmp_path, build):
+    import ventralkit
+
+    _, c_root = corrupted
+    root = tmp_path / "c"
+    root.mkdir()
+    message = build(c_root, root)
+    model = ventralkit.create_model("cornet_z", num_classes=2)
+    with pytest.raises(DataError) as info:
+        ventralkit.evaluate_robustness(model, root, workers=0, image_size=32, progress=False)
+    assert message in str(info.value) and "\n" not in str(info.value)
