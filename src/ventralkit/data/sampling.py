@@ -1,7 +1,7 @@
 """Deterministic, resumable data order and augmentation.
 
-The order of epoch ``e`` is a permutation drawn from ``(seed, e)``; each sample's random
-augmentation is seeded from ``(seed, e, index)``. Both are pure functions of where the run is, not
+The order of epoch ``e`` is a permutation drawn from ``(seed, e)``; each batch's random
+augmentation is seeded from ``(seed, e, index of its first sample)``. Both are pure functions of where the run is, not
 of how many workers ran or what happened before, so a run resumed at batch ``k`` of epoch ``e``
 sees exactly the batches an uninterrupted run would have seen.
 """
@@ -61,7 +61,12 @@ class EpochSampler(Sampler):
 
 
 class SeededDataset(Dataset):
-    """Wraps a dataset so ``ds[(epoch, i)]`` seeds torch/numpy/random from (seed, epoch, i) first."""
+    """Wraps a dataset so each batch's augmentation is seeded from (seed, epoch, its first index).
+
+    The DataLoader fetches a whole batch through ``__getitems__``; seeding once per batch (not per
+    image) keeps the cost negligible, and a batch's content is fixed by the sampler, so the result is
+    the same whichever worker loads it and whether or not the run was resumed.
+    """
 
     def __init__(self, dataset: Dataset, seed: int = 0):
         self.dataset, self.seed = dataset, seed
@@ -70,8 +75,11 @@ class SeededDataset(Dataset):
         return len(self.dataset)
 
     def __getitem__(self, key):
-        epoch, index = key if isinstance(key, tuple) else (0, key)
-        s = _mix(self.seed, epoch, index)
+        return self.__getitems__([key])[0]
+
+    def __getitems__(self, keys):
+        keys = [k if isinstance(k, tuple) else (0, k) for k in keys]
+        s = _mix(self.seed, *keys[0])
         in_main = torch.utils.data.get_worker_info() is None
         if in_main:  # do not disturb the training process's own random streams (dropout etc.)
             saved = torch.get_rng_state(), np.random.get_state(), random.getstate()
@@ -79,7 +87,7 @@ class SeededDataset(Dataset):
         random.seed(s)
         np.random.seed(s)
         try:
-            return self.dataset[index]
+            return [self.dataset[i] for _, i in keys]
         finally:
             if in_main:
                 torch.set_rng_state(saved[0])
