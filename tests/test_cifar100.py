@@ -74,7 +74,7 @@ def test_transforms_and_resolution(fake):
     mean, std = torch.tensor(CIFAR100_MEAN)[:, None, None], torch.tensor(CIFAR100_STD)[:, None, None]
     torch.testing.assert_close(eval32(raw), (raw.float() / 255 - mean) / std)
     # resnet9's ModelInfo: no normalisation, crop + flip at 32 px
-    train9, val9, _ = cifar100_datasets(fake, image_size=32, info=model_info("resnet9"))
+    _, val9, _ = cifar100_datasets(fake, image_size=32, info=model_info("resnet9"))
     x = val9[0][0]
     assert x.shape == (3, 32, 32) and 0 <= x.min() and x.max() <= 1
 

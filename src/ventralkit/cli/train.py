@@ -84,8 +84,6 @@ def config_from_args(args):
         flags["device"] = "cpu" if args.ngpus == 0 else "cuda"
         if args.ngpus > 1:
             print("note: --ngpus > 1 runs on one GPU; use `torchrun --nproc_per_node N -m ventralkit.cli train` for DDP")
-    if flags.get("data_path") and not flags.get("dataset"):
-        flags["dataset"] = "folder"
     config_file = args.config
     if args.resume and not args.config and not args.recipe:
         from ..engine.checkpoint import read_resume

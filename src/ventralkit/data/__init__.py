@@ -31,7 +31,8 @@ def load_datasets(dataset: str, data_path: str | None, info: ModelInfo, image_si
     if dataset == "cifar100":
         from .cifar100 import cifar100_datasets
 
-        train, val, classes = cifar100_datasets(data_path, image_size=image_size or info.input_size)
+        train, val, classes = cifar100_datasets(data_path, image_size=image_size or info.input_size, info=info,
+                                                val_split=val_split)
         return DataSplits(train, val, list(classes))
     from .folders import ImageFolderDataset, split_dir
 

@@ -27,10 +27,14 @@ class EvalResult:
     per_class: np.ndarray = field(repr=False)
     confusion: np.ndarray = field(repr=False)
     predictions: np.ndarray = field(repr=False)
+    super_top1: float | None = None  # superclass accuracy of hierarchical heads
 
     def record(self) -> dict:
-        """The CORnet-100 ``val`` record keys."""
-        return {"loss": self.loss, "top1": self.top1, "top5": self.top5}
+        """The CORnet-100 ``val`` record keys (plus ``super_top1`` for hierarchical heads)."""
+        rec = {"loss": self.loss, "top1": self.top1, "top5": self.top5}
+        if self.super_top1 is not None:
+            rec["super_top1"] = self.super_top1
+        return rec
 
 
 def logits_of(output) -> torch.Tensor:
@@ -64,7 +68,10 @@ def evaluate(
     device = torch.device(device) if device is not None else next(model.parameters()).device
     was_training = model.training
     model.eval()
-    n_cls = num_classes or getattr(getattr(model, "info", None), "num_classes", None)
+    core = getattr(model, "module", getattr(model, "_orig_mod", model))  # unwrap DDP / torch.compile
+    n_cls = num_classes or getattr(getattr(core, "info", None), "num_classes", None)
+    parent_targets = getattr(core, "parent_targets", None)
+    super_hits = None
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
     correct = torch.zeros(2, device=device, dtype=torch.long)
     confusion = None
@@ -76,7 +83,11 @@ def evaluate(
                 images = images.contiguous(memory_format=torch.channels_last)
             target = target.to(device, non_blocking=True)
             with autocast(device, amp):
-                logits = logits_of(model(images)).float()
+                output = model(images)
+            logits = logits_of(output).float()
+            if parent_targets is not None and isinstance(output, dict) and "parent_logits" in output:
+                hits = output["parent_logits"].argmax(1).eq(parent_targets(target)).sum()
+                super_hits = hits if super_hits is None else super_hits + hits
             loss_sum += F.cross_entropy(logits, target, reduction="sum")
             correct += torch.stack(topk_correct(logits, target))
             if confusion is None:
@@ -102,4 +113,5 @@ def evaluate(
         per_class=per_class,
         confusion=conf,
         predictions=torch.cat(preds).cpu().numpy(),
+        super_top1=None if super_hits is None else super_hits.item() / n,
     )

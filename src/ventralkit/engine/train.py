@@ -171,8 +171,10 @@ class Meters:
     def __init__(self, device):
         self.t = torch.zeros(4, dtype=torch.float64, device=device)  # loss*n, top1, top5, superclass hits
         self.n = 0
+        self.has_super = False
 
     def add(self, loss, c1, c5, n: int, super_c=None):
+        self.has_super |= super_c is not None
         sc = super_c if super_c is not None else c1.new_zeros(())
         self.t += torch.stack([loss.detach().double() * n, c1.double(), c5.double(), sc.double()])
         self.n += n
@@ -181,16 +183,17 @@ class Meters:
         loss, c1, c5, sc = self.t.tolist()
         n = max(self.n, 1)
         out = {"loss": loss / n, "top1": c1 / n, "top5": c5 / n}
-        if sc:
+        if self.has_super:
             out["super_top1"] = sc / n
         return out
 
     def state(self) -> list:
-        return [*self.t.tolist(), self.n]
+        return [*self.t.tolist(), self.n, self.has_super]
 
     def load(self, state: list) -> None:
         self.t.copy_(torch.tensor(state[:4], dtype=torch.float64))
         self.n = int(state[4])
+        self.has_super = bool(state[5]) if len(state) > 5 else False
 
     def reset(self):
         self.t.zero_()
@@ -230,8 +233,6 @@ def fit(cfg: TrainConfig) -> TrainResult:
     core = model  # the unwrapped model: what is saved and what owns head_loss
     head_loss = getattr(core, "head_loss", None)
     parent_targets = getattr(core, "parent_targets", None)
-    if mixer is not None and head_loss is not None:
-        raise ConfigError("--mixup_alpha/--cutmix_alpha cannot be combined with a hierarchical head")
 
     start_epoch, start_step, global_step, best_top1 = 0, 0, 0, -1.0
     meters_state = None
@@ -326,7 +327,7 @@ def fit(cfg: TrainConfig) -> TrainResult:
                     output = forward(images)
                     logits = logits_of(output)
                     if head_loss is not None:
-                        loss = head_loss(output, target)
+                        loss = head_loss(output, soft if soft is not None else target)
                     else:
                         loss = criterion(logits, soft if soft is not None else target)
                 optimizer.zero_grad(set_to_none=True)
@@ -378,7 +379,7 @@ def fit(cfg: TrainConfig) -> TrainResult:
                                    "learning_rate": scheduler.get_last_lr()[0],
                                    "epoch_seconds": round(time.monotonic() - epoch_start, 3)})
             finished = epoch + 1 == cfg.epochs
-            checkpoint("last.pt", epoch + 1, 0, finished=finished, meters=[train_meters.state(), [0.0] * 5])
+            checkpoint("last.pt", epoch + 1, 0, finished=finished, meters=[train_meters.state(), [0.0] * 6])
             last_save = time.monotonic()
             if cfg.keep_epochs != 0 and dinfo.is_main:
                 checkpoint(f"epoch_{epoch + 1:02d}.pt", epoch + 1, 0, finished=finished)

@@ -510,13 +510,9 @@ class HierarchicalHead(nn.Module):
         """The study's decision, spelled out: (parent, child index, fine class) per sample."""
         out = self.forward(e)
         parent = out["parent_logits"].argmax(1)
-        m = self.hierarchy.max_children
-        scores = self.child(e if self.child_input == "features" else F.relu(out["parent_logits"]))
-        scores = scores.masked_fill(~self.slot_valid, float("-inf"))
-        child = scores[torch.arange(len(parent), device=parent.device), parent].argmax(1)
-        fine_of_slot = torch.full((self.hierarchy.num_parents * m,), -1, dtype=torch.long, device=parent.device)
-        fine_of_slot[self.fine_slot] = torch.arange(self.num_classes, device=parent.device)
-        return parent, child, fine_of_slot[parent * m + child]
+        inside = self.fine_parent[None, :] == parent[:, None]
+        fine = out["child_log_probs"].masked_fill(~inside, float("-inf")).argmax(1)
+        return parent, self.fine_slot[fine] - parent * self.hierarchy.max_children, fine
 
 
 # ----------------------------------------------------------------------------------------------
@@ -543,6 +539,8 @@ def make_head(kind: str, in_features: int, num_classes: int, **kwargs) -> nn.Mod
 
 class HeadModel(nn.Module):
     """A backbone and a head with the uniform interface; the embedding is the backbone's pre-logits."""
+
+    classifier_name = "head"  # the ClassifierMixin convention: what reset_classifier replaces
 
     def __init__(self, backbone: nn.Module, head: nn.Module, num_features: int, num_classes: int,
                  head_name: str = "custom", head_kwargs: dict | None = None):

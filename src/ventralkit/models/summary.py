@@ -23,6 +23,7 @@ def model_rows(pattern: str = "*", with_shapes: bool = False) -> list[dict]:
         if with_shapes:
             with torch.no_grad():
                 out = model(torch.zeros(1, 3, info.input_size, info.input_size))
+            out = out["logits"] if isinstance(out, dict) else out
             row["output"] = "x".join(map(str, out.shape))
         rows.append(row)
     return rows

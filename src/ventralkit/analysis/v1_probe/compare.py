@@ -284,6 +284,9 @@ def load_references(path: str | Path | None = None, base: dict[str, Reference] |
 # ----------------------------------------------------------------------------------------------
 # summaries
 
+#: 0/1 properties: their "median" in summaries is the fraction of units with 1
+BINARY_PROPERTIES = ("orientation_selective", "sf_selective", "strongly_suppressed")
+
 SUMMARY_FIELDS = ["property", "set", "benchmark", "n_units", "n_defined", "median", "q25", "q75", "ref_median",
                   "similarity", "similarity_std", "ceiling", "score", "reference"]
 
@@ -307,12 +310,15 @@ def summarize(columns: dict[str, np.ndarray], references: dict[str, Reference] |
         fin = v[np.isfinite(v)]
         row = {"property": prop, "set": stim_set, "n_units": int(mask.sum()), "n_defined": int(fin.size),
                "median": _q(fin, 50), "q25": _q(fin, 25), "q75": _q(fin, 75)}
+        if prop in BINARY_PROPERTIES:  # 0/1 flags: report the fraction of 1s
+            row.update(median=float(fin.mean()) if fin.size else float("nan"), q25=float("nan"), q75=float("nan"))
         ref = references.get(prop)
         row.update({"benchmark": ref.benchmark if ref else "", "ref_median": float("nan"),
                     "similarity": float("nan"), "similarity_std": float("nan"), "ceiling": float("nan"),
                     "score": float("nan"), "reference": ref.source if ref and ref.has_data else ""})
         if ref is not None and ref.has_data:
-            row["ref_median"] = ref.median()
+            h = ref.histogram()
+            row["ref_median"] = float(h[-1] / h.sum()) if prop in BINARY_PROPERTIES else ref.median()
             if v.size:
                 sim, err = bootstrap_similarity(v, ref, n_boot, seed)
                 ceil = ceiling(ref, n_boot, seed)
@@ -352,16 +358,17 @@ def format_table(header: list[str], rows: list[list]) -> str:
 
 def summary_table(rows: list[dict], mean_score: float | None = None, title: str | None = None) -> str:
     """The printed summary: per property its units, median [IQR], the reference median and the scores."""
-    header = ["property", "units", "defined", "median", "IQR", "ref median", "similarity", "ceiling", "score"]
+    header = ["property", "units", "defined", "median*", "IQR", "ref median*", "similarity", "ceiling", "score"]
     body = []
     for r in rows:
-        iqr = "-" if not np.isfinite(r["q25"]) else f"{_fmt(r['q25'])}-{_fmt(r['q75'])}"
+        iqr = "-" if not np.isfinite(r["q25"]) else f"{_fmt(r['q25'])}..{_fmt(r['q75'])}"
         body.append([r["property"], r["n_units"], r["n_defined"], r["median"], iqr, r["ref_median"],
                      r["similarity"], r["ceiling"], r["score"]])
     text = format_table(header, body)
     n = sum(1 for r in rows if np.isfinite(r["score"]))
     if title:
         text = f"{title}\n{text}"
+    text += "\n* for 0/1 properties (" + ", ".join(BINARY_PROPERTIES) + "): the fraction of 1s"
     if mean_score is not None:
         text += f"\nmean score over {n} properties with reference data: {_fmt(mean_score)}"
     return text

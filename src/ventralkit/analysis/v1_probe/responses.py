@@ -105,6 +105,7 @@ class LayerProbe:
     n_calls: int
     out_shape: tuple[int, ...]  # per image, e.g. (C, H, W) or (F,)
     positions: int = 1
+    channels_last: bool = False  # feed channels-last images (faster convolutions on CPU) if the model accepts them
 
     def select(self, out: torch.Tensor) -> torch.Tensor:
         """``(N, units)``: channels at the central ``positions x positions`` window, channel-major."""
@@ -142,10 +143,17 @@ def prepare_layer(model: nn.Module, layer: str, image_size: int, mean, std, time
 
     handle = module.register_forward_hook(hook)
     was_training = model.training
+    x = blank_image(image_size, mean, std).to(_model_device(model))
+    channels_last = True
     try:
         model.eval()
         with torch.inference_mode():
-            model(blank_image(image_size, mean, std).to(_model_device(model)))
+            try:  # channels-last input: same numbers, ~1.5x faster convolutions on CPU; some models refuse it
+                model(x.contiguous(memory_format=torch.channels_last))
+            except RuntimeError:
+                channels_last = False
+                calls.clear()
+                model(x)
     finally:
         handle.remove()
         model.train(was_training)
@@ -164,7 +172,7 @@ def prepare_layer(model: nn.Module, layer: str, image_size: int, mean, std, time
                           f"map or a flat (F,) vector")
     if positions < 1:
         raise ConfigError("positions must be >= 1")
-    return LayerProbe(layer, idx, n, shape, positions)
+    return LayerProbe(layer, idx, n, shape, positions, channels_last)
 
 
 def record_units(model: nn.Module, probe: LayerProbe, stimuli: StimulusSet, image_size: int,
@@ -185,6 +193,8 @@ def record_units(model: nn.Module, probe: LayerProbe, stimuli: StimulusSet, imag
             try:
                 for x in stimuli.render(image_size, visual_degrees, mean, std, batch_size=batch_size, device=device):
                     store[probe.layer].clear()
+                    if probe.channels_last:
+                        x = x.contiguous(memory_format=torch.channels_last)
                     try:
                         model(x)
                     except _StopForward:

@@ -150,25 +150,26 @@ class StimulusSet:
             )
 
 
-def _grid(image_size: int, visual_degrees: float, device) -> tuple[torch.Tensor, torch.Tensor, float]:
+def _grid(image_size: int, visual_degrees: float, device, dtype) -> tuple[torch.Tensor, torch.Tensor, float]:
     ppd = image_size / float(visual_degrees)  # pixels per degree
-    c = (torch.arange(image_size, device=device, dtype=torch.float64) + 0.5 - image_size / 2) / ppd
+    c = (torch.arange(image_size, device=device, dtype=dtype) + 0.5 - image_size / 2) / ppd
     yy, xx = torch.meshgrid(c, c, indexing="ij")
     return xx, yy, ppd
 
 
-def grating_luminance(params: dict, image_size: int, visual_degrees: float, device="cpu") -> torch.Tensor:
-    """Luminance images in [0, 1], shape ``(B, H, W)``, float64, for arrays of grating parameters.
+def grating_luminance(params: dict, image_size: int, visual_degrees: float, device="cpu",
+                      dtype=torch.float64) -> torch.Tensor:
+    """Luminance images in [0, 1], shape ``(B, H, W)``, for arrays of grating parameters.
 
     ``params`` holds equal-length arrays ``orientation`` (deg), ``sf`` (cycles/deg), ``phase`` (deg),
     ``contrast`` (0-1), ``radius`` (deg, ``inf`` = full field) and optionally ``x``/``y`` (centre, deg).
     """
-    xx, yy, ppd = _grid(image_size, visual_degrees, device)
+    xx, yy, ppd = _grid(image_size, visual_degrees, device, dtype)
 
     def col(key, default):
         v = params.get(key)
         v = np.full(len(params["orientation"]), default, float) if v is None else np.asarray(v, float)
-        return torch.as_tensor(v, dtype=torch.float64, device=device).view(-1, 1, 1)
+        return torch.as_tensor(v, dtype=dtype, device=device).view(-1, 1, 1)
 
     theta = torch.deg2rad(col("orientation", 0.0))
     sf = col("sf", 1.0)
@@ -191,7 +192,7 @@ def grating_luminance(params: dict, image_size: int, visual_degrees: float, devi
 def render_gratings(params: dict, image_size: int, visual_degrees: float, mean=(0.5,) * 3, std=(0.5,) * 3,
                     device="cpu", dtype=torch.float32) -> torch.Tensor:
     """Model-ready tensors ``(B, 3, H, W)``: grating luminance normalised per channel by ``mean``/``std``."""
-    lum = grating_luminance(params, image_size, visual_degrees, device=device).to(dtype)
+    lum = grating_luminance(params, image_size, visual_degrees, device=device, dtype=dtype)
     m = torch.as_tensor(mean, dtype=dtype, device=device).view(1, 3, 1, 1)
     s = torch.as_tensor(std, dtype=dtype, device=device).view(1, 3, 1, 1)
     return (lum.unsqueeze(1).expand(-1, 3, -1, -1) - m) / s
