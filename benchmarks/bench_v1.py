@@ -89,6 +89,7 @@ def main(argv=None) -> int:
     p.add_argument("--original_lc", action="store_true",
                    help="also time the reference code's local RF layer (memory ~ batch x 37 MB x 2)")
     p.add_argument("--skip_models", action="store_true", help="time only the layers (part a)")
+    p.add_argument("--note", default="", help="free text for the RESULTS.md entry (e.g. 'machine shared')")
     p.add_argument("--write", action="store_true", help="append the table to benchmarks/RESULTS.md")
     args = p.parse_args(argv)
     if args.size != 64:
@@ -142,6 +143,8 @@ def main(argv=None) -> int:
     if args.write:
         settings = (f"batch {args.batch}, {args.size}x{args.size} input (layer: 64x{side}x{side} map), device "
                     f"{device}, best of {args.repeats} after {args.warmup} warm-up")
+        if args.note:
+            settings += f"; {args.note}"
         append_results(f"## V1 ResNet layers (bench_v1.py)\n\nMachine: {machine_line(device)}.\n"
                        f"Settings: {settings}.\n\n{table}")
     return 0

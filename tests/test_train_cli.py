@@ -176,14 +176,14 @@ def test_unknown_option_in_config_file(cli, tmp_path):
 
 
 def test_fine_tune_head_only_keeps_the_rest_frozen(tmp_path, image_folder):
-    """trainable=["decoder.linear"] + reset_classifier: only the new head changes, BN-free Z body stays."""
+    """trainable=["classifier"] (-> decoder.linear) + reset_classifier: only the new head changes."""
     import ventralkit as vk
     from ventralkit.engine.train import train
 
     src = vk.create_model("cornet_z", num_classes=7)
     torch.save({"state_dict": {f"module.{k}": v for k, v in src.state_dict().items()}}, tmp_path / "z7.pth")
     res = train(model="cornet_z", checkpoint=str(tmp_path / "z7.pth"), reset_classifier=True,
-                trainable=["decoder.linear"], data_path=str(image_folder), image_size=32, epochs=1, batch_size=4,
+                trainable=["classifier"], data_path=str(image_folder), image_size=32, epochs=1, batch_size=4,
                 workers=0, lr=0.1, output_path=str(tmp_path / "ft"), progress=False)
     trained = res.model.state_dict()
     for k, v in src.state_dict().items():

@@ -55,7 +55,10 @@ def dog_reference_kernels(m: DoGConv2d, normalized_prefactor=False, per_kernel_n
         for y in range(1, size + 1):
             for x in range(1, size + 1):
                 d2 = (x - k - 1) ** 2 + (y - k - 1) ** 2
-                p1, p2 = (1 / (math.pi * s1), 1 / (math.pi * s2)) if normalized_prefactor else (s1 / math.pi, s2 / math.pi)
+                if normalized_prefactor:
+                    p1, p2 = 1 / (math.pi * s1), 1 / (math.pi * s2)
+                else:
+                    p1, p2 = s1 / math.pi, s2 / math.pi
                 e = p1 * math.exp(-d2 / s1)
                 inh = p2 * math.exp(-d2 / max(s2, 1e-6))
                 raw[i, y - 1, x - 1] = (e - inh) * m.total_scale[i].item()

@@ -125,7 +125,10 @@ def test_counts_layout_and_shapes_match_the_original(name, torchvision_keys):
 
     # key layout: torchvision's keys, minus the replaced ones, plus the added / reshaped ones
     if name.endswith("magnification"):
-        expected = {SEQUENTIAL_PREFIX[k.split(".")[0]] + k[len(k.split(".")[0]):]: v for k, v in torchvision_keys.items()}
+        expected = {}
+        for k, v in torchvision_keys.items():
+            module, rest = k.split(".", 1)
+            expected[f"{SEQUENTIAL_PREFIX[module]}.{rest}"] = v
         expected |= lpp("3.")
     else:
         removed, added = LAYOUT[name]
@@ -226,9 +229,12 @@ def test_models_built_in_one_process_do_not_leak_settings():
 
 def test_options_are_per_model_and_checked():
     fixed = create_model("v1_resnet50_composite_a", corrected=True)
-    assert fixed.layer1[0].conv2.dog.dog_conv.per_kernel_norm and fixed.layer1[0].conv2.dog.dog_conv.normalized_prefactor
+    dog = fixed.layer1[0].conv2.dog.dog_conv
+    assert dog.per_kernel_norm and dog.normalized_prefactor
     assert fixed.layer1[1].dn.center_on_self and fixed.lpp.sector_fill == "angular"
     assert not fixed.lpp.antialias  # the resize stays pinned to the 2023 behaviour
+    unused_polar = create_model("v1_resnet50_composite_d", corrected=True)  # max-pool stem, idle lpp buffers
+    assert unused_polar.layer1[0].dn.center_on_self and unused_polar.lpp.sector_fill == "stretch"
     plain = create_model("v1_resnet50_composite_a")
     assert not plain.layer1[0].conv2.dog.dog_conv.per_kernel_norm and plain.lpp.sector_fill == "stretch"
     bs = create_model("v1_resnet50_composite_a", polar_pad_radius=True, polar_antialias=True)

@@ -178,6 +178,8 @@ def test_ks_similarity_and_ceiling():
     bad, _ = cmp.bootstrap_similarity(np.full(100, 20.0), ref, n_boot=300)
     assert good > 0.9 and bad < 0.2
     assert cmp.bootstrap_similarity(np.full(50, np.nan), ref, n_boot=50) == (0.0, 0.0)
+    pref = REFERENCES["preferred_orientation"]  # bins start at -22.5: 170 deg belongs to the first bin
+    assert pref.map_values([170.0, 10.0, 100.0]).tolist() == [-10.0, 10.0, 100.0]
 
 
 def test_reference_file(tmp_path):

@@ -36,7 +36,7 @@ def register(sub) -> None:
     g.add_argument("--imsize", "--image_size", dest="image_size", type=positive_int, default=None,
                    help="input size in pixels (default: the model's)")
     g.add_argument("--no_contrast", action="store_true", help="skip the contrast response series")
-    g.add_argument("--batch_size", type=positive_int, default=64)
+    g.add_argument("--batch_size", type=positive_int, default=None, help="images per forward pass (default 16 on CPU, 128 on GPU)")
     g.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     g.add_argument("--reference", default=None, metavar="JSON",
                    help="monkey data to add or replace (e.g. Ringach 2002 values); see docs/v1_probe.md")

@@ -148,6 +148,11 @@ def freeze(model: nn.Module, trainable: list[str]) -> None:
         p.requires_grad = any(n == t or n.startswith(t + ".") for t in trainable)
 
 
+def resolve_trainable(model: nn.Module, trainable: list[str]) -> list[str]:
+    """``"classifier"`` stands for the model's own classifier module (``fc``, ``decoder.linear``, ``10``...)."""
+    return [getattr(model, "classifier_name", t) if t == "classifier" else t for t in trainable]
+
+
 def set_train_mode(model: nn.Module, trainable: list[str]) -> None:
     """``model.train()``, but frozen parts stay in eval mode so their BatchNorm statistics do not move."""
     model.train()
@@ -221,6 +226,7 @@ def fit(cfg: TrainConfig) -> TrainResult:
 
     # ---- model, optimizer, schedule ----------------------------------------------------------------
     model = build_model(cfg, num_classes)
+    cfg = cfg.replace(trainable=resolve_trainable(model, list(cfg.trainable)))
     freeze(model, cfg.trainable)
     model.to(device)
     if cfg.channels_last:

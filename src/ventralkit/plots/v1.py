@@ -86,7 +86,7 @@ def plot_property_histograms(columns: dict, references: dict, path, properties: 
         v = v[np.isfinite(v)]
         if ref is not None:
             bins = np.asarray(ref.bins, float)
-            vc = np.clip(v, bins[0], bins[-1])
+            vc = np.clip(ref.map_values(v), bins[0], bins[-1])
             mh = np.histogram(vc, bins)[0].astype(float)
             x = np.arange(len(bins) - 1)
             if mh.sum():
@@ -94,9 +94,11 @@ def plot_property_histograms(columns: dict, references: dict, path, properties: 
             if ref.has_data:
                 rh = ref.histogram()
                 ax.bar(x + 0.2, rh / rh.sum(), width=0.4, color="C3", alpha=0.8, label="monkey V1")
-            step = max(1, (len(bins) - 1) // 5)
-            ax.set_xticks(np.arange(-0.5, len(bins) - 0.5, step))
-            ax.set_xticklabels([f"{b:.3g}" for b in bins[::step]], fontsize=7)
+            step = max(1, int(np.ceil((len(bins) - 1) / 6)))
+            ax.set_xticks(np.arange(len(bins))[::step] - 0.5)
+            ax.set_xticklabels([f"{b:.3g}" for b in bins[::step]], fontsize=7, rotation=45)
+            ax.set_xlim(-0.7, len(bins) - 1.3)
+            ax.text(0.98, 0.95, f"n={v.size}", transform=ax.transAxes, ha="right", va="top", fontsize=7)
         elif v.size:
             ax.hist(v, bins=20, color="C0", density=False)
         s = scores.get(prop)

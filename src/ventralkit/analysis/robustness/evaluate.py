@@ -97,6 +97,11 @@ def scan_corruption_root(root: str | os.PathLike, corruptions=None, severities=N
                         f"{root}/<corruption>/<severity 1..5>/<class>/<image> (make one with `ventralkit corrupt`)")
     known = [d for d in subdirs if d in ALL]
     unknown = [d for d in subdirs if d not in ALL]
+    for name in unknown:
+        close = difflib.get_close_matches(name, ALL, n=1, cutoff=0.75)
+        if close:
+            raise DataError(f"{root / name} is not a corruption name (did you mean {close[0]}?); folders under "
+                            "--data_path must be named after corruptions, e.g. gaussian_noise")
     if unknown and not known:
         if set(subdirs) & {"train", "val", "val_in_folders"}:
             hint = "it looks like a clean dataset root; pass it as --clean_path and the corrupted copy as --data_path"
@@ -105,10 +110,8 @@ def scan_corruption_root(root: str | os.PathLike, corruptions=None, severities=N
         raise DataError(f"--data_path {root} has no corruption folders (found {', '.join(d + '/' for d in subdirs[:3])}); "
                         f"{hint}")
     if unknown:
-        close = difflib.get_close_matches(unknown[0], ALL, n=1, cutoff=0.6)
-        hint = f"did you mean {close[0]}?" if close else "rename or move it"
-        raise DataError(f"{root / unknown[0]} is not a corruption name ({hint}); folders under --data_path "
-                        "must be named after corruptions, e.g. gaussian_noise")
+        raise DataError(f"{root / unknown[0]} is not a corruption name (rename or move it); folders under "
+                        "--data_path must be named after corruptions, e.g. gaussian_noise")
     wanted_c = resolve_corruptions(corruptions) if corruptions is not None else None
     wanted_s = resolve_severities(severities) if severities is not None else None
     found: list[tuple[str, int, Path]] = []

@@ -199,6 +199,16 @@ def _corrupt_one(job: tuple) -> tuple[int, list[str], str | None, str | None]:
     return written, repaired, None, None
 
 
+def _pool_context():
+    """Workers are forked from a fresh single-threaded server (forkserver), never from the caller: forking a
+    process whose other threads hold locks (torch, OpenCV, numba, tqdm) can leave the children deadlocked."""
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload([__name__, "imagecorruptions"])  # imported once, shared by every worker
+        return ctx
+    return multiprocessing.get_context("spawn")
+
+
 def _init_worker() -> None:
     try:
         import cv2
@@ -357,9 +367,7 @@ def corrupt_dataset(
     n_workers = max(1, min(n_workers, len(jobs)))
     pool = None
     if n_workers > 1:
-        if "glass_blur" in corruptions:
-            _corrupt_array(np.zeros((MIN_SIZE, MIN_SIZE, 3), np.uint8), "glass_blur", 1, 0)  # numba compile, once
-        pool = multiprocessing.get_context().Pool(n_workers, initializer=_init_worker)
+        pool = _pool_context().Pool(n_workers, initializer=_init_worker)
         chunk = max(1, min(16, len(jobs) // (n_workers * 8)))
         results = pool.imap_unordered(_corrupt_one, jobs, chunksize=chunk)
     else:

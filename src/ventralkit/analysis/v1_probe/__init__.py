@@ -209,7 +209,7 @@ def probe_v1(
     mean=None,
     std=None,
     contrast: bool = True,
-    batch_size: int = 64,
+    batch_size: int | None = None,
     device=None,
     references: dict | str | Path | None = None,
     n_boot: int = 1000,
@@ -235,6 +235,8 @@ def probe_v1(
         quick: about 1/6 of the stimuli (``StimulusConfig.quick``); ``stimuli`` gives a custom grid.
         visual_degrees: the field of view of the input image (default 8, Brain-Score's).
         contrast: also measure contrast response functions (an extra, unit-specific set).
+        batch_size: images per forward pass (default 16 on CPU, where large batches only add
+            allocation overhead, 128 on a GPU).
         device: where to run (default: where the model's parameters are; a name's model is built on CPU
             and moved here).
         references: built-in monkey references, a dict of ``Reference``, or a JSON file that adds data
@@ -263,6 +265,10 @@ def probe_v1(
         references = load_references(references)
     refs = REFERENCES if references is None else references
 
+    if batch_size is None:
+        from .responses import _model_device
+
+        batch_size = 16 if _model_device(model).type == "cpu" else 128
     layer = resolve_layer(model, layer)
     lp = prepare_layer(model, layer, image_size, mean, std, time_step=time_step, positions=positions)
     sets = benchmark_sets(cfg)

@@ -60,6 +60,14 @@ class Reference:
     log_bins: bool = False
     source: str = ""
     published_ceiling: float | None = None
+    period: float | None = None
+
+    def map_values(self, values) -> np.ndarray:
+        """Model values in the reference's range convention (circular values wrapped to start at bins[0])."""
+        v = np.asarray(values, float)
+        if self.period:
+            v = (v - self.bins[0]) % self.period + self.bins[0]
+        return v
 
     @property
     def has_data(self) -> bool:
@@ -101,7 +109,7 @@ _OCT_BINS = (0.0625, 0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
 #: built-in references, keyed by the probe's property column names
 REFERENCES: dict[str, Reference] = {r.property: r for r in [
     Reference("preferred_orientation", "Marques2020_DeValois1982-pref_or", (-22.5, 22.5, 67.5, 112.5, 157.5),
-              counts=(110, 83, 100, 92), source=_DEVALOIS_A, published_ceiling=0.962),
+              counts=(110, 83, 100, 92), source=_DEVALOIS_A, published_ceiling=0.962, period=180.0),
     Reference("peak_sf", "Marques2020_DeValois1982-peak_sf",
               (0.35, 0.5, 0.7, 1.0, 1.4, 2.0, 2.8, 4.0, 5.6, 8.0, 11.2, 16.0, 22.4),
               counts=(3, 10, 15, 31, 57, 62, 67, 63, 31, 15, 5, 4), log_bins=True, source=_DEVALOIS_B,
@@ -190,7 +198,7 @@ def bootstrap_similarity(values: np.ndarray, ref: Reference, n_boot: int = 1000,
     monkey data). Returns (0, 0) when more than 10 % of the resamples have no defined value, and
     (NaN, NaN) when there are no values at all.
     """
-    v = np.asarray(values, float)
+    v = ref.map_values(values)
     if v.size == 0:
         return float("nan"), float("nan")
     bins = np.asarray(ref.bins, float)
@@ -241,7 +249,7 @@ def load_references(path: str | Path | None = None, base: dict[str, Reference] |
     The file maps a property column name (e.g. ``"circular_variance"``) to either
     ``{"values": [...]}`` (one value per neuron, ``null`` where undefined) or
     ``{"counts": [...], "bins": [...], "n_neurons": N}``; ``bins`` defaults to the built-in bins,
-    and ``"source"`` / ``"log_bins"`` are optional.
+    and ``"source"``, ``"log_bins"`` and ``"period"`` (circular values, e.g. 180) are optional.
     """
     refs = dict(REFERENCES if base is None else base)
     if path is None:
@@ -277,6 +285,7 @@ def load_references(path: str | Path | None = None, base: dict[str, Reference] |
             log_bins=bool(spec.get("log_bins", old.log_bins if old else False)),
             source=str(spec.get("source", f"user file {Path(path).name}")),
             published_ceiling=old.published_ceiling if old else None,
+            period=spec.get("period", old.period if old else None),
         )
     return refs
 

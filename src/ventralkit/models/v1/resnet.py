@@ -23,7 +23,6 @@ one process (spec section 2); here every model's design is an argument of its co
 from __future__ import annotations
 
 import difflib
-from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -128,9 +127,9 @@ class V1Options:
                                   f"which this model does not have")
         opts = cls()
         if corrected:
-            opts = replace(opts, dog_normalized_prefactor=True, dog_per_kernel_norm=True,
-                           tuned_norm_center_on_self=True, div_norm_centered_coords=True,
-                           polar_sector_fill="angular")
+            fixes = dict(dog_normalized_prefactor=True, dog_per_kernel_norm=True, tuned_norm_center_on_self=True,
+                         div_norm_centered_coords=True, polar_sector_fill="angular")
+            opts = replace(opts, **{k: v for k, v in fixes.items() if cls.NEEDS[k] in present})
         opts = replace(opts, **given)
         if opts.polar_sector_fill not in SECTOR_FILLS:
             raise ConfigError(f"{model_name}: polar_sector_fill must be one of {', '.join(SECTOR_FILLS)}, "
