@@ -82,12 +82,13 @@ def original_loop(model, folder: Path, layer: str, sublayer: str, time_step: int
 
 
 def ventralkit_run(model, folder: Path, layer: str, time_step: int, imsize: int, device: torch.device,
-                   batch_size: int, workers: int | None, channels_last: bool | None) -> np.ndarray:
+                   batch_size: int, workers: int | None, channels_last: bool | None,
+                   forward_batch: int | None = None) -> np.ndarray:
     from ventralkit.analysis.features import extract_features
 
     out = extract_features(model, folder, layers=[layer], time_steps=time_step, image_size=imsize,
                            batch_size=batch_size, workers=workers, device=device, progress=False,
-                           channels_last=channels_last)
+                           channels_last=channels_last, forward_batch=forward_batch)
     return next(iter(out.values()))
 
 
@@ -112,8 +113,12 @@ def machine() -> str:
                     break
     except OSError:
         pass
+    load = ""
+    if hasattr(os, "getloadavg"):
+        load = f", load average {os.getloadavg()[0]:.1f} at the end (the machine may be shared)"
     return (f"{platform.system()} {platform.machine()}, {cpu}, {cpus} CPUs available, "
-            f"torch {torch.__version__} ({torch.get_num_threads()} threads), Python {platform.python_version()}")
+            f"torch {torch.__version__} ({torch.get_num_threads()} threads), Python {platform.python_version()}"
+            + load)
 
 
 def main(argv=None) -> int:
@@ -125,7 +130,8 @@ def main(argv=None) -> int:
     p.add_argument("--layer", default="decoder", help="original --layer (default: decoder)")
     p.add_argument("--sublayer", default="avgpool", help="original --sublayer (default: avgpool)")
     p.add_argument("--time_step", type=int, default=0)
-    p.add_argument("--batch_size", type=int, default=32)
+    p.add_argument("--batch_size", type=int, default=64, help="ventralkit DataLoader batch (library default)")
+    p.add_argument("--forward_batch", type=int, default=None, help="images per forward (default: auto)")
     p.add_argument("--workers", type=int, default=None, help="ventralkit DataLoader workers (default: auto)")
     p.add_argument("--channels_last", choices=["auto", "on", "off"], default="auto")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: as OMP_NUM_THREADS)")
@@ -155,14 +161,14 @@ def main(argv=None) -> int:
         # warm-up both paths (allocator, oneDNN primitive caches, cuDNN autotune)
         original_loop(model, warm_folder, args.layer, args.sublayer, args.time_step, args.imsize, device)
         ventralkit_run(model, warm_folder, layer, args.time_step, args.imsize, device, args.batch_size,
-                       args.workers, cl)
+                       args.workers, cl, args.forward_batch)
         t_orig, t_vk = [], []
         for _ in range(args.repeats):
             dt, ref = timed(lambda: original_loop(model, folder, args.layer, args.sublayer, args.time_step,
                                                   args.imsize, device))
             t_orig.append(dt)
             dt, ours = timed(lambda: ventralkit_run(model, folder, layer, args.time_step, args.imsize, device,
-                                                    args.batch_size, args.workers, cl))
+                                                    args.batch_size, args.workers, cl, args.forward_batch))
             t_vk.append(dt)
         err = float(np.max(np.abs(np.asarray(ours) - ref)) / (np.max(np.abs(ref)) + 1e-12))
         if err > 1e-3:
@@ -176,7 +182,8 @@ def main(argv=None) -> int:
         del model
 
     settings = (f"{args.images} JPEGs {args.jpeg_size}x{args.jpeg_size} -> {args.imsize} px, layer {args.layer}."
-                f"{args.sublayer} t{args.time_step}, device {device}, batch {args.batch_size}, workers "
+                f"{args.sublayer} t{args.time_step}, device {device}, batch {args.batch_size}, forward batch "
+                f"{args.forward_batch or 'auto'}, workers "
                 f"{'auto' if args.workers is None else args.workers}, channels_last {args.channels_last}, "
                 f"best of {args.repeats}")
     lines = [

@@ -147,6 +147,19 @@ def test_every_corruption_changes_the_image_more_at_severity_5(tmp_path):
         assert damage[5] > damage[1], f"{name}: severity 5 does not damage the images more than severity 1"
 
 
+def test_corrupt_image_matches_imagecorruptions():
+    import imagecorruptions
+
+    image = (np.random.default_rng(1).random((40, 48, 3)) * 200 + 20).astype(np.uint8)
+    for name in rb.ALL:
+        np.random.seed(7)
+        kwargs = {"seed": 7} if name in ("glass_blur", "impulse_noise") else {}
+        expected = imagecorruptions.corrupt(image, 3, name, **kwargs)
+        state = np.random.get_state()[1].copy()
+        assert np.array_equal(rb.corrupt_image(image, name, 3, seed=7), expected), name
+        assert np.array_equal(np.random.get_state()[1], state)  # the global RNG is left as it was
+
+
 def test_corrupt_image_replaces_nan_pixels(monkeypatch):
     import imagecorruptions
 
@@ -165,7 +178,8 @@ def test_corrupt_image_replaces_nan_pixels(monkeypatch):
 @pytest.mark.parametrize(
     ("kwargs", "error", "message"),
     [
-        ({"corruptions": ["gausian_noise"]}, ConfigError, "unknown corruption 'gausian_noise': did you mean gaussian_noise"),
+        ({"corruptions": ["gausian_noise"]}, ConfigError,
+         "unknown corruption 'gausian_noise': did you mean gaussian_noise"),
         ({"severities": [0]}, ConfigError, "severity 0 is outside 1..5"),
         ({"severities": [1, 6]}, ConfigError, "severity 6 is outside 1..5"),
         ({"size": 16}, ConfigError, "below 32"),
@@ -316,7 +330,7 @@ def corrupted(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("robust")
     val = make_folder(root / "val")
-    assert main(["corrupt", str(val), str(root / "c"), "-j", "2", "--quiet"]) == 0
+    assert main(["corrupt", str(val), str(root / "c"), "-j", "0", "--quiet"]) == 0
     return val, root / "c"
 
 

@@ -228,6 +228,45 @@ def test_bad_layer_is_one_clear_line():
         probe_v1(gabor_bank([0.0]), time_step=3, stimuli=QUICK)
 
 
+class Recurrent(nn.Module):
+    """One module called three times per forward pass (a recurrent area)."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(3, 4, 5, padding=2)
+        self.output = nn.Identity()
+        self.info = SimpleNamespace(name="recurrent", input_size=16, mean=(0.5,) * 3, std=(0.5,) * 3,
+                                    areas={"V1": "output"}, time_steps={"V1": 3})
+
+    def forward(self, x):
+        drive = self.conv(x)
+        h = torch.zeros_like(drive)
+        for _ in range(3):
+            h = self.output(torch.relu(drive + 0.8 * h))
+        return h
+
+
+TINY = StimulusConfig(visual_degrees=4.0, orientations=(0.0, 45.0, 90.0, 135.0), phases=(0.0, 180.0),
+                      orientation_sfs=(1.54,), orientation_cycles=(3.0,), spatial_frequencies=(0.5, 1.0, 2.0, 4.0),
+                      sf_orientations=(0.0, 90.0), sf_radii=(1.5,), radii=(0.25, 0.5, 1.0, 2.0), size_sfs=(1.54,),
+                      size_orientations=(0.0, 90.0), contrasts=(0.25, 1.0), contrast_phases=(0.0, 180.0))
+
+
+def test_time_steps_and_positions_of_a_recurrent_module():
+    model = Recurrent()
+    assert area_commitments(model)["V1"].time_steps == (0, 1, 2)
+    first = probe_v1(model, time_step=0, stimuli=TINY, n_boot=20)
+    last = probe_v1(model, stimuli=TINY, n_boot=20, positions=3)
+    assert (first.time_step, first.n_time_steps, last.time_step) == (0, 3, 2)
+    assert len(first.units["channel"]) == 4 and len(last.units["channel"]) == 4 * 9
+    assert sorted(set(last.units["row"])) == [7, 8, 9]
+    assert first.n_images == {"orientation": 8, "spatial_frequency": 16, "size": 16, "blank": 1,
+                              "contrast": first.n_images["contrast"]}
+    centre = (last.units["row"] == 8) & (last.units["col"] == 8)
+    assert not np.allclose(first.curves["orientation"], last.curves["orientation"][centre])
+
+
 def test_area_commitments_of_registered_models():
     c = area_commitments("cornet_s")
     assert c["V1"] == ("V1.output", (0,))

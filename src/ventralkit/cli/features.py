@@ -44,7 +44,7 @@ def register(sub) -> None:
 def run(args) -> int:
     from ..analysis.features import extract_features
     from ..errors import ConfigError
-    from .test import channels_last_flag, check_writable, load_model, resolve_device
+    from .test import channels_last_flag, load_model, output_folder, resolve_device
 
     device = resolve_device(args)
     if args.batch_size is not None and args.batch_size < 1:
@@ -54,17 +54,17 @@ def run(args) -> int:
     if not args.data_path:
         raise ConfigError("--data_path is required: a folder of images")
     out = Path(args.output_path)
-    check_writable(out)
-    loaded = load_model(args)
-    model = loaded.model
-    size = args.image_size or loaded.config.get("image_size") or model.info.input_size
-    steps = args.time_steps
-    feats = extract_features(
-        model, args.data_path, layers=args.layers, time_steps=steps[0] if steps and len(steps) == 1 else steps,
-        batch_size=args.batch_size or 64, workers=args.workers, image_size=size, transform=args.transform,
-        device=device, output_dir=out, format=args.format, progress=not args.no_progress,
-        channels_last=channels_last_flag(args, device), amp=args.amp, dtype=args.dtype,
-    )
+    with output_folder(out):
+        loaded = load_model(args)
+        model = loaded.model
+        size = args.image_size or loaded.config.get("image_size") or model.info.input_size
+        steps = args.time_steps
+        feats = extract_features(
+            model, args.data_path, layers=args.layers, time_steps=steps[0] if steps and len(steps) == 1 else steps,
+            batch_size=args.batch_size or 64, workers=args.workers, image_size=size, transform=args.transform,
+            device=device, output_dir=out, format=args.format, progress=not args.no_progress,
+            channels_last=channels_last_flag(args, device), amp=args.amp, dtype=args.dtype,
+        )
     n = next(iter(feats.values())).shape[0]
     print(f"{loaded.name}: {n} images, {len(feats)} arrays ({size} px, {args.transform} resize)")
     for name, arr in feats.items():

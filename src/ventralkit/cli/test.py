@@ -24,6 +24,7 @@ folder); with neither, the published weights as the original ``test`` (``--rando
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import os
@@ -32,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import CheckpointError, ConfigError, DataError
-from .common import add_data_args, add_model_args, build_model_from_args, model_name, positive_int
+from .common import add_data_args, add_model_args, build_model_from_args, model_name
 
 
 def register(sub) -> None:
@@ -65,7 +66,7 @@ def add_inference_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--ngpus", type=int, default=None, help="original flag: 0 = CPU, >= 1 = CUDA")
     g.add_argument("--amp", choices=["none", "bf16", "fp16"], default="none", help="autocast for the forward pass")
     g.add_argument("--channels_last", choices=["auto", "on", "off"], default="auto",
-                   help="memory format of activations (auto: on for CUDA, off on the CPU)")
+                   help="NHWC activations and weights (auto: on for CUDA, and for CORnets on the CPU)")
     g.add_argument("--on_bad_image", choices=["skip", "error"], default="error",
                    help="evaluation: an unreadable image is skipped with a warning, or stops the run (default)")
     g.add_argument("--no_progress", action="store_true", help="no progress bar")
@@ -107,8 +108,13 @@ def resolve_device(args) -> "torch.device":  # noqa: F821
     return device
 
 
-def channels_last_flag(args, device) -> bool:
-    return {"on": True, "off": False}.get(args.channels_last, device.type == "cuda")
+def channels_last_flag(args, device, model=None) -> bool | None:
+    """--channels_last: on / off; auto = None for extract_features, which decides per model and device."""
+    flag = {"on": True, "off": False}.get(args.channels_last)
+    if flag is None and model is not None:  # the same rule as extract_features
+        family = getattr(getattr(model, "info", None), "family", "")
+        flag = device.type == "cuda" or family == "cornet"
+    return flag
 
 
 def load_model(args) -> LoadedModel:
@@ -118,14 +124,17 @@ def load_model(args) -> LoadedModel:
     flags leave them out; for other checkpoints the class count is read from the classifier's shape.
     """
     from ..models.registry import model_info
-    from ..models.weights import extract_state_dict, read_checkpoint
+    from ..models.weights import read_checkpoint
 
     meta: dict = {}
     if args.ckpt_path and args.random_init:
         raise ConfigError("give --ckpt_path or --random_init, not both")
     if args.pretrained and args.random_init:
         raise ConfigError("give --pretrained or --random_init, not both")
+    ckpt = None
     if args.ckpt_path:
+        if args.pretrained:
+            raise ConfigError("give --pretrained or --ckpt_path, not both")
         ckpt = read_checkpoint(args.ckpt_path)
         if ckpt.get("format") == "ventralkit":
             meta = {k: ckpt.get(k) for k in ("model_name", "num_classes", "classes", "config")}
@@ -136,15 +145,15 @@ def load_model(args) -> LoadedModel:
                 args.model_kwargs = json.dumps(kw)
             if args.num_classes is None and meta.get("num_classes"):
                 args.num_classes = int(meta["num_classes"])
-        if args.num_classes is None:
-            args.num_classes = _classifier_outputs(args, extract_state_dict(ckpt))
-        del ckpt
     if not args.model:
         args.model = "Z"  # the original run.py default
     name = model_name(args.model)
     info = model_info(name)  # unknown model: one line
+    if ckpt is not None:  # read once: build, fit the classifier to the file's class count, load
+        model = _model_from_checkpoint(args, name, ckpt)
+        return LoadedModel(model, name, meta)
     implied = False
-    if not (args.ckpt_path or args.pretrained or args.random_init):
+    if not (args.pretrained or args.random_init):
         if info.weights is None:
             raise ConfigError(f"{name} has no published weights; pass --ckpt_path FILE "
                               "(or --random_init for untrained weights)")
@@ -159,25 +168,33 @@ def load_model(args) -> LoadedModel:
     return LoadedModel(model, name, meta)
 
 
-def _classifier_outputs(args, state: dict) -> int | None:
-    """Outputs of the classifier in a checkpoint (so a 10-class checkpoint needs no --num_classes)."""
+def _model_from_checkpoint(args, name: str, ckpt: dict):
+    """``name`` built with the flags' options, its classifier sized as in ``ckpt`` (unless --num_classes), loaded."""
+    import torch
+
     from ..models import create_model
     from ..models.registry import state_dict_converter
+    from ..models.weights import extract_state_dict, load_weights
     from .common import model_kwargs
 
-    name = model_name(args.model or "Z")
     try:
-        probe = create_model(name, **model_kwargs(args))
-    except TypeError:
-        return None
-    cls_name = getattr(probe, "classifier_name", "")
+        model = create_model(name, num_classes=args.num_classes, **model_kwargs(args))
+    except TypeError as err:
+        raise ConfigError(f"--model {args.model}: {err}") from None
     convert = state_dict_converter(name)
+    state = extract_state_dict(ckpt)
     if convert is not None:
         state = convert(state)
-    w = state.get(f"{cls_name}.weight") if cls_name else None
-    if w is None or getattr(w, "dim", lambda: 0)() != 2:
-        return None
-    return int(w.shape[0])
+    if args.num_classes is None:
+        cls_name = getattr(model, "classifier_name", "")
+        w = state.get(f"{cls_name}.weight") if cls_name else None
+        if isinstance(w, torch.Tensor) and w.dim() == 2 and w.shape[0] != model.info.num_classes:
+            model.reset_classifier(int(w.shape[0]))
+    try:
+        load_weights(model, state)
+    except CheckpointError as err:  # name the file rather than "state dict"
+        raise CheckpointError(str(err).replace("checkpoint state dict", f"checkpoint {args.ckpt_path}", 1)) from None
+    return model
 
 
 def progress_enabled(args) -> bool:
@@ -262,15 +279,16 @@ def run(args) -> int:
         raise ConfigError(f"--workers must be 0 or more, got {args.workers}")
     mode, path = choose_mode(args)
     out = Path(args.output_path) if args.output_path else None
-    if out is not None:
-        check_writable(out)
-    loaded = load_model(args)
-    if mode == "features":
-        return run_features(args, loaded, path, out, device)
-    return run_evaluation(args, loaded, path, out, device)
+    with output_folder(out):
+        loaded = load_model(args)
+        if mode == "features":
+            return run_features(args, loaded, path, out, device)
+        return run_evaluation(args, loaded, path, out, device)
 
 
-def check_writable(out: Path) -> None:
+def check_writable(out: Path) -> bool:
+    """Create ``out`` if needed and make sure a file can be written there; True if it was created."""
+    created = not out.exists()
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / ".ventralkit-write-test"
@@ -279,6 +297,20 @@ def check_writable(out: Path) -> None:
     except OSError as err:
         raise DataError(f"output folder {out} cannot be written ({err.strerror or err}); "
                         "choose another -o/--output_path") from None
+    return created
+
+
+@contextlib.contextmanager
+def output_folder(out: Path | None):
+    """Checks ``out`` up front; if the command then fails, a folder it created and left empty is removed."""
+    created = check_writable(out) if out is not None else False
+    try:
+        yield out
+    except BaseException:
+        if created:
+            with contextlib.suppress(OSError):
+                out.rmdir()  # only succeeds when empty
+        raise
 
 
 def run_features(args, loaded: LoadedModel, path: Path, out: Path | None, device) -> int:
@@ -331,6 +363,7 @@ def read_class_names(path: str) -> list[str]:
 
 def run_evaluation(args, loaded: LoadedModel, root: Path | None, out: Path | None, device) -> int:
     import numpy as np
+    import torch
     from torch.utils.data import DataLoader
 
     from ..data.transforms import eval_transform
@@ -363,13 +396,18 @@ def run_evaluation(args, loaded: LoadedModel, root: Path | None, out: Path | Non
     if loaded.classes and list(loaded.classes) != list(classes):
         raise DataError(f"the classes of {where} differ from the checkpoint's training classes "
                         f"(e.g. {classes[0]!r} vs {loaded.classes[0]!r}); evaluate on the same class folders")
-    workers = args.workers if args.workers is not None else min(4, max(0, (os.cpu_count() or 1) - 1))
+    from ..analysis.features import default_workers
+
+    workers = args.workers if args.workers is not None else default_workers(device)
     loader = DataLoader(ds, batch_size=args.batch_size or 64, shuffle=False, num_workers=workers,
                         pin_memory=device.type == "cuda")
     model.to(device)
+    channels_last = channels_last_flag(args, device, model)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
     t0 = time.perf_counter()
     res = evaluate(model, loader, device=device, amp=args.amp, desc="test", progress=progress_enabled(args),
-                   num_classes=n_out, channels_last=channels_last_flag(args, device))
+                   num_classes=n_out, channels_last=channels_last)
     dur = (time.perf_counter() - t0) / max(1, len(loader))
     record = {"loss": res.loss, "top1": res.top1, "top5": res.top5, "dur": dur}
     print(f"val: {record}")

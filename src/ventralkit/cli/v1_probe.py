@@ -62,8 +62,6 @@ def run(args: argparse.Namespace) -> int:
     if args.model is not None:
         from .common import build_model_from_args
 
-        if args.pretrained and args.ckpt_path:
-            raise ConfigError("give --pretrained or --ckpt_path, not both")
         device = args.device
         if device is None:
             import torch

@@ -29,14 +29,43 @@ DIGITS_CLASSES = [str(d) for d in range(10)]
 DIGITS_VAL_FRACTION = 0.2
 
 
+def _digits_file() -> Path | None:
+    """scikit-learn's bundled ``datasets/data/digits.csv.gz``, found without importing scikit-learn."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for base in spec.submodule_search_locations:
+        path = Path(base) / "datasets" / "data" / "digits.csv.gz"
+        if path.is_file():
+            return path
+    return None
+
+
 @lru_cache(maxsize=1)
 def _load_digits() -> tuple[np.ndarray, np.ndarray]:
-    """(images uint8 (1797, 8, 8) scaled to 0..255, labels int64 (1797,)), read once."""
-    from sklearn.datasets import load_digits
+    """(images uint8 (1797, 8, 8) scaled to 0..255, labels int64 (1797,)), read once.
 
-    bunch = load_digits()
-    images = np.clip(np.rint(bunch.images * (255.0 / 16.0)), 0, 255).astype(np.uint8)
-    return images, bunch.target.astype(np.int64)
+    The CSV that ``sklearn.datasets.load_digits`` reads is parsed directly (importing scikit-learn
+    costs seconds); ``load_digits`` is the fallback should the file move.
+    """
+    path = _digits_file()
+    data = None
+    if path is not None:
+        try:
+            data = np.loadtxt(path, delimiter=",", dtype=np.float64)
+        except (OSError, ValueError):
+            data = None
+    if data is not None and data.shape == (1797, 65):
+        raw, target = data[:, :64].reshape(-1, 8, 8), data[:, 64]
+    else:
+        from sklearn.datasets import load_digits
+
+        bunch = load_digits()
+        raw, target = bunch.images, bunch.target
+    images = np.clip(np.rint(raw * (255.0 / 16.0)), 0, 255).astype(np.uint8)
+    return images, np.asarray(target).astype(np.int64)
 
 
 def digits_split(seed: int = 0, val_fraction: float = DIGITS_VAL_FRACTION) -> tuple[np.ndarray, np.ndarray]:

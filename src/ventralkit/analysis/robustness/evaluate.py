@@ -107,8 +107,8 @@ def scan_corruption_root(root: str | os.PathLike, corruptions=None, severities=N
             hint = "it looks like a clean dataset root; pass it as --clean_path and the corrupted copy as --data_path"
         else:
             hint = f"expected {root}/<corruption>/<severity>/<class>/<image>, e.g. gaussian_noise/1/"
-        raise DataError(f"--data_path {root} has no corruption folders (found {', '.join(d + '/' for d in subdirs[:3])}); "
-                        f"{hint}")
+        found = ", ".join(d + "/" for d in subdirs[:3])
+        raise DataError(f"--data_path {root} has no corruption folders (found {found}); {hint}")
     if unknown:
         raise DataError(f"{root / unknown[0]} is not a corruption name (rename or move it); folders under "
                         "--data_path must be named after corruptions, e.g. gaussian_noise")
@@ -273,8 +273,8 @@ def evaluate_robustness(
 
     errors = {c: {s: 1.0 - a for s, a in sev.items()} for c, sev in accuracies.items()}
     summary = summarize(errors, None if clean_acc is None else 1.0 - clean_acc, base)
-    summary.update({"name": name, "data_path": str(data_path), "clean_path": None if clean_dir is None else str(clean_dir),
-                    "image_size": size, "preprocess": preprocess if transform is None else "custom",
+    summary.update({"name": name, "data_path": str(data_path),
+                    "clean_path": None if clean_dir is None else str(clean_dir), "image_size": size, "preprocess": preprocess if transform is None else "custom",
                     "n_images": sum(d["n"] for d in details if d["corruption_type"] != "clean")})
     report = RobustnessReport(name=name, accuracies=accuracies, clean_accuracy=clean_acc, details=details,
                               summary=summary)
@@ -380,7 +380,8 @@ def compare_robustness(runs, names=None, baseline=None, output_dir=None, baselin
             seen[label] = 1
         s = summarize(errors, clean, base)
         row = {"name": label, "clean_error": clean, "mean_error": s["mean_error"], "mce": s["mce"],
-               "relative_mce": s["relative_mce"], "extra_mean_error": s["extra_mean_error"]}
+               "relative_mce": s["relative_mce"], "mce_corruptions": s["mce_corruptions"],
+               "extra_mean_error": s["extra_mean_error"]}
         row.update({c["corruption"]: c["mean_error"] for c in s["corruptions"]})
         rows.append(row)
     if output_dir is not None:
@@ -393,11 +394,11 @@ def format_comparison(rows: list[dict], baseline: Baseline | None = None) -> str
         return f"{100 * x:6.1f}" if x is not None else "     -"
 
     width = max(10, *(len(r["name"]) for r in rows))
-    head = f"{'model':<{width}} {'clean':>6} {'mean':>6} {'mCE':>6} {'relmCE':>6}"
+    head = f"{'model':<{width}} {'clean':>6} {'mean':>6} {'mCE':>6} {'relmCE':>6} {'of 15':>5}"
     lines = ["top-1 error (%)" + (f", mCE vs {baseline.name}" if baseline else ""), head, "-" * len(head)]
     for r in rows:
         lines.append(f"{r['name']:<{width}} {pct(r['clean_error'])} {pct(r['mean_error'])} {pct(r['mce'])} "
-                     f"{pct(r['relative_mce'])}")
+                     f"{pct(r['relative_mce'])} {r['mce_corruptions'] if baseline else '':>5}")
     return "\n".join(lines)
 
 
@@ -407,18 +408,20 @@ def write_comparison(rows: list[dict], output_dir, baseline: Baseline | None = N
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     present = [c for c in ALL if any(c in r for r in rows)]
-    cols = ["name", "clean_error", "mean_error", "mce", "relative_mce", "extra_mean_error", *present]
+    cols = ["name", "clean_error", "mean_error", "mce", "relative_mce", "mce_corruptions", "extra_mean_error",
+            *present]
     with open(out / COMPARISON_CSV, "w", newline="") as fh:
         w = csv.writer(fh, lineterminator="\n")
         w.writerow(cols)
         for r in rows:
-            w.writerow([r["name"]] + ["" if r.get(c) is None else repr(float(r[c])) for c in cols[1:]])
+            w.writerow([r["name"]] + ["" if r.get(c) is None else repr(r[c]) for c in cols[1:]])
     (out / COMPARISON_TXT).write_text(format_comparison(rows, baseline) + "\n")
     table = {r["name"]: {c: r[c] for c in present if r.get(c) is not None} for r in rows}
     has_mce = any(r["mce"] is not None for r in rows)
     scores = {r["name"]: (r["mce"] if has_mce else r["mean_error"]) for r in rows}
-    png = plot_robustness_comparison(table, out / COMPARISON_PNG, clean_errors={r["name"]: r["clean_error"] for r in rows},
-                                     scores=scores, score_name="mCE" if has_mce else "mean error")
+    clean = {r["name"]: r["clean_error"] for r in rows}
+    png = plot_robustness_comparison(table, out / COMPARISON_PNG, clean_errors=clean, scores=scores,
+                                     score_name="mCE" if has_mce else "mean error")
     return {"comparison_csv": out / COMPARISON_CSV, "comparison_txt": out / COMPARISON_TXT, "comparison_png": png}
 
 

@@ -32,8 +32,8 @@ from ...errors import ConfigError, DataError
 from ...data.folders import VAL_NAMES, is_image, open_rgb, scan_classes
 from .names import ALL, resolve_corruptions, resolve_severities
 
-#: JPEG outputs use Hendrycks' setting for the released -C sets (quality 85, optimize=True;
-#: create_c/make_tinyimagenet_c.py, spec ecosystem.md section 1.2)
+#: JPEG outputs use Hendrycks' setting for the released -C sets: quality 85, optimize=True
+#: (hendrycks/robustness ImageNet-C/create_c/make_imagenet_c.py and make_tinyimagenet_c.py)
 JPEG_QUALITY = 85
 #: imagecorruptions refuses smaller images
 MIN_SIZE = 32
@@ -71,9 +71,10 @@ def corrupt_image(image, corruption: str, severity: int, seed: int | None = None
 
     Same result as ``imagecorruptions.corrupt`` seeded with ``seed`` (numpy's global RNG is seeded and
     restored afterwards; glass_blur and impulse_noise get ``seed`` as an argument, as they ignore the
-    global RNG), except that non-finite pixels are replaced by the clean pixel: spatter divides by the
-    maximum of its liquid mask, which is 0 when no drop survives the threshold (this happens on small
-    images), and the resulting NaNs would otherwise be cast to black.
+    global RNG; ``seed=None`` draws from the global RNG as imagecorruptions does), except that
+    non-finite pixels are replaced by the clean pixel: spatter divides by the maximum of its liquid
+    mask, which is 0 when no drop survives the threshold (this happens on small images), and the
+    resulting NaNs would otherwise be cast to black.
     """
     out, _ = _corrupt_array(_rgb_array(image), corruption, severity, seed)
     return out
@@ -106,7 +107,7 @@ def _corrupt_array(arr: np.ndarray, corruption: str, severity: int, seed: int | 
     if min(h, w) < MIN_SIZE:
         raise DataError(f"image is {w}x{h} pixels; corruptions need at least {MIN_SIZE}x{MIN_SIZE}")
     kwargs = {"seed": seed} if (corruption in _SEED_ARGUMENT and seed is not None) else {}
-    state = np.random.get_state()
+    state = np.random.get_state() if seed is not None else None
     try:
         if seed is not None:
             np.random.seed(seed)
@@ -114,7 +115,8 @@ def _corrupt_array(arr: np.ndarray, corruption: str, severity: int, seed: int | 
             result = corruption_dict[corruption](Image.fromarray(arr), int(severity), **kwargs)
             out = np.asarray(result, dtype=np.float64)
     finally:
-        np.random.set_state(state)
+        if state is not None:
+            np.random.set_state(state)
     if out.shape != arr.shape:
         raise RuntimeError(f"{corruption} returned shape {out.shape} for an image of shape {arr.shape}")
     bad = ~np.isfinite(out)
@@ -199,14 +201,62 @@ def _corrupt_one(job: tuple) -> tuple[int, list[str], str | None, str | None]:
     return written, repaired, None, None
 
 
-def _pool_context():
+def _pool_context(warm_glass_blur: bool = False):
     """Workers are forked from a fresh single-threaded server (forkserver), never from the caller: forking a
-    process whose other threads hold locks (torch, OpenCV, numba, tqdm) can leave the children deadlocked."""
+    process with other threads running (OpenCV's pool, which frost, snow and spatter use; torch; numba) can
+    leave the child deadlocked on a lock copied in the held state; plain fork hung here in testing."""
     if "forkserver" in multiprocessing.get_all_start_methods():
         ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload([__name__, "imagecorruptions"])  # imported once, shared by every worker
+        preload = [__name__, "imagecorruptions"]  # imported once in the server, shared by every worker
+        if warm_glass_blur:
+            preload.append(f"{__package__}._warm_numba")
+        ctx.set_forkserver_preload(preload)  # no effect once the server runs
         return ctx
     return multiprocessing.get_context("spawn")
+
+
+def _corrupt_many(jobs: list[tuple]) -> list[tuple]:
+    results = []
+    for job in jobs:
+        results.append(_corrupt_one(job))
+        if results[-1][2] is not None:
+            break
+    return results
+
+
+def _run_jobs(jobs: list[tuple], n_workers: int):
+    """Results of ``_corrupt_one`` for every job, in this process or in a process pool (as they finish)."""
+    if n_workers <= 1:
+        yield from map(_corrupt_one, jobs)
+        return
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
+
+    chunk = max(1, min(16, len(jobs) // (n_workers * 8)))
+    chunks = [jobs[i:i + chunk] for i in range(0, len(jobs), chunk)]
+    # a broken pool (a worker that died, e.g. a script without the __main__ guard re-run by every worker)
+    # raises instead of being refilled forever, as multiprocessing.Pool would
+    warm = any(c == "glass_blur" for job in jobs for c, _ in job[2])
+    executor = ProcessPoolExecutor(n_workers, mp_context=_pool_context(warm), initializer=_init_worker)
+    try:
+        pending = {executor.submit(_corrupt_many, c) for c in chunks[: 4 * n_workers]}
+        queued = iter(chunks[4 * n_workers:])
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                try:
+                    results = future.result()
+                except BrokenProcessPool:
+                    raise RuntimeError(
+                        "a corruption worker process died; when calling corrupt_dataset from a script, put the "
+                        "call under `if __name__ == \"__main__\":` (workers start by importing the script), "
+                        "or pass workers=0") from None
+                yield from results
+                nxt = next(queued, None)
+                if nxt is not None:
+                    pending.add(executor.submit(_corrupt_many, nxt))
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
 
 
 def _init_worker() -> None:
@@ -365,14 +415,8 @@ def corrupt_dataset(
         return run
     n_workers = _available_cores() if workers is None else int(workers)
     n_workers = max(1, min(n_workers, len(jobs)))
-    pool = None
-    if n_workers > 1:
-        pool = _pool_context().Pool(n_workers, initializer=_init_worker)
-        chunk = max(1, min(16, len(jobs) // (n_workers * 8)))
-        results = pool.imap_unordered(_corrupt_one, jobs, chunksize=chunk)
-    else:
-        results = map(_corrupt_one, jobs)
     total = sum(len(job[2]) for job in jobs)
+    results = _run_jobs(jobs, n_workers)
     try:
         with progress_bar(total=total, desc="corrupt", enabled=progress, unit="img") as bar:
             for written, repaired, kind, message in results:
@@ -383,11 +427,7 @@ def corrupt_dataset(
                     raise DataError(message)
                 if kind is not None:
                     raise RuntimeError(message)
-        if pool is not None:
-            pool.close()
-            pool.join()
     finally:
-        if pool is not None:
-            pool.terminate()
+        results.close()  # stops the pool now if we leave early
     run.repaired.sort()
     return run

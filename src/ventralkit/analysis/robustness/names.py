@@ -73,7 +73,8 @@ def resolve_corruptions(names: Iterable[str] | str | None) -> list[str]:
                 chosen.add(key)
             else:
                 close = difflib.get_close_matches(key, list(ALL) + list(ALIASES), n=3, cutoff=0.6)
-                hint = f"did you mean {', '.join(close)}?" if close else f"choose from {', '.join(ALL)} or a group ({', '.join(ALIASES)})"
+                hint = (f"did you mean {', '.join(close)}?" if close
+                        else f"choose from {', '.join(ALL)} or a group ({', '.join(ALIASES)})")
                 raise ConfigError(f"unknown corruption {name!r}: {hint}")
     if not chosen:
         raise ConfigError("no corruption given; pass names such as gaussian_noise or a group such as all")

@@ -236,8 +236,10 @@ def contrast_response(curve, contrasts, baseline: float | None = None) -> dict:
     and r_max solved exactly at each grid point (r_max >= 0). ``baseline`` (the blank response) is
     used as the response at contrast 0. Returns ``c50`` (semi-saturation contrast), ``contrast_exponent``
     (n), ``contrast_rmax``, ``contrast_r0``, ``contrast_r2`` (fit quality) and
-    ``contrast_saturation`` = R(0.5)/R(1) after subtracting R(0) (1: saturated by half contrast,
-    ~0.5: linear). NaN when the response does not grow with contrast.
+    ``contrast_saturation`` = (R(0.5) - R(c_min)) / (R(1) - R(c_min)) at the tested contrasts nearest
+    0.5 and 1 (c_min: the lowest, 0 when ``baseline`` is given; 1: saturated by half contrast, ~0.5:
+    linear). c50 at the grid's upper end (2) means no saturation within contrasts 0-1; c50 and n are
+    NaN when the response does not grow with contrast.
     Sources: Naka & Rushton (1966, J Physiol 185:536); Albrecht & Hamilton (1982, J Neurophysiol
     48:217) for its use on V1 contrast responses. Not one of the Marques 2021 benchmarks.
     """

@@ -78,7 +78,8 @@ class StimulusConfig:
 
     @classmethod
     def quick(cls, visual_degrees: float = 8.0) -> "StimulusConfig":
-        """About 1/6 of the stimuli: 4 phases, one radius per SF condition, half the SFs, fewer orientations."""
+        """About 1/6 of the stimuli: 4 phases (2 for contrast), one radius per SF condition, half the SFs,
+        2 SFs x 4 orientations for size, 4 contrasts."""
         return cls(
             visual_degrees=visual_degrees,
             phases=(0.0, 90.0, 180.0, 270.0),
@@ -88,7 +89,7 @@ class StimulusConfig:
             size_sfs=SET_SPATIAL_FREQUENCIES[1:3],
             size_orientations=(0.0, 45.0, 90.0, 135.0),
             contrasts=(0.04, 0.12, 0.35, 1.0),
-            contrast_phases=(0.0, 90.0, 180.0, 270.0),
+            contrast_phases=(0.0, 180.0),
         )
 
     def with_options(self, **kw) -> "StimulusConfig":
