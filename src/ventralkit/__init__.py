@@ -22,6 +22,7 @@ _LAZY = {
     "corrupt_dataset": "ventralkit.analysis.robustness",
     "evaluate_robustness": "ventralkit.analysis.robustness",
     "probe_v1": "ventralkit.analysis.v1_probe",
+    "brainscore_model": "ventralkit.integrations.brainscore",
 }
 
 __all__ = [

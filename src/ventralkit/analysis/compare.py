@@ -10,7 +10,6 @@ with the epoch of the best top-1.
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
@@ -19,6 +18,7 @@ from pathlib import Path
 
 from ..engine.records import read_metrics
 from ..errors import DataError
+from ..files import write_records, write_text
 
 COLUMNS = [
     ("run", "run"),
@@ -192,12 +192,7 @@ def markdown_table(rows: list[RunRow]) -> str:
 
 def write_csv(rows: list[RunRow], path: Path) -> Path:
     keys = [key for key, _ in COLUMNS] + ["path"]
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=keys)
-        writer.writeheader()
-        for r in rows:
-            writer.writerow({k: ("" if v is None else v) for k, v in asdict(r).items() if k in keys})
-    return path
+    return write_records(path, keys, (asdict(r) for r in rows))
 
 
 def compare_runs(run_dirs, output: str | os.PathLike | None = None, plot: bool = True) -> Comparison:
@@ -208,9 +203,7 @@ def compare_runs(run_dirs, output: str | os.PathLike | None = None, plot: bool =
         out = Path(output)
         out.mkdir(parents=True, exist_ok=True)
         result.files["csv"] = write_csv(rows, out / "comparison.csv")
-        md = out / "comparison.md"
-        md.write_text(markdown_table(rows), encoding="utf-8")
-        result.files["markdown"] = md
+        result.files["markdown"] = write_text(out / "comparison.md", markdown_table(rows))
         if plot:
             from ..plots.compare import plot_comparison
 

@@ -28,7 +28,6 @@ temporary names and renamed at the end, so an interrupted run leaves nothing hal
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import time
@@ -44,6 +43,7 @@ from torch.utils.data import DataLoader, Dataset
 from ..data.folders import ImageListDataset, is_image, list_images
 from ..engine.progress import progress_bar
 from ..errors import ConfigError, DataError, VentralkitError
+from ..files import ensure_writable_dir, write_json, write_text
 from ..models.interface import record_activations, resolve_module
 from ..models.registry import ModelInfo
 
@@ -195,12 +195,6 @@ class _Writer:
         for p in self.tmp_files:
             with contextlib.suppress(FileNotFoundError):
                 p.unlink()
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:
@@ -393,14 +387,7 @@ def extract_features(
     out_dir = None
     if output_dir is not None:
         out_dir = Path(output_dir)
-        try:
-            out_dir.mkdir(parents=True, exist_ok=True)
-            probe = out_dir / ".ventralkit-write-test"
-            probe.write_bytes(b"")
-            probe.unlink()
-        except OSError as err:
-            raise DataError(f"output folder {out_dir} cannot be written ({err.strerror or err}); "
-                            "choose another -o/--output_path") from None
+        ensure_writable_dir(out_dir)
 
     threads = None
     if workers is None:
@@ -586,6 +573,6 @@ def _commit(writer: _Writer, outputs, names, info, layers, calls, image_size, tr
             for o in ordered:
                 result[o.name] = f[o.name][()]
         manifest["files"] = [writer.h5_final.name]
-    _atomic_text(writer.dir / "images.txt", "".join(f"{p}\n" for p in names))
-    _atomic_text(writer.dir / "features.json", json.dumps(manifest, indent=2) + "\n")
+    write_text(writer.dir / "images.txt", "".join(f"{p}\n" for p in names))
+    write_json(writer.dir / "features.json", manifest)
     return result

@@ -7,12 +7,7 @@ import json
 
 from ..errors import ConfigError
 
-#: CORnet run.py's ``--model`` letters -> registered names
-MODEL_ALIASES = {"Z": "cornet_z", "R": "cornet_r", "RT": "cornet_rt", "S": "cornet_s", "S100": "cornet_s100"}
-
-
-def model_name(name: str) -> str:
-    return MODEL_ALIASES.get(name, MODEL_ALIASES.get(name.upper(), name))
+from ..models.registry import canonical_name as model_name  # CORnet's --model letters -> registered names
 
 
 def add_model_args(p: argparse.ArgumentParser, default: str | None = "Z") -> None:

@@ -1,6 +1,6 @@
-"""``ventralkit prepare miniimagenet SRC [DST]`` and ``ventralkit prepare tiny-imagenet ROOT``.
+"""``ventralkit prepare miniimagenet SRC [DST]``, ``prepare tiny-imagenet ROOT``, ``prepare digits DST``.
 
-Both are idempotent: a second run says the dataset is already prepared and changes nothing; a run
+The first two are idempotent: a second run says the dataset is already prepared and changes nothing; a run
 after an interruption finishes the job. Files are moved (renamed), never deleted or overwritten.
 """
 
@@ -41,6 +41,18 @@ def register(sub) -> None:
     t.add_argument("root", metavar="ROOT", help="the tiny-imagenet-200 folder")
     t.set_defaults(func=run_tiny_imagenet)
 
+    d = which.add_parser(
+        "digits",
+        help="write the embedded digits as DST/train/<class>/ and DST/val/<class>/ PNGs",
+        description="Write the embedded 8x8 digits (scikit-learn) as an image folder with the same "
+                    "train/val split the 'digits' dataset uses, e.g. to try `ventralkit corrupt` and "
+                    "`ventralkit robustness` on a model trained by `ventralkit demo`.",
+    )
+    d.add_argument("dst", metavar="DST", help="output folder (created; files of the same name are overwritten)")
+    d.add_argument("--imsize", type=int, default=32, help="image size in pixels (default 32, the demo's)")
+    d.add_argument("--per_class", type=int, default=None, help="at most this many images per class and split")
+    d.set_defaults(func=run_digits)
+
 
 def run_miniimagenet(args) -> int:
     from ..data.prepare import prepare_miniimagenet
@@ -53,4 +65,20 @@ def run_tiny_imagenet(args) -> int:
     from ..data.prepare import prepare_tiny_imagenet
 
     prepare_tiny_imagenet(args.root)
+    return 0
+
+
+def run_digits(args) -> int:
+    from ..data.embedded import write_digits_folder
+    from ..errors import ConfigError
+
+    if args.imsize < 8:
+        raise ConfigError(f"--imsize {args.imsize} is too small for the digits; use 8 or more")
+    if args.per_class is not None and args.per_class < 1:
+        raise ConfigError(f"--per_class {args.per_class} must be at least 1")
+    try:
+        root = write_digits_folder(args.dst, image_size=args.imsize, per_class=args.per_class)
+    except OSError as err:
+        raise ConfigError(f"DST {args.dst} cannot be written ({err.strerror or err}); choose another folder") from None
+    print(f"wrote {root}/train and {root}/val (digits, {args.imsize} px)")
     return 0

@@ -25,14 +25,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import CheckpointError, ConfigError, DataError
+from ..files import ensure_writable_dir, write_csv, write_json
 from .common import add_data_args, add_model_args, build_model_from_args, model_name
 
 
@@ -286,24 +285,10 @@ def run(args) -> int:
         return run_evaluation(args, loaded, path, out, device)
 
 
-def check_writable(out: Path) -> bool:
-    """Create ``out`` if needed and make sure a file can be written there; True if it was created."""
-    created = not out.exists()
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".ventralkit-write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as err:
-        raise DataError(f"output folder {out} cannot be written ({err.strerror or err}); "
-                        "choose another -o/--output_path") from None
-    return created
-
-
 @contextlib.contextmanager
 def output_folder(out: Path | None):
     """Checks ``out`` up front; if the command then fails, a folder it created and left empty is removed."""
-    created = check_writable(out) if out is not None else False
+    created = ensure_writable_dir(out) if out is not None else False
     try:
         yield out
     except BaseException:
@@ -427,13 +412,6 @@ def run_evaluation(args, loaded: LoadedModel, root: Path | None, out: Path | Non
     return 0
 
 
-def _atomic_csv(path: Path, rows: list[list]) -> None:
-    tmp = path.with_name(f".{path.name}.partial")
-    with open(tmp, "w", newline="", encoding="utf-8") as fh:
-        csv.writer(fh).writerows(rows)
-    os.replace(tmp, path)
-
-
 def write_evaluation(out: Path, res, classes: list[str], record: dict, samples: list[tuple[str, int]],
                      meta: dict) -> list[Path]:
     """summary.json, per_class.csv, confusion.csv, confusion.png and predictions.csv in ``out``."""
@@ -446,13 +424,11 @@ def write_evaluation(out: Path, res, classes: list[str], record: dict, samples: 
     support = conf.sum(axis=1)
     summary = {**meta, "n_images": res.n, "num_classes": len(classes), **record,
                "mean_per_class_accuracy": float(np.nanmean(res.per_class)) if len(res.per_class) else None}
-    tmp = out / ".summary.json.partial"
-    tmp.write_text(json.dumps(summary, indent=2) + "\n")
-    os.replace(tmp, out / "summary.json")
-    _atomic_csv(out / "per_class.csv", [["class_index", "class", "n_images", "correct", "accuracy"]] + [
+    write_json(out / "summary.json", summary)
+    write_csv(out / "per_class.csv", [["class_index", "class", "n_images", "correct", "accuracy"]] + [
         [i, c, int(support[i]), int(conf[i, i]), "" if np.isnan(res.per_class[i]) else f"{res.per_class[i]:.6f}"]
         for i, c in enumerate(classes)])
-    _atomic_csv(out / "confusion.csv", [["true \\ predicted", *classes]] + [
+    write_csv(out / "confusion.csv", [["true \\ predicted", *classes]] + [
         [c, *[int(v) for v in conf[i]]] for i, c in enumerate(classes)])
     files = [out / "summary.json", out / "per_class.csv", out / "confusion.csv"]
     preds = res.predictions
@@ -460,7 +436,7 @@ def write_evaluation(out: Path, res, classes: list[str], record: dict, samples: 
         def name(i: int) -> str:
             return classes[i] if 0 <= i < len(classes) else ""
 
-        _atomic_csv(out / "predictions.csv", [["image", "label", "prediction", "label_name", "prediction_name"]] + [
+        write_csv(out / "predictions.csv", [["image", "label", "prediction", "label_name", "prediction_name"]] + [
             [path, label, int(y), name(label), name(int(y))] for (path, label), y in zip(samples, preds)])
         files.append(out / "predictions.csv")
     files.append(confusion_matrix_png(conf, classes, out / "confusion.png",

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import ConfigError, DataError
+from ..files import write_json
 from .folders import is_image
 
 MARKER = ".ventralkit-prepared.json"
@@ -110,14 +111,8 @@ def read_marker(root: Path, name: str = MARKER) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
 def _write_marker(root: Path, dataset: str, splits: dict[str, SplitSummary], extra: dict | None = None) -> None:
-    _write_json(root / MARKER, {
+    write_json(root / MARKER, {
         "dataset": dataset,
         "prepared_at": _dt.datetime.now().isoformat(timespec="seconds"),
         "splits": {k: vars(v) for k, v in splits.items()},
@@ -267,7 +262,7 @@ def prepare_miniimagenet(
             val_from = "test" if has_test else "val"
         elif not (src / val_from).is_dir():
             raise DataError(f"{src} has no {val_from}/ folder for --val_from {val_from}")
-        _write_json(plan_path, {"dataset": "miniimagenet", "val_from": val_from, "mode": mode, "source": str(src)})
+        write_json(plan_path, {"dataset": "miniimagenet", "val_from": val_from, "mode": mode, "source": str(src)})
 
     actions = 0
     if out is None:  # in place: renames only

@@ -5,7 +5,6 @@ Counts accumulate on the device and are read once at the end, so there is no per
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, field
 
 import numpy as np

@@ -12,6 +12,8 @@ import json
 import math
 from pathlib import Path
 
+from ..files import write_records, write_text
+
 CSV_COLUMNS = ["epoch", "train_loss", "train_top1", "train_top5", "val_loss", "val_top1", "val_top5",
                "learning_rate", "epoch_seconds"]
 
@@ -49,7 +51,7 @@ class RunRecords:
                     keep.append(ln)
             except json.JSONDecodeError:  # a line cut short by the interruption
                 continue
-        self.jsonl.write_text("".join(ln + "\n" for ln in keep))
+        write_text(self.jsonl, "".join(ln + "\n" for ln in keep))
         if self.csv.exists():
             rows = list(csv.DictReader(self.csv.open()))
             last_epoch = max((json.loads(ln)["epoch"] for ln in keep), default=0)
@@ -75,13 +77,7 @@ class RunRecords:
         self._write_csv(rows)
 
     def _write_csv(self, rows: list[dict]) -> None:
-        tmp = self.csv.with_suffix(".csv.tmp")
-        with tmp.open("w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=CSV_COLUMNS, extrasaction="ignore")
-            w.writeheader()
-            for r in rows:
-                w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in CSV_COLUMNS})
-        tmp.replace(self.csv)
+        write_records(self.csv, list(CSV_COLUMNS), rows)
 
     def close(self) -> None:
         if self.tb is not None:

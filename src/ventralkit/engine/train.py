@@ -8,7 +8,6 @@ synchronisation. A run resumed from ``checkpoints/last.pt`` continues bit-identi
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import time
@@ -23,6 +22,7 @@ from .. import __version__
 from ..data import load_datasets
 from ..data.sampling import EpochSampler, SeededDataset
 from ..errors import CheckpointError, ConfigError
+from ..files import write_json
 from ..models.registry import count_parameters, create_model, model_info
 from ..models.weights import extract_state_dict, load_weights, read_checkpoint
 from . import distributed as dist
@@ -267,7 +267,7 @@ def fit(cfg: TrainConfig) -> TrainResult:
         saved = {"config": cfg.to_dict(), **cfg.to_dict(), "ventralkit_version": __version__,
                  "git_commit": git_commit(), "num_params": n_params, "num_trainable": n_train,
                  "classes": splits.classes, "world_size": dinfo.world_size}
-        (run_dir / "config.json").write_text(json.dumps(saved, indent=2))
+        write_json(run_dir / "config.json", saved)
         print(f"ventralkit {__version__}: training {cfg.model} ({n_params:,} parameters, {n_train:,} trainable) "
               f"on {len(splits.train):,} images, {num_classes} classes, device {device}"
               + (f", {dinfo.world_size} processes" if dinfo.enabled else ""))

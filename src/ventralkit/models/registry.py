@@ -83,8 +83,18 @@ def _ensure_families_loaded() -> None:
     from . import families  # noqa: F401  (importing registers every built-in family)
 
 
+#: CORnet's one-letter names (``run.py --model S``), accepted wherever a registered name is
+MODEL_ALIASES = {"Z": "cornet_z", "R": "cornet_r", "RT": "cornet_rt", "S": "cornet_s", "S100": "cornet_s100"}
+
+
+def canonical_name(name: str) -> str:
+    """The registered name for ``name`` or a CORnet letter (``"S"``, ``"rt"``); other names unchanged."""
+    return MODEL_ALIASES.get(name, MODEL_ALIASES.get(name.upper(), name))
+
+
 def _entry(name: str) -> _Entry:
     _ensure_families_loaded()
+    name = canonical_name(name)
     if name not in _REGISTRY:
         close = difflib.get_close_matches(name, _REGISTRY, n=5, cutoff=0.4)
         hint = f"did you mean {', '.join(close)}?" if close else "see `ventralkit models`."

@@ -10,6 +10,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from . import save_figure  # noqa: E402
+
 METRICS = (("top1", "val top-1"), ("top5", "val top-5"), ("super_top1", "superclass top-1"))
 
 
@@ -41,8 +43,4 @@ def plot_comparison(rows, output: str | Path, title: str = "Classifier heads com
     if metrics:
         ax.legend(fontsize=8, loc="upper right")
     fig.tight_layout()
-    output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(output, dpi=110)
-    plt.close(fig)
-    return output
+    return save_figure(fig, Path(output))

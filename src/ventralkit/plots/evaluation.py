@@ -23,10 +23,9 @@ def confusion_matrix_png(
     classes absent from the data stay blank. Class names label the axes when there are at most
     ``max_labels`` classes (otherwise ticks are class indices). Returns the path written.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from . import save_figure
 
     conf = np.asarray(confusion, dtype=float)
     n = conf.shape[0]
@@ -59,10 +58,4 @@ def confusion_matrix_png(
     acc = np.trace(conf) / total if total else float("nan")
     ax.set_title(title or f"confusion matrix ({int(total)} images, top-1 {acc:.3f})")
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.partial.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    return save_figure(fig, Path(path))

@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ..analysis.robustness.names import ALL, group_of  # noqa: E402
+from . import save_figure  # noqa: E402
 
 GROUP_COLOURS = {"noise": "#4C72B0", "blur": "#55A868", "weather": "#8172B2", "digital": "#C44E52",
                  "extra": "#8C8C8C"}
@@ -23,11 +24,7 @@ def _order(names) -> list[str]:
 
 
 def _save(fig, path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return save_figure(fig, Path(path), dpi=120, bbox_inches="tight")
 
 
 def plot_error_heatmap(errors: dict[str, dict[int, float]], path, title: str | None = None,

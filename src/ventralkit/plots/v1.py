@@ -13,6 +13,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from . import save_figure  # noqa: E402
+
 
 def example_units(columns: dict, n: int = 6) -> list[int]:
     """Up to ``n`` responsive units spread over the range of circular variance (sharp to broad)."""
@@ -136,8 +138,4 @@ def plot_comparison(header: list[str], rows: list[list], path, title: str = "sco
 
 
 def _save(fig, path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, Path(path))

@@ -8,7 +8,6 @@ mCE, relative mCE) and two figures. ``compare_robustness`` puts several runs in 
 
 from __future__ import annotations
 
-import csv
 import difflib
 import json
 import os
@@ -17,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...errors import ConfigError, DataError
+from ...files import write_csv, write_json, write_text
 from .metrics import (
     DETAILS_CSV,
     RESULTS_CSV,
@@ -295,19 +295,13 @@ def write_report(report: RobustnessReport, output_dir, baseline: Baseline | None
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     files = {"results_csv": write_results_csv(out / RESULTS_CSV, report.accuracies)}
-    with open(out / DETAILS_CSV, "w", newline="") as fh:
-        cols = ["corruption_type", "difficulty", "valid_acc", "top1_error", "top5_acc", "loss", "n"]
-        w = csv.DictWriter(fh, fieldnames=cols, lineterminator="\n")
-        w.writeheader()
-        order = {c: i for i, c in enumerate(("clean",) + ALL)}
-        for row in sorted(report.details, key=lambda d: (order[d["corruption_type"]], d["difficulty"])):
-            w.writerow(row)
-    files["details_csv"] = out / DETAILS_CSV
-    (out / SUMMARY_JSON).write_text(json.dumps(report.summary, indent=2) + "\n")
-    files["summary_json"] = out / SUMMARY_JSON
+    cols = ["corruption_type", "difficulty", "valid_acc", "top1_error", "top5_acc", "loss", "n"]
+    order = {c: i for i, c in enumerate(("clean",) + ALL)}
+    details = sorted(report.details, key=lambda d: (order[d["corruption_type"]], d["difficulty"]))
+    files["details_csv"] = write_csv(out / DETAILS_CSV, [cols] + [[d.get(c, "") for c in cols] for d in details])
+    files["summary_json"] = write_json(out / SUMMARY_JSON, report.summary)
     files["summary_csv"] = write_summary_csv(out / SUMMARY_CSV, report.summary)
-    (out / SUMMARY_TXT).write_text(report.table() + "\n")
-    files["summary_txt"] = out / SUMMARY_TXT
+    files["summary_txt"] = write_text(out / SUMMARY_TXT, report.table() + "\n")
     files["heatmap"] = plot_error_heatmap(report.errors, out / HEATMAP_PNG, title=report.name,
                                           clean_error=report.clean_error)
     means = {r["corruption"]: r["mean_error"] for r in report.summary["corruptions"]}
@@ -410,12 +404,9 @@ def write_comparison(rows: list[dict], output_dir, baseline: Baseline | None = N
     present = [c for c in ALL if any(c in r for r in rows)]
     cols = ["name", "clean_error", "mean_error", "mce", "relative_mce", "mce_corruptions", "extra_mean_error",
             *present]
-    with open(out / COMPARISON_CSV, "w", newline="") as fh:
-        w = csv.writer(fh, lineterminator="\n")
-        w.writerow(cols)
-        for r in rows:
-            w.writerow([r["name"]] + ["" if r.get(c) is None else repr(r[c]) for c in cols[1:]])
-    (out / COMPARISON_TXT).write_text(format_comparison(rows, baseline) + "\n")
+    write_csv(out / COMPARISON_CSV,
+              [cols] + [[r["name"]] + ["" if r.get(c) is None else repr(r[c]) for c in cols[1:]] for r in rows])
+    write_text(out / COMPARISON_TXT, format_comparison(rows, baseline) + "\n")
     table = {r["name"]: {c: r[c] for c in present if r.get(c) is not None} for r in rows}
     has_mce = any(r["mce"] is not None for r in rows)
     scores = {r["name"]: (r["mce"] if has_mce else r["mean_error"]) for r in rows}

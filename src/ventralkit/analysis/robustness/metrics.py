@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ...errors import ConfigError, DataError
+from ...files import write_csv
 from .names import ALL, BENCHMARK, EXTRA, ORIGINAL_CSV_ORDER, SEVERITIES, group_of
 
 #: AlexNet top-1 error on ImageNet-C, mean over severities 1-5 (the 15 benchmark corruptions).
@@ -209,18 +210,16 @@ def write_summary_csv(path: Path, summary: dict) -> Path:
     def cell(x):
         return "" if x is None else repr(float(x))
 
-    with open(path, "w", newline="") as fh:
-        w = csv.writer(fh, lineterminator="\n")
-        w.writerow(cols)
-        w.writerow(["clean", "", *[""] * len(SEVERITIES), cell(summary["clean_error"]), "", ""])
-        for r in summary["corruptions"]:
-            w.writerow([r["corruption"], r["group"], *(cell(r["errors"].get(str(s))) for s in SEVERITIES),
-                        cell(r["mean_error"]), cell(r["ce"]), cell(r["relative_ce"])])
-        w.writerow(["benchmark_mean", "", *[""] * len(SEVERITIES), cell(summary["mean_error"]),
-                    cell(summary["mce"]), cell(summary["relative_mce"])])
-        if summary.get("extra_mean_error") is not None:
-            w.writerow(["extra_mean", "", *[""] * len(SEVERITIES), cell(summary["extra_mean_error"]), "", ""])
-    return path
+    blank = [""] * len(SEVERITIES)
+    rows = [cols, ["clean", "", *blank, cell(summary["clean_error"]), "", ""]]
+    for r in summary["corruptions"]:
+        rows.append([r["corruption"], r["group"], *(cell(r["errors"].get(str(s))) for s in SEVERITIES),
+                     cell(r["mean_error"]), cell(r["ce"]), cell(r["relative_ce"])])
+    rows.append(["benchmark_mean", "", *blank, cell(summary["mean_error"]), cell(summary["mce"]),
+                 cell(summary["relative_mce"])])
+    if summary.get("extra_mean_error") is not None:
+        rows.append(["extra_mean", "", *blank, cell(summary["extra_mean_error"]), "", ""])
+    return write_csv(path, rows)
 
 
 def ordered_rows(accuracies: dict[str, dict[int, float]]):
@@ -232,13 +231,8 @@ def ordered_rows(accuracies: dict[str, dict[int, float]]):
 
 def write_results_csv(path: Path, accuracies: dict[str, dict[int, float]]) -> Path:
     """The CSV of eval/tiny_imagenet_c_eval.py: ``corruption_type,difficulty,valid_acc``, accuracy as str(float)."""
-    path = Path(path)
-    with open(path, "w", newline="") as fh:
-        w = csv.writer(fh, lineterminator="\n")
-        w.writerow(RESULTS_HEADER)
-        for corruption, severity, acc in ordered_rows(accuracies):
-            w.writerow([corruption, str(severity), str(float(acc))])
-    return path
+    rows = [[corruption, str(severity), str(float(acc))] for corruption, severity, acc in ordered_rows(accuracies)]
+    return write_csv(path, [list(RESULTS_HEADER), *rows])
 
 
 def read_results_csv(path: str | os.PathLike) -> tuple[Errors, float | None]:

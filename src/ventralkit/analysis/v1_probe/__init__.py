@@ -13,8 +13,6 @@ firing-rate map), ``properties`` (per-unit measures), ``compare`` (references, K
 
 from __future__ import annotations
 
-import csv
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch.nn as nn
 
+from ...files import write_csv, write_json, write_text
 from .compare import (
     REFERENCES,
     Reference,
@@ -35,11 +34,9 @@ from .compare import (
     write_summary_csv,
 )
 from .properties import PROPERTY_INFO, RESPONSIVE_COLUMNS, compute_properties
+from ...models.commitments import AreaCommitment, area_commitments, brainscore_layers
 from .responses import (
-    AreaCommitment,
     FiringRateMap,
-    area_commitments,
-    brainscore_layers,
     prepare_layer,
     record_units,
     resolve_layer,
@@ -112,10 +109,8 @@ class V1ProbeResult:
         out.mkdir(parents=True, exist_ok=True)
         files = {"units": _write_units_csv(self.units, out / "units.csv"),
                  "summary": write_summary_csv(self.summary, out / "summary.csv")}
-        (out / "summary.txt").write_text(self.table() + "\n")
-        files["summary_txt"] = out / "summary.txt"
-        (out / "run.json").write_text(json.dumps(self.meta(), indent=2, default=_json_default) + "\n")
-        files["run"] = out / "run.json"
+        files["summary_txt"] = write_text(out / "summary.txt", self.table() + "\n")
+        files["run"] = write_json(out / "run.json", self.meta(), default=_json_default)
         arrays = {k: np.asarray(v) for k, v in self.curves.items() if k != "preferred_condition"}
         np.savez_compressed(out / "curves.npz", **arrays)
         files["curves"] = out / "curves.npz"
@@ -164,12 +159,7 @@ def _write_units_csv(units: dict, path: Path) -> Path:
     keys = ["unit", "channel", "row", "col", *RESPONSIVE_COLUMNS, *PROPERTY_INFO]
     keys = [k for k in keys if k in units]
     n = len(units["channel"])
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(keys)
-        for i in range(n):
-            w.writerow([_cell(units[k][i]) for k in keys])
-    return path
+    return write_csv(path, [keys, *([_cell(units[k][i]) for k in keys] for i in range(n))])
 
 
 def _cell(x):
@@ -186,10 +176,9 @@ def _build(model_or_name, checkpoint, pretrained, model_kwargs):
 
             load_weights(model_or_name, checkpoint)
         return model_or_name
-    from ...cli.common import model_name
     from ...models import create_model
 
-    return create_model(model_name(model_or_name), checkpoint=checkpoint, pretrained=pretrained,
+    return create_model(model_or_name, checkpoint=checkpoint, pretrained=pretrained,
                         **(model_kwargs or {}))
 
 
@@ -336,7 +325,7 @@ def compare_runs(runs, output_dir=None, figures: bool = True) -> str:
         out = Path(output_dir)
         out.mkdir(parents=True, exist_ok=True)
         write_comparison_csv(summaries, out / "comparison.csv")
-        (out / "comparison.txt").write_text(text + "\n")
+        write_text(out / "comparison.txt", text + "\n")
         if figures:
             from ...plots.v1 import plot_comparison
             from .compare import comparison

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import ConfigError, DataError
+from ...files import write_records
 
 _DEVALOIS_A = "De Valois, Yund & Hepler 1982, Vision Res 22:531-544 (Fig. histogram, n=385)"
 _DEVALOIS_B = "De Valois, Albrecht & Thorell 1982, Vision Res 22:545-559 (foveal+parafoveal, simple+complex, n=363)"
@@ -384,12 +385,7 @@ def summary_table(rows: list[dict], mean_score: float | None = None, title: str 
 
 
 def write_summary_csv(rows: list[dict], path: Path) -> Path:
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=SUMMARY_FIELDS)
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: r.get(k, "") for k in SUMMARY_FIELDS})
-    return path
+    return write_records(path, list(SUMMARY_FIELDS), rows)
 
 
 def read_summary_csv(path: Path) -> list[dict]:
@@ -472,12 +468,9 @@ def comparison_table(runs: list[RunSummary]) -> str:
 
 def write_comparison_csv(runs: list[RunSummary], path: Path) -> Path:
     labels = _unique([r.label for r in runs])
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["property", "run", "score", "similarity", "ceiling", "median", "n_units"])
-        for lab, r in zip(labels, runs):
-            for row in r.rows:
-                w.writerow([row["property"], lab, row["score"], row["similarity"], row["ceiling"], row["median"],
-                            row["n_units"]])
-            w.writerow(["mean score", lab, r.mean_score, "", "", "", ""])
-    return path
+    cols = ["property", "run", "score", "similarity", "ceiling", "median", "n_units"]
+    records = []
+    for lab, r in zip(labels, runs):
+        records += [{**row, "run": lab} for row in r.rows]
+        records.append({"property": "mean score", "run": lab, "score": r.mean_score})
+    return write_records(path, cols, records)

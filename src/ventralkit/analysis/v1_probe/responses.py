@@ -1,8 +1,7 @@
 """Record the responses of a model layer's central units to stimulus sets, and turn them into rates.
 
-* ``area_commitments`` reads which module (and how many time steps) a model commits to each brain
-  area, from ``model.info`` (the registry), so that the probe, feature extraction and a Brain-Score
-  wrapper use the same map.
+* ``resolve_layer`` turns an area name (``"V1"``) or nothing into the module the model commits there
+  (``models.commitments``, the map feature extraction and the Brain-Score adapter use too).
 * ``record_units`` shows a ``StimulusSet`` to the model in batches (eval mode, inference mode),
   records the chosen call (time step) of one module through ``record_activations`` and keeps only
   the units at the centre of the visual field (all channels; optionally a small central window of
@@ -15,13 +14,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import numpy as np
 import torch
 import torch.nn as nn
 
 from ...errors import ConfigError
+from ...models.commitments import area_commitments
 from ...models.interface import record_activations, resolve_module
 from .stimuli import StimulusSet, blank_image
 
@@ -30,43 +29,6 @@ MEDIAN_SPONTANEOUS_RATE = 0.82  # spikes/s, median spontaneous rate of V1 neuron
 MEDIAN_MAX_RATE = 33.8  # spikes/s, median peak response of responsive V1 neurons
 SINGLE_MAX_RATE = 243.1  # spikes/s, the largest peak response recorded
 RESPONSE_THRESHOLD = 5.0  # spikes/s above baseline for a neuron to count as responsive
-
-
-class AreaCommitment(NamedTuple):
-    """The module a model commits to a brain area, and the time steps (call indices) it has there."""
-
-    module: str
-    time_steps: tuple[int, ...]
-
-
-def _info(model_or_name):
-    if isinstance(model_or_name, str):
-        from ...cli.common import model_name
-        from ...models import model_info
-
-        return model_info(model_name(model_or_name))
-    return getattr(model_or_name, "info", None)
-
-
-def area_commitments(model_or_name) -> dict[str, AreaCommitment]:
-    """Brain area -> ``AreaCommitment(module, time_steps)`` for a registered name or a built model.
-
-    The module names come from ``ModelInfo.areas`` (e.g. CORnet-S: ``V1 -> V1.output``), the number
-    of time steps from ``ModelInfo.time_steps`` (1 when not given): CORnet-S gives
-    ``V4 -> ("V4.output", (0, 1, 2, 3))``. Brain-Score names each step ``<module>-t<k>``
-    (see ``brainscore_layers``). A model without ``info`` (a plain ``nn.Module``) commits to nothing.
-    """
-    info = _info(model_or_name)
-    if info is None:
-        return {}
-    areas = dict(getattr(info, "areas", {}) or {})
-    steps = dict(getattr(info, "time_steps", {}) or {})
-    return {a: AreaCommitment(m, tuple(range(int(steps.get(a, 1))))) for a, m in areas.items()}
-
-
-def brainscore_layers(commitments: dict[str, AreaCommitment]) -> dict[str, list[str]]:
-    """Area -> Brain-Score style layer names, one per time step (``V4.output-t0`` ... ``-t3``)."""
-    return {a: [f"{c.module}-t{t}" for t in c.time_steps] for a, c in commitments.items()}
 
 
 def resolve_layer(model: nn.Module, layer: str | None) -> str:

@@ -13,7 +13,6 @@ t=0 zero input is sized from the actual input, so any image size works (identica
 
 from __future__ import annotations
 
-from collections import OrderedDict
 
 import torch
 import torch.nn as nn

@@ -1,0 +1,78 @@
+"""Writing result files so that a crash never leaves a half-written one behind.
+
+Every output file (JSON, CSV, text, figures) is written to a hidden ``.<name>.partial`` beside its
+final path and renamed over it only when complete; ``os.replace`` is atomic on one file system, so a
+reader sees the old file or the new one, never a truncated mix. Checkpoints have their own, fsynced
+variant (``engine.checkpoint.save_atomic``) because losing one costs hours, not seconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from .errors import DataError
+
+__all__ = ["atomic_path", "ensure_writable_dir", "write_csv", "write_json", "write_records", "write_text"]
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it to ``path`` if the block succeeds, else delete it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def write_json(path: str | os.PathLike, data, **kwargs) -> Path:
+    """Write ``data`` as indented JSON with a final newline, atomically (``kwargs`` go to ``json.dumps``)."""
+    return write_text(path, json.dumps(data, indent=2, **kwargs) + "\n")
+
+
+def write_csv(path: str | os.PathLike, rows: Iterable[Iterable]) -> Path:
+    """Write ``rows`` (the header first) as CSV with ``\\n`` line ends, atomically."""
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
+        csv.writer(fh, lineterminator="\n").writerows(rows)
+    return Path(path)
+
+
+def write_records(path: str | os.PathLike, columns: list[str], records: Iterable[dict]) -> Path:
+    """Write dicts as CSV rows under the header ``columns``; missing keys and ``None`` become empty cells."""
+    rows = ([("" if r.get(c) is None else r.get(c)) for c in columns] for r in records)
+    return write_csv(path, [columns, *rows])
+
+
+def ensure_writable_dir(path: str | os.PathLike, flag: str = "-o/--output_path") -> bool:
+    """Create the folder ``path`` if needed and check a file can be written in it, before any slow work.
+
+    Returns True when the folder was created here (so a caller that fails later can remove it again).
+    Raises a one-line ``DataError`` naming the folder and ``flag`` otherwise.
+    """
+    path = Path(path)
+    created = not path.exists()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".ventralkit-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise DataError(f"output folder {path} cannot be written ({err.strerror or err}); "
+                        f"choose another {flag}") from None
+    return created

@@ -1,0 +1,1 @@
+"""Adapters to other toolkits, each behind an optional extra (``pip install 'ventralkit[brainscore]'``)."""

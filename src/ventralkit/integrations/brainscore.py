@@ -1,0 +1,124 @@
+"""A ventralkit model as a Brain-Score model (``brainscore_vision``), with its area commitments.
+
+Brain-Score scores a ``ModelCommitment``: an activations extractor (``PytorchWrapper``) plus a map
+from brain region to layer name. ventralkit builds both from the registry, so the region map is the
+same one the V1 probe and feature extraction use (``models.commitments``). Recurrent models
+(CORnet R/RT/S/S100) run a module several times per image; a layer name ``<module>-t<k>`` selects
+call *k* (Brain-Score's naming), and each region commits to its last time step unless
+``time_steps`` says otherwise.
+
+``brainscore-vision`` is an optional extra. It installs next to the pinned torch 2.14.1 /
+torchvision 0.29.1, but pins ``numpy<2`` (every release 2.1.0-2.4.2), so installing it downgrades
+numpy (to 1.26.x) and scikit-learn in that environment. Its benchmark data are downloaded from
+Brain-Score's servers at scoring time; without network only construction works.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+
+import torch.nn as nn
+
+from ..errors import ConfigError
+from ..models.commitments import BRAIN_AREAS, area_commitments, brainscore_layers
+from ..models.registry import create_model
+
+_STEP = re.compile(r"^(?P<module>.+)-t(?P<step>\d+)$")
+
+
+def _import_brainscore():
+    try:
+        from brainscore_vision.model_helpers.activations.pytorch import PytorchWrapper, load_preprocess_images
+        from brainscore_vision.model_helpers.brain_transformation import ModelCommitment
+    except ImportError as err:
+        raise ConfigError(f"brainscore-vision is not installed ({err}); install the extra with "
+                          "`pip install 'ventralkit[brainscore]'` (it downgrades numpy to 1.26)") from None
+    return PytorchWrapper, load_preprocess_images, ModelCommitment
+
+
+def split_layer(name: str) -> tuple[str, int | None]:
+    """``"V4.output-t3"`` -> ``("V4.output", 3)``; a name without a step -> ``(name, None)`` (last call)."""
+    m = _STEP.match(name)
+    return (m["module"], int(m["step"])) if m else (name, None)
+
+
+def region_layer_map(model: nn.Module, time_steps: dict[str, int] | None = None) -> dict[str, str]:
+    """Region -> Brain-Score layer name for every area the model commits to (last time step by default)."""
+    commits = area_commitments(model)
+    chosen = dict(time_steps or {})
+    unknown = sorted(set(chosen) - set(commits))
+    if unknown:
+        raise ConfigError(f"time_steps names {', '.join(unknown)}, but the model commits only "
+                          f"{', '.join(commits) or 'no areas'}")
+    out = {}
+    for area in BRAIN_AREAS:
+        if area not in commits:
+            continue
+        steps = commits[area].time_steps
+        step = chosen.get(area, steps[-1])
+        if step not in steps:
+            raise ConfigError(f"time_steps[{area!r}] = {step}, but {commits[area].module} runs at steps "
+                              f"{steps[0]}..{steps[-1]}")
+        out[area] = f"{commits[area].module}-t{step}"
+    return out
+
+
+def _wrapper_class(PytorchWrapper):
+    class TimeStepWrapper(PytorchWrapper):
+        """PytorchWrapper that understands ``<module>-t<k>`` layer names (call k of a module)."""
+
+        def get_layer(self, layer_name):
+            return super().get_layer(split_layer(layer_name)[0])
+
+        def register_hook(self, layer, layer_name, target_dict):
+            step = split_layer(layer_name)[1]
+            calls = [0]
+
+            def hook(_module, _input, output):
+                if step is None or calls[0] == step:
+                    target_dict[layer_name] = self._tensor_to_numpy(output)
+                calls[0] += 1
+
+            return layer.register_forward_hook(hook)
+
+    return TimeStepWrapper
+
+
+def brainscore_model(
+    model: str | nn.Module,
+    identifier: str | None = None,
+    *,
+    checkpoint: str | None = None,
+    pretrained: bool = False,
+    visual_degrees: float = 8,
+    time_steps: dict[str, int] | None = None,
+    **model_kwargs,
+):
+    """A Brain-Score ``ModelCommitment`` for a registered name or a model built by ``create_model``.
+
+    Preprocessing is the model's own (``info.input_size``, ``info.mean``/``std``, Brain-Score's
+    resize-to-square); ``visual_degrees`` is the field of view the input spans (Brain-Score's default 8);
+    the behavioural read-out is the model's ``decoder`` commitment (the pooled features).
+    """
+    PytorchWrapper, load_preprocess_images, ModelCommitment = _import_brainscore()
+    if isinstance(model, str):
+        model = create_model(model, checkpoint=checkpoint, pretrained=pretrained, **model_kwargs)
+    info = getattr(model, "info", None)
+    if info is None:
+        raise ConfigError("the model has no .info (input size, normalisation, areas); build it with "
+                          "ventralkit.create_model")
+    regions = region_layer_map(model, time_steps)
+    if not regions:
+        raise ConfigError(f"{info.name} commits no module to {', '.join(BRAIN_AREAS)}; nothing to score")
+    identifier = identifier or info.name
+    preprocessing = functools.partial(load_preprocess_images, image_size=info.input_size,
+                                      normalize_mean=tuple(info.mean), normalize_std=tuple(info.std))
+    wrapper = _wrapper_class(PytorchWrapper)(model=model.eval(), preprocessing=preprocessing, identifier=identifier)
+    commits = area_commitments(model)
+    layers = [name for area in (*BRAIN_AREAS, "decoder") if area in commits
+              for name in brainscore_layers({area: commits[area]})[area]]
+    readout = brainscore_layers({"decoder": commits["decoder"]})["decoder"][-1] if "decoder" in commits else None
+    return ModelCommitment(identifier=identifier, activations_model=wrapper, layers=layers,
+                           behavioral_readout_layer=readout, region_layer_map=regions,
+                           visual_degrees=visual_degrees)
