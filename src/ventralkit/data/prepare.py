@@ -300,13 +300,18 @@ def prepare_miniimagenet(
     _write_marker(root, "miniimagenet", splits, {"val_from": val_from, "mode": mode if out else "in place",
                                                  "source": str(src)})
     plan_path.unlink(missing_ok=True)
+    _report(log, f"MiniImageNet ready at {root}", splits, warnings,
+            f"ventralkit train --model S100 --data_path {root} ...")
+    return PrepareResult(root, False, actions, splits, warnings)
+
+
+def _report(log: Log, headline: str, splits: dict[str, SplitSummary], warnings: list[str], command: str) -> None:
     for msg in warnings:
         log(f"warning: {msg}")
-    log(f"MiniImageNet ready at {root}")
-    for name, s in splits.items():
-        log("  " + s.line(name))
-    log(f"train with: ventralkit train --model S100 --data_path {root} ...")
-    return PrepareResult(root, False, actions, splits, warnings)
+    log(headline)
+    for name, summary in splits.items():
+        log("  " + summary.line(name))
+    log(f"train with: {command}")
 
 
 # --------------------------------------------------------------------------- Tiny-ImageNet
@@ -387,10 +392,6 @@ def prepare_tiny_imagenet(root: str | os.PathLike, log: Log = print) -> PrepareR
     splits, w = _verify_pair(train, val, TINY_CLASSES)
     warnings += w
     _write_marker(root, "tiny-imagenet", splits, {"moved": moved})
-    for msg in warnings:
-        log(f"warning: {msg}")
-    log(f"Tiny-ImageNet ready at {root} ({moved} val images moved)")
-    for name, s in splits.items():
-        log("  " + s.line(name))
-    log(f"train with: ventralkit train --data_path {root} --image_size 64 ...")
+    _report(log, f"Tiny-ImageNet ready at {root} ({moved} val images moved)", splits, warnings,
+            f"ventralkit train --data_path {root} --image_size 64 ...")
     return PrepareResult(root, False, moved, splits, warnings)

@@ -18,9 +18,9 @@ import torch
 import torch.nn as nn
 
 from ..heads import build_with_optional_head
-from ..interface import ClassifierMixin
 from ..registry import WeightsFile, register_model
 from . import CIFAR100_MEAN, CIFAR100_STD
+from .pooled import PooledClassifierModel, pooled_classifier
 
 #: builder keywords that configure the PhiNet itself (everything else goes to the head)
 PHINET_OPTIONS = (
@@ -139,13 +139,12 @@ class PhiNetConvBlock(nn.Module):
         return out + x if self.residual else out
 
 
-class PhiNet(ClassifierMixin, nn.Module):
+class PhiNet(PooledClassifierModel):
     """PhiNet backbone; ``classifier`` = avg-pool, flatten, Linear (Identity when ``num_classes=0``).
 
     ``input_size`` only sets the first zero padding (its parity); any input size runs.
     """
 
-    classifier_name = "classifier.2"
 
     def __init__(
         self,
@@ -203,23 +202,12 @@ class PhiNet(ClassifierMixin, nn.Module):
         self._layers = nn.ModuleList(layers)
         self.num_features = channels
         self.num_classes = num_classes
-        self.classifier = nn.Sequential(
-            nn.AdaptiveAvgPool2d(1),
-            nn.Flatten(),
-            nn.Linear(channels, num_classes) if num_classes > 0 else nn.Identity(),
-        )
+        self.classifier = pooled_classifier(nn.AdaptiveAvgPool2d(1), channels, num_classes)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         for layer in self._layers:
             x = layer(x)
         return x
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.classifier[1](self.classifier[0](x))
-        return x if pre_logits else self.classifier[2](x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 def convert_micromind_state_dict(state: dict) -> dict:

@@ -13,8 +13,8 @@ import torch
 import torch.nn as nn
 
 from ..heads import build_with_optional_head
-from ..interface import ClassifierMixin
 from ..registry import register_model
+from .pooled import PooledClassifierModel, pooled_classifier
 
 RESNET9_OPTIONS = ("channels",)
 
@@ -27,13 +27,12 @@ def conv_block(in_channels: int, out_channels: int, pool: bool = False) -> nn.Se
     return nn.Sequential(*layers)
 
 
-class ResNet9(ClassifierMixin, nn.Module):
+class ResNet9(PooledClassifierModel):
     """conv1, conv2 (pool), res1, conv3 (pool), conv4 (pool), res2, conv5 (pool), res3, classifier.
 
     ``res*`` are two conv blocks whose output is added to their input.
     """
 
-    classifier_name = "classifier.2"
     stages = ("conv1", "conv2", "res1", "conv3", "conv4", "res2", "conv5", "res3")
 
     def __init__(self, num_classes: int = 100, channels=(64, 128, 256, 512, 1028)):
@@ -49,24 +48,13 @@ class ResNet9(ClassifierMixin, nn.Module):
         self.res3 = nn.Sequential(conv_block(c5, c5), conv_block(c5, c5))
         self.num_features = c5
         self.num_classes = num_classes
-        self.classifier = nn.Sequential(
-            nn.AdaptiveMaxPool2d(1),
-            nn.Flatten(),
-            nn.Linear(c5, num_classes) if num_classes > 0 else nn.Identity(),
-        )
+        self.classifier = pooled_classifier(nn.AdaptiveMaxPool2d(1), c5, num_classes)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         for name in self.stages:
             stage = getattr(self, name)
             x = stage(x) + x if name.startswith("res") else stage(x)
         return x
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.classifier[1](self.classifier[0](x))
-        return x if pre_logits else self.classifier[2](x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 def _resnet9_plain(num_classes: int, **config) -> ResNet9:
