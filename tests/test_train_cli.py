@@ -192,3 +192,43 @@ def test_fine_tune_head_only_keeps_the_rest_frozen(tmp_path, image_folder):
     assert trained["decoder.linear.weight"].shape == (3, 512)
     cfg = json.loads((tmp_path / "ft" / "config.json").read_text())
     assert cfg["num_trainable"] == 512 * 3 + 3
+
+
+def test_frozen_batchnorm_eval_keeps_statistics_train_updates_them():
+    """frozen_bn="eval" (default) keeps a frozen BatchNorm's running stats; "train" is main.py's model.train()."""
+    import torch.nn as nn
+
+    from ventralkit.engine.train import set_train_mode
+
+    x = torch.randn(8, 3, 6, 6) * 3 + 1
+    for mode, moves in (("eval", False), ("train", True)):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(64, 2))
+        set_train_mode(model, ["3"], mode)
+        assert model[1].training is moves and model[3].training
+        before = model[1].running_mean.clone()
+        model(x)
+        assert (not torch.equal(before, model[1].running_mean)) is moves, mode
+
+
+def test_augment_and_eval_transform_modes():
+    """flip / none keep the images' own size (V1-ResNet main.py on 64 px Tiny-ImageNet); crop_flip crops to s."""
+    from PIL import Image
+
+    from ventralkit import model_info
+    from ventralkit.data.transforms import eval_transform, train_transform
+    from ventralkit.engine.config import TrainConfig
+    from ventralkit.errors import ConfigError
+
+    info = model_info("cornet_z")
+    img = Image.new("RGB", (50, 40), (200, 10, 10))
+    assert train_transform(info, 32)(img).shape == (3, 32, 32)
+    assert train_transform(info, 32, "flip")(img).shape == (3, 40, 50)
+    assert train_transform(info, 32, "none")(img).shape == (3, 40, 50)
+    assert eval_transform(info, 32)(img).shape == (3, 32, 32)
+    assert eval_transform(info, 32, "none")(img).shape == (3, 40, 50)
+    # the fine-tuning recipe reproduces main.py --mode finetune --dataset tinyimagenet (spec v1_resnet.md 4)
+    cfg = TrainConfig.build(recipe="v1-tinyimagenet-finetune", data_path="x")
+    assert (cfg.augment, cfg.eval_transform, cfg.frozen_bn) == ("flip", "none", "train")
+    with pytest.raises(ConfigError, match="--augment must be one of"):
+        TrainConfig.build(augment="random", data_path="x").validate()

@@ -52,6 +52,9 @@ def register(sub) -> None:
     g.add_argument("--transform", choices=["square", "center"], default="square",
                    help="features: square Resize((s, s)) as the original (default) or Resize + CenterCrop")
     g.add_argument("--format", choices=["npy", "hdf5"], default="npy", help="features file format")
+    g.add_argument("--eval_transform", choices=["resize_crop", "none"], default=None,
+                   help="evaluation preprocessing: Resize + CenterCrop, or the images as they are (default: the "
+                        "checkpoint's training config, else resize_crop)")
     g.add_argument("--classes_path", default=None,
                    help="CORnet-100 class map ('<wnid> <index> <name>' lines) to name predicted classes")
     p.set_defaults(func=run)
@@ -358,11 +361,12 @@ def run_evaluation(args, loaded: LoadedModel, root: Path | None, out: Path | Non
     info = model.info
     dataset_name = args.dataset if args.dataset and args.dataset != "folder" else "folder"
     size = args.image_size or loaded.config.get("image_size")
+    mode = args.eval_transform or loaded.config.get("eval_transform") or "resize_crop"
     if dataset_name == "folder":
         from ..data.folders import ImageFolderDataset
 
         size = size or info.input_size
-        ds = ImageFolderDataset(root, eval_transform(info, size), on_bad_image=args.on_bad_image)
+        ds = ImageFolderDataset(root, eval_transform(info, size, mode), on_bad_image=args.on_bad_image)
         classes = ds.classes
         where = str(root)
     else:
@@ -370,7 +374,7 @@ def run_evaluation(args, loaded: LoadedModel, root: Path | None, out: Path | Non
 
         if dataset_name == "digits":
             size = size or 32
-        ds = load_datasets(dataset_name, args.data_path, info, size).val
+        ds = load_datasets(dataset_name, args.data_path, info, size, eval_mode=mode).val
         classes = list(getattr(ds, "classes", [])) or [str(i) for i in range(info.num_classes)]
         size = size or info.input_size
         where = f"{dataset_name} val split"
@@ -405,7 +409,8 @@ def run_evaluation(args, loaded: LoadedModel, root: Path | None, out: Path | Non
     samples = [(str(s[0]), int(s[1])) for s in getattr(ds, "samples", [])]
     files = write_evaluation(out, res, classes, record, samples, meta={
         "model": loaded.name, "checkpoint": args.ckpt_path, "pretrained": bool(args.pretrained),
-        "data": where, "image_size": size, "transform": "resize+center_crop", "device": str(device),
+        "data": where, "image_size": size, "device": str(device),
+        "transform": "resize+center_crop" if mode == "resize_crop" else "none",
     })
     for f in files:
         print(f"  {f}")

@@ -41,6 +41,14 @@ def register(sub) -> None:
     o.add_argument("--mixup_alpha", type=float, default=None)
     o.add_argument("--cutmix_alpha", type=float, default=None)
     o.add_argument("--trainable", nargs="+", default=None, help="train only these modules (e.g. fc)")
+    o.add_argument("--frozen_bn", default=None, choices=["eval", "train"],
+                   help="with --trainable: frozen BatchNorms keep their statistics (eval, default) or update "
+                        "them as main.py's fine-tuning does (train)")
+    o.add_argument("--augment", default=None, choices=["crop_flip", "flip", "none"],
+                   help="training augmentation of image folders: RandomResizedCrop + flip (default), flip only "
+                        "at native size, or none")
+    o.add_argument("--eval_transform", default=None, choices=["resize_crop", "none"],
+                   help="validation preprocessing: Resize + CenterCrop (default) or the images as they are")
     o.add_argument("--reset_classifier", action="store_true", default=None,
                    help="after loading --ckpt_path, a fresh classifier of --num_classes")
     s = p.add_argument_group("speed and bookkeeping")
@@ -70,6 +78,7 @@ def config_from_args(args):
         "num_classes", "data_path", "dataset", "workers", "batch_size", "image_size", "output_path", "resume",
         "epochs", "lr", "optimizer", "momentum", "weight_decay", "scheduler", "step_size", "gamma", "milestones",
         "warmup_epochs", "label_smoothing", "mixup_alpha", "cutmix_alpha", "trainable", "reset_classifier",
+        "frozen_bn", "augment", "eval_transform",
         "device", "amp", "channels_last", "compile", "seed", "log_every", "val_every", "save_every_minutes",
         "keep_epochs", "max_steps_per_epoch", "on_bad_image", "tensorboard")}
     if args.model:

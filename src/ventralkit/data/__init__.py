@@ -17,8 +17,12 @@ class DataSplits:
 
 
 def load_datasets(dataset: str, data_path: str | None, info: ModelInfo, image_size: int | None = None,
-                  val_split: str = "val", on_bad_image: str = "skip") -> DataSplits:
-    """Train and val datasets with the model's preprocessing (size and normalisation from ``info``)."""
+                  val_split: str = "val", on_bad_image: str = "skip", augment: str = "crop_flip",
+                  eval_mode: str = "resize_crop") -> DataSplits:
+    """Train and val datasets with the model's preprocessing (size and normalisation from ``info``).
+
+    ``augment`` and ``eval_mode`` choose the image-folder transforms (``transforms.train_transform`` /
+    ``eval_transform``); digits and CIFAR-100 keep their own."""
     from .transforms import eval_transform, train_transform
 
     if dataset == "digits":
@@ -36,7 +40,7 @@ def load_datasets(dataset: str, data_path: str | None, info: ModelInfo, image_si
         return DataSplits(train, val, list(classes))
     from .folders import ImageFolderDataset, split_dir
 
-    train = ImageFolderDataset(split_dir(data_path, "train"), train_transform(info, image_size), on_bad_image)
-    val = ImageFolderDataset(split_dir(data_path, val_split), eval_transform(info, image_size), on_bad_image,
+    train = ImageFolderDataset(split_dir(data_path, "train"), train_transform(info, image_size, augment), on_bad_image)
+    val = ImageFolderDataset(split_dir(data_path, val_split), eval_transform(info, image_size, eval_mode), on_bad_image,
                              classes=train.classes)
     return DataSplits(train, val, train.classes)

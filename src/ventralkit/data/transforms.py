@@ -25,13 +25,19 @@ def normalize(info: ModelInfo) -> T.Normalize:
     return T.Normalize(mean=list(info.mean), std=list(info.std))
 
 
-def train_transform(info: ModelInfo, image_size: int | None = None):
-    size = _size(info, image_size)
-    return T.Compose([T.Lambda(to_rgb), T.RandomResizedCrop(size), T.RandomHorizontalFlip(),
-                      T.ToTensor(), normalize(info)])
+def train_transform(info: ModelInfo, image_size: int | None = None, augment: str = "crop_flip"):
+    """``crop_flip``: RandomResizedCrop(s) + flip (ImageNet); ``flip``: flip only at the images' own size
+    (V1-ResNet ``main.py`` on Tiny-ImageNet); ``none``: no augmentation, native size."""
+    steps = {"crop_flip": [T.RandomResizedCrop(_size(info, image_size)), T.RandomHorizontalFlip()],
+             "flip": [T.RandomHorizontalFlip()], "none": []}[augment]
+    return T.Compose([T.Lambda(to_rgb), *steps, T.ToTensor(), normalize(info)])
 
 
-def eval_transform(info: ModelInfo, image_size: int | None = None):
+def eval_transform(info: ModelInfo, image_size: int | None = None, mode: str = "resize_crop"):
+    """``resize_crop``: Resize(s*256/224) + CenterCrop(s); ``none``: the images as they are (main.py's
+    Tiny-ImageNet validation: ToTensor + Normalize at 64 x 64)."""
+    if mode == "none":
+        return T.Compose([T.Lambda(to_rgb), T.ToTensor(), normalize(info)])
     size = _size(info, image_size)
     return T.Compose([T.Lambda(to_rgb), T.Resize(round(size * 256 / 224)), T.CenterCrop(size),
                       T.ToTensor(), normalize(info)])

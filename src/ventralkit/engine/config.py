@@ -34,12 +34,15 @@ class TrainConfig:
     pretrained: bool = False
     reset_classifier: bool = False  # after loading weights, a fresh classifier of num_classes
     trainable: list = field(default_factory=list)  # module-name prefixes to train; empty = all
+    frozen_bn: str = "eval"  # eval: frozen parts keep their BN statistics | train: main.py's model.train()
     # data
     dataset: str = "folder"  # folder | digits | cifar100
     data_path: str | None = None
     val_split: str = "val"
     image_size: int | None = None  # None: the model's input size
     on_bad_image: str = "skip"  # skip | error
+    augment: str = "crop_flip"  # crop_flip: RandomResizedCrop + flip | flip: flip only, native size | none
+    eval_transform: str = "resize_crop"  # resize_crop: Resize(s*256/224) + CenterCrop(s) | none: native size
     workers: int = 4
     batch_size: int = 256
     # optimisation
@@ -132,6 +135,9 @@ class TrainConfig:
             "scheduler": ("step", "multistep", "cosine", "constant"),
             "amp": ("none", "bf16", "fp16"),
             "on_bad_image": ("skip", "error"),
+            "frozen_bn": ("eval", "train"),
+            "augment": ("crop_flip", "flip", "none"),
+            "eval_transform": ("resize_crop", "none"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:

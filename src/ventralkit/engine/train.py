@@ -153,10 +153,14 @@ def resolve_trainable(model: nn.Module, trainable: list[str]) -> list[str]:
     return [getattr(model, "classifier_name", t) if t == "classifier" else t for t in trainable]
 
 
-def set_train_mode(model: nn.Module, trainable: list[str]) -> None:
-    """``model.train()``, but frozen parts stay in eval mode so their BatchNorm statistics do not move."""
+def set_train_mode(model: nn.Module, trainable: list[str], frozen_bn: str = "eval") -> None:
+    """``model.train()``, but frozen parts stay in eval mode so their BatchNorm statistics do not move.
+
+    ``frozen_bn="train"`` is plain ``model.train()``, as V1-ResNet ``main.py --mode finetune`` does: the
+    frozen backbone's BatchNorms then normalise with batch statistics and keep updating their running
+    statistics on the new dataset (spec v1_resnet.md section 4), and its dropout stays active."""
     model.train()
-    if trainable:
+    if trainable and frozen_bn == "eval":
         for name, m in model.named_modules():
             if name and not any(name == t or name.startswith(t + ".") or t.startswith(name + ".") for t in trainable):
                 m.eval()
@@ -216,7 +220,8 @@ def fit(cfg: TrainConfig) -> TrainResult:
 
     # ---- data --------------------------------------------------------------------------------------
     info = model_info(cfg.model)
-    splits = load_datasets(cfg.dataset, cfg.data_path, info, cfg.image_size, cfg.val_split, cfg.on_bad_image)
+    splits = load_datasets(cfg.dataset, cfg.data_path, info, cfg.image_size, cfg.val_split, cfg.on_bad_image,
+                           cfg.augment, cfg.eval_transform)
     num_classes = cfg.num_classes or len(splits.classes)
     train_loader = make_loader(splits.train, cfg, True, dinfo, device)
     val_loader = make_loader(splits.val, cfg, False, dinfo, device)
@@ -313,7 +318,7 @@ def fit(cfg: TrainConfig) -> TrainResult:
     try:
         for epoch in range(start_epoch, cfg.epochs):
             epoch_start = time.monotonic()
-            set_train_mode(model, cfg.trainable)
+            set_train_mode(model, cfg.trainable, cfg.frozen_bn)
             train_loader.sampler.set_epoch(epoch, start_step)
             step_time, wait_time, n_timed = 0.0, 0.0, 0
             t_ready = time.perf_counter()
@@ -370,7 +375,7 @@ def fit(cfg: TrainConfig) -> TrainResult:
                     if res.top1 > best_top1:
                         best_top1 = res.top1
                         checkpoint("best.pt", epoch, step, meters=None)
-                    set_train_mode(model, cfg.trainable)
+                    set_train_mode(model, cfg.trainable, cfg.frozen_bn)
                 if step < steps_per_epoch and (save_interval <= 0 or time.monotonic() - last_save >= save_interval):
                     checkpoint("last.pt", epoch, step, meters=[train_meters.state(), epoch_meters.state()])
                     last_save = time.monotonic()
