@@ -232,3 +232,37 @@ def test_augment_and_eval_transform_modes():
     assert (cfg.augment, cfg.eval_transform, cfg.frozen_bn) == ("flip", "none", "train")
     with pytest.raises(ConfigError, match="--augment must be one of"):
         TrainConfig.build(augment="random", data_path="x").validate()
+
+
+def test_onecycle_schedule_and_gradient_clipping(tmp_path):
+    """scheduler="onecycle" follows PyTorch's OneCycleLR per batch; clip_grad_value bounds every update."""
+    import ventralkit as vk
+    from ventralkit.engine.train import train
+
+    common = dict(model="cornet_z", dataset="digits", image_size=16, batch_size=8, workers=0, epochs=2,
+                  max_steps_per_epoch=3, log_every=1, progress=False, keep_epochs=0, optimizer="sgd", momentum=0.0,
+                  weight_decay=0.0)
+    train(scheduler="onecycle", lr=0.5, output_path=str(tmp_path / "oc"), **common)
+    lrs = [json.loads(ln)["learning_rate"] for ln in (tmp_path / "oc" / "metrics.jsonl").read_text().splitlines()
+           if json.loads(ln)["phase"] == "train"]
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.5, momentum=0.9)
+    ref = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.5, epochs=2, steps_per_epoch=3)
+    expected = []
+    for _ in range(6):
+        opt.step()
+        ref.step()
+        expected.append(ref.get_last_lr()[0])
+    assert lrs == pytest.approx(expected)  # a record per step, lr read after the step
+    assert max(lrs) == pytest.approx(0.5, rel=0.05)  # the peak is --lr
+
+    torch.manual_seed(0)
+    start = vk.create_model("cornet_z", num_classes=10).state_dict()
+    res = train(scheduler="constant", lr=1.0, clip_grad_value=1e-6, seed=0, output_path=str(tmp_path / "clip"),
+                **{**common, "epochs": 1})
+    moved = 0.0
+    for k, v in res.model.state_dict().items():
+        if k.endswith(("weight", "bias")):  # SGD, lr 1, no momentum: 3 steps move a weight by <= 3e-6 (+ rounding)
+            change = (v - start[k]).abs().max().item()
+            assert change <= 3e-6 + 1e-8, k
+            moved = max(moved, change)
+    assert moved > 1e-6  # the gradients were clipped, not dropped

@@ -32,7 +32,10 @@ def register(sub) -> None:
     o.add_argument("--optimizer", default=None, choices=["sgd", "adam", "adamw"])
     o.add_argument("--momentum", type=float, default=None)
     o.add_argument("--weight_decay", type=float, default=None)
-    o.add_argument("--scheduler", default=None, choices=["step", "multistep", "cosine", "constant"])
+    o.add_argument("--scheduler", default=None, choices=["step", "multistep", "cosine", "onecycle", "constant"])
+    o.add_argument("--pct_start", type=float, default=None, help="onecycle: fraction of steps warming up (0.3)")
+    o.add_argument("--clip_grad_value", type=float, default=None, help="clamp gradients to [-v, v]")
+    o.add_argument("--clip_grad_norm", type=float, default=None, help="clip the gradients' total L2 norm")
     o.add_argument("--step_size", type=float, default=None, help="epochs between x0.1 decays (StepLR)")
     o.add_argument("--gamma", type=float, default=None)
     o.add_argument("--milestones", type=float, nargs="+", default=None, help="MultiStepLR epochs")
@@ -77,7 +80,8 @@ def config_from_args(args):
     flags = {k: getattr(args, k) for k in (
         "num_classes", "data_path", "dataset", "workers", "batch_size", "image_size", "output_path", "resume",
         "epochs", "lr", "optimizer", "momentum", "weight_decay", "scheduler", "step_size", "gamma", "milestones",
-        "warmup_epochs", "label_smoothing", "mixup_alpha", "cutmix_alpha", "trainable", "reset_classifier",
+        "warmup_epochs", "pct_start", "clip_grad_value", "clip_grad_norm", "label_smoothing", "mixup_alpha",
+        "cutmix_alpha", "trainable", "reset_classifier",
         "frozen_bn", "augment", "eval_transform",
         "device", "amp", "channels_last", "compile", "seed", "log_every", "val_every", "save_every_minutes",
         "keep_epochs", "max_steps_per_epoch", "on_bad_image", "tensorboard")}

@@ -52,11 +52,14 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 1e-4
     nesterov: bool = False
-    scheduler: str = "step"  # step | multistep | cosine | constant
+    scheduler: str = "step"  # step | multistep | cosine | onecycle | constant
     step_size: float = 10
     gamma: float = 0.1
     milestones: list = field(default_factory=list)
     warmup_epochs: float = 0.0
+    pct_start: float = 0.3  # onecycle: fraction of the steps spent raising the lr to --lr (PyTorch's default)
+    clip_grad_value: float | None = None  # clamp every gradient element to [-v, v] after backward
+    clip_grad_norm: float | None = None  # rescale the gradients to this total L2 norm at most
     label_smoothing: float = 0.0
     mixup_alpha: float = 0.0
     cutmix_alpha: float = 0.0
@@ -132,7 +135,7 @@ class TrainConfig:
         choices = {
             "dataset": ("folder", "digits", "cifar100"),
             "optimizer": ("sgd", "adam", "adamw"),
-            "scheduler": ("step", "multistep", "cosine", "constant"),
+            "scheduler": ("step", "multistep", "cosine", "onecycle", "constant"),
             "amp": ("none", "bf16", "fp16"),
             "on_bad_image": ("skip", "error"),
             "frozen_bn": ("eval", "train"),
@@ -146,6 +149,14 @@ class TrainConfig:
             bad("data_path", f"is required for --dataset {self.dataset} (or use --dataset digits, the embedded set)")
         if self.scheduler == "step" and self.step_size <= 0:
             bad("step_size", f"must be positive, got {self.step_size}")
+        if self.scheduler == "onecycle" and not 0 < self.pct_start < 1:
+            bad("pct_start", f"must be in (0, 1), got {self.pct_start}")
+        if self.scheduler == "onecycle" and self.warmup_epochs:
+            bad("warmup_epochs", "does not apply to --scheduler onecycle (its warm-up is --pct_start)")
+        for name in ("clip_grad_value", "clip_grad_norm"):
+            v = getattr(self, name)
+            if v is not None and v <= 0:
+                bad(name, f"must be positive, got {v}")
         if self.log_every <= 0:
             bad("log_every", "must be positive")
         if self.val_every <= 0:

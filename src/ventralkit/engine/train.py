@@ -239,6 +239,8 @@ def fit(cfg: TrainConfig) -> TrainResult:
     optimizer = build_optimizer(model.parameters(), cfg)
     scheduler = build_scheduler(optimizer, cfg, steps_per_epoch)
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
+    clipping = cfg.clip_grad_value is not None or cfg.clip_grad_norm is not None
+    clip_params = [p for g in optimizer.param_groups for p in g["params"]] if clipping else []
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     mixer = build_mixer(cfg, num_classes)
     core = model  # the unwrapped model: what is saved and what owns head_loss
@@ -343,6 +345,12 @@ def fit(cfg: TrainConfig) -> TrainResult:
                         loss = criterion(logits, soft if soft is not None else target)
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
+                if clip_params:
+                    scaler.unscale_(optimizer)  # clip the true gradients, not the fp16-scaled ones
+                    if cfg.clip_grad_value is not None:
+                        torch.nn.utils.clip_grad_value_(clip_params, cfg.clip_grad_value)
+                    if cfg.clip_grad_norm is not None:
+                        torch.nn.utils.clip_grad_norm_(clip_params, cfg.clip_grad_norm)
                 scaler.step(optimizer)
                 scaler.update()
                 scheduler.step()
