@@ -135,3 +135,13 @@ def test_staged_hierarchical_run_and_comparison(fake, tmp_path):
     assert [r.run for r in rows] == ["run/finetune", "run/parents", "run/children"]
     assert all(r.head == "hierarchical" and r.params_head == 72_350 for r in rows)
     assert [r.trainable for r in rows] == [552_267 + 34_500, 3_450, 34_400]
+
+
+def test_flags_override_stage_tables():
+    """defaults < recipe < config < flags holds inside [[stage]] tables as well."""
+    from ventralkit.engine.config import TrainConfig
+
+    cfg = TrainConfig.build(recipe="cifar100-hierarchical", data_path="x", epochs=1, lr=0.5)
+    assert [st["epochs"] for st in cfg.stages] == [1, 1, 1]
+    assert cfg.epochs == 1 and "lr" not in cfg.stages[0]  # stages without the key inherit the base value
+    assert [st["trainable"] for st in cfg.stages] == [["backbone", "head.shared"], ["head.parent"], ["head.child"]]

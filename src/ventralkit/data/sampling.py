@@ -26,13 +26,15 @@ def _mix(*xs: int) -> int:
 class EpochSampler(Sampler):
     """Yields ``(epoch, index)`` pairs: this rank's share of epoch ``epoch``, from batch ``start``.
 
-    With several ranks, the shuffled indices are padded to a multiple of the world size and dealt
-    round-robin, as DistributedSampler does.
+    With several ranks the indices are dealt round-robin. For training they are first padded to a
+    multiple of the world size, as DistributedSampler does, so every rank runs the same number of
+    steps; with ``pad=False`` (validation) the shards are uneven and together hold every sample once,
+    so summed counts are exact.
     """
 
     def __init__(self, n: int, shuffle: bool = True, seed: int = 0, rank: int = 0, world_size: int = 1,
-                 batch_size: int = 1):
-        self.n, self.shuffle, self.seed = n, shuffle, seed
+                 batch_size: int = 1, pad: bool = True):
+        self.n, self.shuffle, self.seed, self.pad = n, shuffle, seed, pad
         self.rank, self.world_size, self.batch_size = rank, world_size, batch_size
         self.epoch, self.start_batch = 0, 0
 
@@ -46,9 +48,10 @@ class EpochSampler(Sampler):
         else:
             order = list(range(self.n))
         if self.world_size > 1:
-            total = -(-self.n // self.world_size) * self.world_size
-            order += order[: total - self.n]
-            order = order[self.rank:total:self.world_size]
+            if self.pad:
+                total = -(-self.n // self.world_size) * self.world_size
+                order += order[: total - self.n]
+            order = order[self.rank::self.world_size]
         return order
 
     def __iter__(self):
@@ -56,7 +59,12 @@ class EpochSampler(Sampler):
             yield (self.epoch, i)
 
     def __len__(self) -> int:
-        per_rank = -(-self.n // self.world_size) if self.world_size > 1 else self.n
+        if self.world_size == 1:
+            per_rank = self.n
+        elif self.pad:
+            per_rank = -(-self.n // self.world_size)
+        else:
+            per_rank = len(range(self.rank, self.n, self.world_size))
         return max(0, per_rank - self.start_batch * self.batch_size)
 
 

@@ -101,14 +101,22 @@ class TrainConfig:
 
     @classmethod
     def build(cls, recipe: str | None = None, config_file: str | None = None, **overrides) -> "TrainConfig":
-        """Defaults < recipe < config file < overrides (``None`` overrides are ignored)."""
+        """Defaults < recipe < config file < overrides (``None`` overrides are ignored).
+
+        Overrides win inside ``[[stage]]`` tables too: ``--epochs 1`` on a staged recipe runs every
+        stage for one epoch, although the stages set their own ``epochs``.
+        """
         values: dict[str, Any] = {}
         if recipe:
             values.update(load_toml(recipe_path(recipe)))
             values["recipe"] = recipe
         if config_file:
             values.update(load_config_file(config_file))
-        values.update({k: v for k, v in overrides.items() if v is not None})
+        given = {k: v for k, v in overrides.items() if v is not None}
+        values.update(given)
+        if values.get("stages") and "stages" not in given:
+            values["stages"] = [{**st, **{k: v for k, v in given.items() if k in st}} if isinstance(st, dict) else st
+                                for st in values["stages"]]
         return cls.from_dict(values, source=config_file or recipe or "options")
 
     def replace(self, **changes) -> "TrainConfig":

@@ -168,7 +168,7 @@ def set_train_mode(model: nn.Module, trainable: list[str], frozen_bn: str = "eva
 
 def make_loader(ds, cfg: TrainConfig, shuffle: bool, dinfo: dist.DistInfo, device: torch.device) -> DataLoader:
     sampler = EpochSampler(len(ds), shuffle=shuffle, seed=cfg.seed, rank=dinfo.rank,
-                           world_size=dinfo.world_size, batch_size=cfg.batch_size)
+                           world_size=dinfo.world_size, batch_size=cfg.batch_size, pad=shuffle)
     return DataLoader(SeededDataset(ds, cfg.seed), batch_size=cfg.batch_size, sampler=sampler,
                       num_workers=cfg.workers, pin_memory=device.type == "cuda",
                       persistent_workers=False, drop_last=False)
@@ -300,8 +300,8 @@ def fit(cfg: TrainConfig) -> TrainResult:
         res = evaluate(forward, val_loader, device=device, amp=cfg.amp, desc="val", progress=cfg.progress,
                        num_classes=num_classes, channels_last=cfg.channels_last)
         if dinfo.enabled:  # combine the ranks' shards
-            t = torch.tensor([res.loss * res.n, res.top1 * res.n, res.top5 * res.n, res.n], dtype=torch.float64,
-                             device=device)
+            sums = [res.loss * res.n, res.top1 * res.n, res.top5 * res.n] if res.n else [0.0, 0.0, 0.0]
+            t = torch.tensor([*sums, res.n], dtype=torch.float64, device=device)  # a rank may hold no samples
             dist.all_reduce_sum(t)
             res.loss, res.top1, res.top5, res.n = t[0].item() / t[3].item(), t[1].item() / t[3].item(), \
                 t[2].item() / t[3].item(), int(t[3].item())
