@@ -266,3 +266,13 @@ def test_onecycle_schedule_and_gradient_clipping(tmp_path):
             assert change <= 3e-6 + 1e-8, k
             moved = max(moved, change)
     assert moved > 1e-6  # the gradients were clipped, not dropped
+
+
+def test_fp16_recipe_on_the_cpu_falls_back_to_fp32(cli, tmp_path):
+    """GPU recipes (amp = "fp16", e.g. v1-tinyimagenet-finetune) stay runnable on a CPU, with a note."""
+    code, out, err = cli("train", "--model", "Z", "--dataset", "digits", "--imsize", "16", "--epochs", "1",
+                         "--max_steps_per_epoch", "1", "--batch_size", "4", "--workers", "0", "--amp", "fp16",
+                         "--device", "cpu", "--no_progress", "-o", tmp_path / "r")
+    assert code == 0, err
+    assert "amp fp16 needs CUDA; training in fp32" in out
+    assert json.loads((tmp_path / "r" / "config.json").read_text())["amp"] == "none"

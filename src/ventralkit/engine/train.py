@@ -212,6 +212,10 @@ class Meters:
 def fit(cfg: TrainConfig) -> TrainResult:
     device = dist.pick_device(cfg.device)
     dinfo = dist.setup(device)
+    if cfg.amp == "fp16" and device.type != "cuda":  # e.g. a GPU recipe tried on a laptop: keep it runnable
+        if dinfo.is_main:
+            print(f"note: amp fp16 needs CUDA; training in fp32 on {device.type} (pass --amp none to silence this)")
+        cfg = cfg.replace(amp="none")
     torch.manual_seed(cfg.seed)
     resume = read_resume(cfg.resume) if cfg.resume else None
     run_dir = Path(cfg.output_path or (Path(cfg.resume).parent.parent if cfg.resume else default_output_path(cfg)))
