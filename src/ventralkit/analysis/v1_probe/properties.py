@@ -435,6 +435,7 @@ def compute_properties(rates: dict[str, np.ndarray], sets: dict, baseline: np.nd
 
 
 def f0_f1_last(r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean (F0) and first-harmonic amplitude (F1) over the last axis (the grating phases)."""
     from .responses import f0_f1
 
     return f0_f1(r, axis=-1)
