@@ -64,6 +64,7 @@ def test_construction_and_time_step_activations(tmp_path):
         Image.fromarray(np.random.default_rng(i).integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(p)
         paths.append(str(p))
     wrapper = bm.activations_model
+    assert wrapper.image_size == 224
     images = wrapper._extractor.preprocess(paths)
     got = wrapper.get_activations(images, ["V4.output-t1", "V4.output-t2"])
     with record_activations(model, ["V4.output"]) as acts, torch.no_grad():

@@ -115,6 +115,7 @@ def brainscore_model(
     preprocessing = functools.partial(load_preprocess_images, image_size=info.input_size,
                                       normalize_mean=tuple(info.mean), normalize_std=tuple(info.std))
     wrapper = _wrapper_class(PytorchWrapper)(model=model.eval(), preprocessing=preprocessing, identifier=identifier)
+    wrapper.image_size = info.input_size  # Brain-Score places stimuli using the wrapper's image size
     commits = area_commitments(model)
     layers = [name for area in (*BRAIN_AREAS, "decoder") if area in commits
               for name in brainscore_layers({area: commits[area]})[area]]
