@@ -340,7 +340,8 @@ def test_cli_end_to_end(corrupted, tmp_path, cli):
     code, out, err = cli("corrupt", val, c_root, "-j", "0", "--quiet")  # nothing left to do
     assert code == 0 and "0 written, 380 already there" in out
 
-    model = ["--model", "Z", "--num_classes", "2", "--imsize", "32", "-j", "0", "--batch_size", "4", "--quiet"]
+    model = ["--model", "Z", "--random_init", "--num_classes", "2", "--imsize", "32", "-j", "0", "--batch_size", "4",
+             "--quiet"]
     run1 = tmp_path / "run1"
     code, out, err = cli("robustness", *model, "--data_path", c_root, "--clean_path", val, "--baseline", "alexnet",
                          "-o", run1)
@@ -379,6 +380,7 @@ def test_cli_end_to_end(corrupted, tmp_path, cli):
         (["--data_path", c_root, "--baseline", "nonsense"], "--baseline nonsense is neither 'alexnet'"),
         (["--data_path", c_root, "--severities", "7"], "severity 7 is outside 1..5"),
         (["--data_path", tmp_path / "nowhere"], "does not exist"),
+        (["--data_path", c_root, "--baseline_clean_error", "43.5"], "must be a fraction between 0 and 1"),
     ]:
         code, out, err = cli("robustness", *model, *argv, "-o", tmp_path / "bad")
         assert code == 2 and err.count("\n") == 1 and message in err, (argv, err)
@@ -436,3 +438,55 @@ def test_evaluate_robustness_bad_folders(corrupted, tmp_path, build):
     with pytest.raises(DataError) as info:
         ventralkit.evaluate_robustness(model, root, workers=0, image_size=32, progress=False)
     assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_checkpoint_supplies_classes_size_and_labels(corrupted, tmp_path, cli):
+    """A ventralkit checkpoint gives the class count, image size and class names; folders map by name."""
+    import shutil
+
+    import torch
+
+    import ventralkit
+
+    val, c_root = corrupted
+    model = ventralkit.create_model("cornet_z", num_classes=3)
+    ckpt = tmp_path / "z.pt"
+    torch.save({"format": "ventralkit", "model_name": "cornet_z", "num_classes": 3, "model": model.state_dict(),
+                "classes": ["class_0", "class_1", "zebra"], "config": {"image_size": 32}}, ckpt)
+    sub = tmp_path / "c"
+    shutil.copytree(c_root / "fog", sub / "fog")
+    code, out, err = cli("robustness", "--ckpt_path", ckpt, "--data_path", sub, "-j", "0", "--quiet",
+                         "-o", tmp_path / "run")
+    assert code == 0, err
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["image_size"] == 32
+    # labels follow the checkpoint's class list, not the folder positions
+    torch.save({"format": "ventralkit", "model_name": "cornet_z", "num_classes": 3, "model": model.state_dict(),
+                "classes": ["zebra", "class_1", "class_0"], "config": {"image_size": 32}}, ckpt)
+    with torch.no_grad():
+        for p in model.decoder.linear.parameters():
+            p.zero_()
+        model.decoder.linear.bias[2] = 1.0  # always predicts index 2 = class_0 in this class list
+    torch.save({"format": "ventralkit", "model_name": "cornet_z", "num_classes": 3, "model": model.state_dict(),
+                "classes": ["zebra", "class_1", "class_0"], "config": {"image_size": 32}}, ckpt)
+    report = ventralkit.evaluate_robustness(model, sub, workers=0, image_size=32, progress=False,
+                                            classes=["zebra", "class_1", "class_0"])
+    assert report.accuracies["fog"][1] == pytest.approx(0.5)  # the class_0 half of the images
+    with pytest.raises(DataError, match="'class_1', which is not one of the model's 2 training classes"):
+        ventralkit.evaluate_robustness(model, sub, workers=0, image_size=32, progress=False,
+                                       classes=["zebra", "class_0"])
+
+
+def test_unwritable_output_and_raw_tiny_val_fail_before_work(corrupted, tmp_path, cli):
+    val, c_root = corrupted
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    code, out, err = cli("robustness", "--model", "Z", "--random_init", "--num_classes", "2", "--data_path", c_root,
+                         "-o", blocker, "--quiet")
+    assert code == 2 and "cannot be written" in err and err.count("\n") == 1
+    code, out, err = cli("corrupt", val, blocker / "sub", "--quiet")
+    assert code == 2 and "cannot be written" in err and err.count("\n") == 1
+    raw = tmp_path / "tiny" / "val"
+    (raw / "images").mkdir(parents=True)
+    (raw / "val_annotations.txt").write_text("val_0.JPEG\tn01443537\t0\t0\t62\t62\n")
+    code, out, err = cli("corrupt", raw, tmp_path / "out", "--quiet")
+    assert code == 2 and "ventralkit prepare tiny-imagenet" in err

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import ConfigError
-from .common import add_model_args, build_model_from_args, model_name, positive_int
+from .common import add_model_args, model_name, positive_int
 
 
 def register(sub) -> None:
@@ -16,7 +16,9 @@ def register(sub) -> None:
                     "original Tiny-ImageNet-C CSV, a summary with Corruption Error and mCE, and figures. "
                     "--compare puts earlier runs (their output folders or CSVs) in one table and figure.",
     )
-    add_model_args(p)
+    add_model_args(p, default=None)
+    p.add_argument("--random_init", action="store_true",
+                   help="untrained weights (default without --ckpt_path: the published weights)")
     g = p.add_argument_group("data")
     g.add_argument("--data_path", default=None, metavar="C_ROOT",
                    help="corrupted dataset root: C_ROOT/<corruption>/<severity>/<class>/<image>")
@@ -57,13 +59,19 @@ def run(args) -> int:
     out = Path(args.output_path)
     runs = []
     if args.data_path is not None:
-        model = build_model_from_args(args)
+        from .test import load_model
+
+        # as `ventralkit test`: a ventralkit checkpoint supplies the model, its options, class count and
+        # class names, and the image size it was trained at
+        loaded = load_model(args)
         name = args.name or model_name(args.model) + (f" ({Path(args.ckpt_path).stem})" if args.ckpt_path else "")
         report = evaluate_robustness(
-            model, args.data_path, clean_path=args.clean_path, batch_size=args.batch_size, workers=args.workers,
-            device=args.device, baseline=args.baseline, output_dir=out, image_size=args.image_size, amp=args.amp,
+            loaded.model, args.data_path, clean_path=args.clean_path, batch_size=args.batch_size,
+            workers=args.workers, device=args.device, baseline=args.baseline, output_dir=out,
+            image_size=args.image_size or loaded.config.get("image_size"), amp=args.amp,
             preprocess=args.preprocess, corruptions=args.corruptions, severities=args.severities,
             baseline_clean_error=args.baseline_clean_error, name=name, progress=not args.quiet,
+            classes=loaded.classes,
         )
         print(report.table())
         print("wrote " + ", ".join(str(p) for p in report.files.values()))

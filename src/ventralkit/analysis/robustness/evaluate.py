@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...errors import ConfigError, DataError
-from ...files import write_csv, write_json, write_text
+from ...files import ensure_writable_dir, write_csv, write_json, write_text
 from .metrics import (
     DETAILS_CSV,
     RESULTS_CSV,
@@ -193,6 +193,7 @@ def evaluate_robustness(
     name: str | None = None,
     transform=None,
     progress: bool = True,
+    classes: list[str] | None = None,
 ) -> RobustnessReport:
     """Top-1 accuracy of ``model`` on every ``data_path/<corruption>/<severity>/`` folder.
 
@@ -203,7 +204,10 @@ def evaluate_robustness(
         ``'direct'`` = Resize(s) + CenterCrop(s), the reference evaluators' protocol for released -C
         images that already are s x s; ``'auto'`` = 'direct' for a folder whose images are s x s,
         'eval' otherwise.
-    output_dir: when given, the CSVs, summary and figures are written there.
+    output_dir: when given, the CSVs, summary and figures are written there (checked before any work).
+    classes: the model's training classes in label order (a ventralkit checkpoint stores them); each
+        class folder is then labelled by its position in this list, so a folder with a subset of the
+        classes is scored correctly and an unknown folder name is an error.
     """
     import torch
     from torch.utils.data import DataLoader
@@ -220,6 +224,8 @@ def evaluate_robustness(
     folders = scan_corruption_root(data_path, corruptions, severities)
     clean_dir = _clean_folder(clean_path)
     base = load_baseline(baseline, baseline_clean_error)  # bad --baseline fails before the long part
+    if output_dir is not None:
+        ensure_writable_dir(output_dir)
     info = getattr(model, "info", None)
     if transform is None and info is None:
         raise ConfigError("the model has no .info (preprocessing metadata); build it with ventralkit.create_model "
@@ -237,12 +243,21 @@ def evaluate_robustness(
 
     def run(folder: Path, desc: str):
         dataset = ImageFolderDataset(folder, transform=None, on_bad_image="error")
+        if classes is not None:
+            unknown = [c for c in dataset.classes if c not in classes]
+            if unknown:
+                raise DataError(f"{folder} has class folder {unknown[0]!r}, which is not one of the model's "
+                                f"{len(classes)} training classes (e.g. {', '.join(list(classes)[:3])}); "
+                                "the folders must be named as the training classes")
+            index = [list(classes).index(c) for c in dataset.classes]
+            dataset.samples = [(p, index[label]) for p, label in dataset.samples]
+            dataset.targets = [label for _, label in dataset.samples]
         if not reference:
             reference.extend(dataset.classes)
-            if n_outputs is not None and len(reference) > n_outputs:
+            if classes is None and n_outputs is not None and len(reference) > n_outputs:
                 raise DataError(f"{folder} has {len(reference)} classes but the model has {n_outputs} outputs; "
                                 "pass --num_classes or a matching checkpoint")
-            if n_outputs is not None and len(reference) < n_outputs:
+            if classes is None and n_outputs is not None and len(reference) < n_outputs:
                 warnings.warn(f"{folder} has {len(reference)} classes and the model {n_outputs} outputs; labels are "
                               "the sorted class folders, so they must be the model's first classes", stacklevel=3)
         elif dataset.classes != reference:

@@ -29,6 +29,7 @@ from PIL import Image, UnidentifiedImageError
 
 from ...engine.progress import progress_bar
 from ...errors import ConfigError, DataError
+from ...files import ensure_writable_dir
 from ...data.folders import VAL_NAMES, is_image, open_rgb, scan_classes
 from .names import ALL, resolve_corruptions, resolve_severities
 
@@ -382,6 +383,7 @@ def corrupt_dataset(
     if dst_abs == src_abs or src_abs in dst_abs.parents:
         raise ConfigError(f"DST {dst} is inside SRC {src}; write the corrupted copy somewhere else")
     settings = {"seed": int(seed), "size": None if size is None else int(size), "jpeg_quality": int(jpeg_quality)}
+    ensure_writable_dir(dst, flag="DST")
     _check_manifest(dst, settings, corruptions, severities, src_abs)
 
     listings: dict[Path, set[str]] = {}

@@ -280,6 +280,9 @@ def load_baseline(spec, clean_error: float | None = None) -> Baseline | None:
     The clean error of a run comes from its details CSV or ``summary.json``; ``clean_error`` overrides
     it (the original script prints its clean accuracy but does not save it).
     """
+    if clean_error is not None and not 0 <= clean_error <= 1:
+        raise ConfigError(f"--baseline_clean_error {clean_error} must be a fraction between 0 and 1 "
+                          f"(e.g. {clean_error / 100:g} for {clean_error:g}%)")
     if spec is None or isinstance(spec, Baseline):
         return spec
     if str(spec).lower() == "alexnet":
