@@ -45,7 +45,7 @@ def split_dir(root: str | os.PathLike, split: str) -> Path:
 def scan_classes(folder: str | os.PathLike) -> tuple[list[str], list[tuple[str, int]]]:
     """Sorted class names and (path, label) samples; errors for no classes or an empty class."""
     folder = Path(folder)
-    if (folder / "val_annotations.txt").is_file():  # Tiny-ImageNet's val/ as downloaded: one "class", images/
+    if (folder / "val_annotations.txt").is_file() and (folder / "images").is_dir():  # raw Tiny-ImageNet val/
         raise DataError(f"{folder} is Tiny-ImageNet's val/ as downloaded (images/ + val_annotations.txt); sort it "
                         f"into class folders first: ventralkit prepare tiny-imagenet {folder.parent}")
     classes = sorted(e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith("."))
