@@ -226,6 +226,25 @@ def test_bad_layer_is_one_clear_line():
         probe_v1(plain, stimuli=QUICK)
     with pytest.raises(ConfigError, match="time step"):
         probe_v1(gabor_bank([0.0]), time_step=3, stimuli=QUICK)
+    for bad in ({"visual_degrees": 0.0}, {"visual_degrees": float("nan")}, {"batch_size": 0}, {"image_size": 0}):
+        with pytest.raises(ConfigError, match="must be a positive number"):
+            probe_v1(gabor_bank([0.0]), stimuli=QUICK, **bad)
+
+
+def test_units_behind_a_polar_transform_are_the_ones_looking_at_the_centre():
+    """Cortical magnification maps rows to eccentricity: the middle of layer1 does not look at fixation,
+    so the probe picks the position whose receptive field does (spec ecosystem.md 7.2: RF within 0.15 deg)."""
+    from ventralkit import create_model
+    from ventralkit.analysis.v1_probe.responses import prepare_layer, receptive_field_centers
+
+    torch.manual_seed(0)
+    model = create_model("v1_resnet50_cortical_magnification", num_classes=10)
+    info = model.info
+    lp = prepare_layer(model, "4", info.input_size, info.mean, info.std)
+    assert lp.center[0] == 0  # the innermost eccentricity ring
+    assert lp.rf_offset_px * 8 / info.input_size < 0.15
+    middle = receptive_field_centers(model, lp, [(8, 8)], info.input_size, info.mean, info.std)[0]
+    assert np.hypot(*(middle - (info.input_size - 1) / 2)) * 8 / info.input_size > 1.0  # the middle is > 1 deg off
 
 
 class Recurrent(nn.Module):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import ConfigError
-from .common import add_model_args, model_name, positive_int
+from .common import add_model_args, model_name, positive_float, positive_int
 
 
 def register(sub) -> None:
@@ -32,7 +32,8 @@ def register(sub) -> None:
     g.add_argument("--positions", type=positive_int, default=1,
                    help="record the central N x N positions of the map (default 1: the centre only)")
     g.add_argument("--quick", action="store_true", help="about 1/6 of the stimuli (4 phases, fewer SFs/sizes)")
-    g.add_argument("--visual_degrees", type=float, default=None, help="field of view of the input image (default 8)")
+    g.add_argument("--visual_degrees", type=positive_float, default=None,
+                   help="field of view of the input image in degrees (default 8)")
     g.add_argument("--imsize", "--image_size", dest="image_size", type=positive_int, default=None,
                    help="input size in pixels (default: the model's)")
     g.add_argument("--no_contrast", action="store_true", help="skip the contrast response series")

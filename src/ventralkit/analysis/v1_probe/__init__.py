@@ -14,13 +14,16 @@ firing-rate map), ``properties`` (per-unit measures), ``compare`` (references, K
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch.nn as nn
 
+from ...errors import ConfigError
 from ...files import write_csv, write_json, write_text
+from ...models.commitments import AreaCommitment, area_commitments, brainscore_layers
 from .compare import (
     REFERENCES,
     Reference,
@@ -34,7 +37,6 @@ from .compare import (
     write_summary_csv,
 )
 from .properties import PROPERTY_INFO, RESPONSIVE_COLUMNS, compute_properties
-from ...models.commitments import AreaCommitment, area_commitments, brainscore_layers
 from .responses import (
     FiringRateMap,
     prepare_layer,
@@ -78,6 +80,8 @@ class V1ProbeResult:
     firing_rate_map: FiringRateMap
     n_images: dict[str, int]
     seconds: float = 0.0
+    rf_center: tuple[int, int] | None = None  # map position recorded (row, col); None for flat outputs
+    rf_offset_deg: float = float("nan")  # its receptive field's distance from the stimulus centre
     output_dir: Path | None = None
     files: dict[str, Path] = field(default_factory=dict)
 
@@ -100,6 +104,8 @@ class V1ProbeResult:
             "n_responsive": {k: int(np.nansum(self.units[k])) for k in RESPONSIVE_COLUMNS if k in self.units},
             "n_images": self.n_images, "mean_score": self.mean_score,
             "firing_rate_map": {"slope": self.firing_rate_map.slope, "offset": self.firing_rate_map.offset},
+            "rf_center": list(self.rf_center) if self.rf_center is not None else None,
+            "rf_offset_deg": round(float(self.rf_offset_deg), 4) if np.isfinite(self.rf_offset_deg) else None,
             "seconds": round(self.seconds, 2), "ventralkit": __version__,
         }
 
@@ -243,6 +249,9 @@ def probe_v1(
     info = getattr(model, "info", None)
     from ...models.registry import IMAGENET_MEAN, IMAGENET_STD
 
+    for flag, value in (("image_size", image_size), ("batch_size", batch_size), ("visual_degrees", visual_degrees)):
+        if value is not None and not (np.isfinite(value) and value > 0):
+            raise ConfigError(f"--{flag} must be a positive number, got {value}")
     image_size = int(image_size or getattr(info, "input_size", None) or 224)
     mean = tuple(mean or getattr(info, "mean", None) or IMAGENET_MEAN)
     std = tuple(std or getattr(info, "std", None) or IMAGENET_STD)
@@ -260,6 +269,12 @@ def probe_v1(
         batch_size = 16 if _model_device(model).type == "cpu" else 128
     layer = resolve_layer(model, layer)
     lp = prepare_layer(model, layer, image_size, mean, std, time_step=time_step, positions=positions)
+    rf_offset_deg = lp.rf_offset_px * vd / image_size
+    cell_deg = vd / min(lp.out_shape[1:]) if len(lp.out_shape) == 3 else 0.0  # no position can do better
+    if np.isfinite(rf_offset_deg) and rf_offset_deg > max(0.15, cell_deg):
+        warnings.warn(f"the receptive field of the recorded {layer} units is {rf_offset_deg:.2f} deg from the "
+                      "stimulus centre (Brain-Score keeps units within 0.15 deg); small gratings may miss it",
+                      stacklevel=2)
     sets = benchmark_sets(cfg)
     total = 1 + sum(len(s) for s in sets.values())
     from ...engine.progress import progress_bar
@@ -307,7 +322,8 @@ def probe_v1(
     result = V1ProbeResult(
         label=label or name, model=name, layer=layer, time_step=lp.call_index, n_time_steps=lp.n_calls,
         image_size=image_size, visual_degrees=vd, units=units, summary=summary, mean_score=mean_score,
-        curves=curves, firing_rate_map=fmap, n_images=n_images, seconds=time.perf_counter() - t0)
+        curves=curves, firing_rate_map=fmap, n_images=n_images, seconds=time.perf_counter() - t0,
+        rf_center=lp.center, rf_offset_deg=rf_offset_deg)
     if output_dir is not None:
         result.save(output_dir, figures=figures, references=refs, n_examples=n_examples)
     return result

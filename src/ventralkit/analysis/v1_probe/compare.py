@@ -297,6 +297,33 @@ def load_references(path: str | Path | None = None, base: dict[str, Reference] |
 #: 0/1 properties: their "median" in summaries is the fraction of units with 1
 BINARY_PROPERTIES = ("orientation_selective", "sf_selective", "strongly_suppressed")
 
+#: Brain-Score's V1 benchmark groups (spec ecosystem.md 7.3): a property's score is averaged within its
+#: group, then the groups are averaged (property -> group -> Marques2020), so a group with three
+#: properties weighs as much as one with a single property
+PROPERTY_GROUPS = {
+    "preferred_orientation": "orientation", "circular_variance": "orientation",
+    "orientation_bandwidth": "orientation", "orthogonal_preferred_ratio": "orientation",
+    "orientation_selective": "orientation", "cv_bandwidth_ratio": "orientation", "opr_cv_diff": "orientation",
+    "peak_sf": "spatial_frequency", "sf_selective": "spatial_frequency", "sf_bandwidth_ratio": "spatial_frequency",
+    "grating_summation_field": "receptive_field_size", "surround_diameter": "receptive_field_size",
+    "surround_suppression_index": "surround_modulation",
+    "modulation_ratio": "response_selectivity",
+    "max_dc": "response_magnitude",
+}
+
+
+def grouped_mean(rows: list[dict]) -> tuple[float, int, int]:
+    """(mean over groups of the mean score within each group, number of groups, number of properties)."""
+    groups: dict[str, list[float]] = {}
+    for r in rows:
+        if np.isfinite(r["score"]):
+            groups.setdefault(PROPERTY_GROUPS.get(r["property"], r["property"]), []).append(r["score"])
+    if not groups:
+        return float("nan"), 0, 0
+    return (float(np.mean([np.mean(v) for v in groups.values()])), len(groups),
+            sum(len(v) for v in groups.values()))
+
+
 SUMMARY_FIELDS = ["property", "set", "benchmark", "n_units", "n_defined", "median", "q25", "q75", "ref_median",
                   "similarity", "similarity_std", "ceiling", "score", "reference"]
 
@@ -305,7 +332,8 @@ def summarize(columns: dict[str, np.ndarray], references: dict[str, Reference] |
               n_boot: int = 1000, seed: int = 0) -> tuple[list[dict], float]:
     """One row per property (units of its responsive subset), scored where a reference has data.
 
-    Returns ``(rows, mean_score)``; the mean is over properties with reference data (NaN if none).
+    Returns ``(rows, mean_score)``: the mean over Brain-Score's property groups of the mean score of
+    the properties with reference data in each group (``grouped_mean``; NaN if none).
     """
     from .properties import PROPERTY_INFO
 
@@ -335,8 +363,7 @@ def summarize(columns: dict[str, np.ndarray], references: dict[str, Reference] |
                 row.update(similarity=sim, similarity_std=err, ceiling=ceil,
                            score=sim / ceil if ceil and np.isfinite(sim) else float("nan"))
         rows.append(row)
-    scores = [r["score"] for r in rows if np.isfinite(r["score"])]
-    return rows, float(np.mean(scores)) if scores else float("nan")
+    return rows, grouped_mean(rows)[0]
 
 
 def _q(v, q):
@@ -375,12 +402,13 @@ def summary_table(rows: list[dict], mean_score: float | None = None, title: str 
         body.append([r["property"], r["n_units"], r["n_defined"], r["median"], iqr, r["ref_median"],
                      r["similarity"], r["ceiling"], r["score"]])
     text = format_table(header, body)
-    n = sum(1 for r in rows if np.isfinite(r["score"]))
+    _, n_groups, n = grouped_mean(rows)
     if title:
         text = f"{title}\n{text}"
     text += "\n* for 0/1 properties (" + ", ".join(BINARY_PROPERTIES) + "): the fraction of 1s"
     if mean_score is not None:
-        text += f"\nmean score over {n} properties with reference data: {_fmt(mean_score)}"
+        text += (f"\nmean score over {n_groups} groups ({n} properties with reference data, averaged within "
+                 f"each group first, as Brain-Score): {_fmt(mean_score)}")
     return text
 
 

@@ -68,13 +68,20 @@ class LayerProbe:
     out_shape: tuple[int, ...]  # per image, e.g. (C, H, W) or (F,)
     positions: int = 1
     channels_last: bool = False  # feed channels-last images (faster convolutions on CPU) if the model accepts them
+    center: tuple[int, int] | None = None  # map position whose receptive field is at the fixation point
+    rf_offset_px: float = 0.0  # distance of that receptive field's centre from the image centre, pixels
+
+    def _window(self, h: int, w: int) -> tuple[int, int, int]:
+        k = min(self.positions, h, w)
+        r, c = self.center if self.center is not None else (h // 2, w // 2)
+        r0 = min(max(r - (k - 1) // 2, 0), h - k)
+        c0 = min(max(c - (k - 1) // 2, 0), w - k)
+        return r0, c0, k
 
     def select(self, out: torch.Tensor) -> torch.Tensor:
-        """``(N, units)``: channels at the central ``positions x positions`` window, channel-major."""
+        """``(N, units)``: channels at the ``positions x positions`` window around ``center``, channel-major."""
         if out.dim() == 4:
-            h, w = out.shape[-2:]
-            k = min(self.positions, h, w)
-            r0, c0 = h // 2 - (k - 1) // 2, w // 2 - (k - 1) // 2
+            r0, c0, k = self._window(*out.shape[-2:])
             out = out[:, :, r0:r0 + k, c0:c0 + k]
         return out.reshape(out.shape[0], -1).float().cpu()
 
@@ -82,8 +89,7 @@ class LayerProbe:
         """Per unit: channel, row and column in the layer's output map (-1 for flat outputs)."""
         if len(self.out_shape) == 3:
             c, h, w = self.out_shape
-            k = min(self.positions, h, w)
-            r0, c0 = h // 2 - (k - 1) // 2, w // 2 - (k - 1) // 2
+            r0, c0, k = self._window(h, w)
             ch, rr, cc = np.meshgrid(np.arange(c), np.arange(r0, r0 + k), np.arange(c0, c0 + k), indexing="ij")
             return {"channel": ch.ravel(), "row": rr.ravel(), "col": cc.ravel()}
         n = int(np.prod(self.out_shape))
@@ -134,7 +140,96 @@ def prepare_layer(model: nn.Module, layer: str, image_size: int, mean, std, time
                           f"map or a flat (F,) vector")
     if positions < 1:
         raise ConfigError("positions must be >= 1")
-    return LayerProbe(layer, idx, n, shape, positions, channels_last)
+    probe = LayerProbe(layer, idx, n, shape, positions, channels_last)
+    if len(shape) == 3:
+        probe.center, probe.rf_offset_px = central_position(model, probe, image_size, mean, std)
+    return probe
+
+
+def receptive_field_centers(model: nn.Module, probe: LayerProbe, positions: list[tuple[int, int]],
+                            image_size: int, mean, std, chunk: int = 64, tries: int = 8) -> np.ndarray:
+    """``(len(positions), 2)`` receptive-field centres (row, col in input pixels) of map positions.
+
+    The centre of a position's receptive field is the centroid of the squared input gradient of its
+    summed channels on a noise image; a position whose units are all silent (rectified) on that image
+    is tried again on new noise, up to ``tries`` images (NaN if it never responds). Gradients, unlike
+    the layer's geometry, also find the field of units behind a warp such as the polar transform of
+    the cortical-magnification V1-ResNets, whose central map position does not look at the centre.
+    """
+    weights = torch.zeros(len(positions), image_size, image_size, dtype=torch.float64)
+    todo = list(range(len(positions)))
+    for attempt in range(tries):
+        for start in range(0, len(todo), chunk):
+            idx = todo[start:start + chunk]
+            weights[idx] += _gradient_maps(model, probe, [positions[i] for i in idx], image_size, mean, std, attempt)
+        todo = [i for i in todo if weights[i].sum() == 0]
+        if not todo:
+            break
+    yy, xx = torch.meshgrid(torch.arange(image_size, dtype=torch.float64),
+                            torch.arange(image_size, dtype=torch.float64), indexing="ij")
+    total = weights.sum((1, 2))
+    centers = torch.stack([(weights * yy).sum((1, 2)) / total, (weights * xx).sum((1, 2)) / total], 1)
+    return centers.numpy()  # 0/0 = NaN for positions that never responded
+
+
+def _gradient_maps(model: nn.Module, probe: LayerProbe, positions: list[tuple[int, int]], image_size: int,
+                   mean, std, seed: int) -> torch.Tensor:
+    """``(P, H, W)``: squared input gradient (summed over colours) of each position's summed channels."""
+    module = resolve_module(model, probe.layer)
+    device = _model_device(model)
+    g = torch.Generator().manual_seed(seed)
+    base = blank_image(image_size, mean, std) + 0.5 * torch.randn(1, 3, image_size, image_size, generator=g)
+    x = base.repeat(len(positions), 1, 1, 1).to(device).requires_grad_(True)
+    outs: list[torch.Tensor] = []
+
+    def keep(_m, _i, out):
+        outs.append(out)
+        if len(outs) > probe.call_index:
+            raise _StopForward  # the rest of the network is not needed
+
+    handle = module.register_forward_hook(keep)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.enable_grad():
+            try:
+                model(x)
+            except _StopForward:
+                pass
+            out = outs[probe.call_index]
+            rows = torch.tensor([r for r, _ in positions], device=out.device)
+            cols = torch.tensor([c for _, c in positions], device=out.device)
+            picked = out[torch.arange(len(positions), device=out.device), :, rows, cols]
+            (grad,) = torch.autograd.grad(picked.sum(), x)
+    finally:
+        handle.remove()
+        model.train(was_training)
+    return grad.detach().double().pow(2).sum(1).cpu()
+
+
+def central_position(model: nn.Module, probe: LayerProbe, image_size: int, mean, std) -> tuple[tuple[int, int], float]:
+    """The map position whose receptive field is closest to the image centre, and that distance (pixels).
+
+    The middle of the map is tried first and kept when its field is within one map cell of the centre
+    (every ordinary convolutional layer); otherwise every position is mapped and the closest is used.
+    """
+    _c, h, w = probe.out_shape
+    middle = (h // 2, w // 2)
+    target = np.array([(image_size - 1) / 2, (image_size - 1) / 2])
+    try:
+        first = receptive_field_centers(model, probe, [middle], image_size, mean, std)[0]
+    except RuntimeError:  # a model that cannot take gradients (e.g. in-place ops on inputs): keep the middle
+        return middle, float("nan")
+    cell = image_size / min(h, w)
+    d0 = float(np.linalg.norm(first - target))
+    if d0 <= cell:
+        return middle, d0
+    grid = [(r, c) for r in range(h) for c in range(w)]
+    d = np.linalg.norm(receptive_field_centers(model, probe, grid, image_size, mean, std) - target, axis=1)
+    if not np.isfinite(d).any():  # no position ever responded: keep the middle, offset unknown
+        return middle, float("nan")
+    best = int(np.nanargmin(d))
+    return grid[best], float(d[best])
 
 
 def record_units(model: nn.Module, probe: LayerProbe, stimuli: StimulusSet, image_size: int,
