@@ -317,3 +317,15 @@ def test_cli_cornet_z_writes_csv_summary_figures_and_compares(cli, tmp_path):
     assert "cornet_z (2)" in stdout and (tmp_path / "cmp" / "comparison.csv").is_file()
     code, _, stderr = cli("v1-probe", "--model", "Z", "--layer", "V9.output", "--imsize", "64", "-o", tmp_path / "bad")
     assert code == 2 and "no layer 'V9.output'" in stderr and len(stderr.strip().splitlines()) == 1
+
+
+def test_gratings_beyond_nyquist_are_removed_not_aliased():
+    """64 px over 8 deg = 8 px/deg: 4 cpd is 0.5 cycles/pixel; a 10.37 cpd grating would alias to ~2.4 cpd."""
+    from ventralkit.analysis.v1_probe.stimuli import grating_luminance
+
+    params = {"orientation": np.array([0.0, 0.0, 45.0]), "sf": np.array([3.5, 10.37, 5.0]),
+              "phase": np.zeros(3), "contrast": np.ones(3), "radius": np.full(3, np.inf)}
+    lum = grating_luminance(params, 64, 8.0)
+    assert lum[0].std() > 0.1  # below the limit: drawn (attenuated by pixel averaging only)
+    assert torch.allclose(lum[1], torch.full_like(lum[1], 0.5))  # beyond it: grey, no alias
+    assert lum[2].std() > 0.05  # oblique 5 cpd: 0.44 cycles/pixel along x and y, representable

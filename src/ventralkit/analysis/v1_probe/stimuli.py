@@ -14,8 +14,8 @@ Luminance in [0, 1]: ``0.5 + 0.5 * contrast * sin(2 pi sf (x cos theta + y sin t
 inside a circular aperture of the given radius (grey, 0.5, outside); ``radius=None`` is a full-field
 grating. Pixels are area-averaged analytically (the sinusoid is multiplied by
 ``sinc(fx) * sinc(fy)``, fx/fy in cycles per pixel, and the aperture edge gets a one-pixel linear
-ramp), so high spatial frequencies are attenuated instead of aliased as badly as point sampling
-would. Images are then normalised with the model's mean/std, all three channels equal.
+ramp), and a grating beyond the grid's Nyquist limit (|fx| or |fy| > 0.5) is left out (grey), so high
+spatial frequencies are attenuated and never alias to coarser gratings. Images are then normalised with the model's mean/std, all three channels equal.
 
 The benchmark stimulus sets follow the spec (``shared/specs/ecosystem.md`` section 7.1, from the
 Marques2020 stimulus packaging in brain-score/vision): 12 orientations (0-165 deg), 8 phases
@@ -181,8 +181,11 @@ def grating_luminance(params: dict, image_size: int, visual_degrees: float, devi
     dx, dy = xx - x0, yy - y0
     cos, sin = torch.cos(theta), torch.sin(theta)
     wave = torch.sin(2 * math.pi * sf * (dx * cos + dy * sin) + phase)
-    # pixel-area average of a sinusoid = sinusoid x sinc of its frequency in cycles/pixel along x and y
-    attenuation = torch.sinc(sf * cos / ppd) * torch.sinc(sf * sin / ppd)
+    # pixel-area average of a sinusoid = sinusoid x sinc of its frequency in cycles/pixel along x and y;
+    # a component beyond the pixel grid's Nyquist limit (0.5 cycles/pixel) would alias to a coarser
+    # grating, so it is removed, as an ideal anti-aliasing filter would (the image is then grey there)
+    fx, fy = sf * cos / ppd, sf * sin / ppd
+    attenuation = torch.sinc(fx) * torch.sinc(fy) * ((fx.abs() <= 0.5) & (fy.abs() <= 0.5))
     # aperture with a one-pixel linear edge (approximate pixel coverage)
     dist_px = torch.sqrt(dx * dx + dy * dy) * ppd
     mask = torch.clamp(radius * ppd - dist_px + 0.5, 0.0, 1.0)
