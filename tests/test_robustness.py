@@ -490,3 +490,18 @@ def test_unwritable_output_and_raw_tiny_val_fail_before_work(corrupted, tmp_path
     (raw / "val_annotations.txt").write_text("val_0.JPEG\tn01443537\t0\t0\t62\t62\n")
     code, out, err = cli("corrupt", raw, tmp_path / "out", "--quiet")
     assert code == 2 and "ventralkit prepare tiny-imagenet" in err
+
+
+def test_size_option_is_torchvisions_resize_and_center_crop(tmp_path):
+    """--size N: Resize(int(N*256/224)) + CenterCrop(N), pixel for pixel as torchvision (ImageNet-C protocol)."""
+    import torchvision.transforms as T
+    from PIL import Image
+
+    from ventralkit.analysis.robustness.generate import _load_source
+
+    for (w, h), size in (((500, 375), 224), ((333, 500), 64), ((100, 77), 32)):
+        path = tmp_path / f"{w}x{h}.png"
+        Image.fromarray(np.random.default_rng(0).integers(0, 255, (h, w, 3), dtype=np.uint8)).save(path)
+        ref = T.Compose([T.Resize(int(size * 256 / 224), interpolation=T.InterpolationMode.BILINEAR),
+                         T.CenterCrop(size)])(Image.open(path).convert("RGB"))
+        assert np.array_equal(_load_source(str(path), size), np.asarray(ref)), (w, h, size)

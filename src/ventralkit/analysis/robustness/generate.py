@@ -165,13 +165,14 @@ def save_image_atomic(arr: np.ndarray, path: Path, quality: int = JPEG_QUALITY) 
 def _load_source(path: str, size: int | None) -> np.ndarray:
     img = open_rgb(path)
     if size:
-        # the ImageNet-C protocol: Resize(size * 256/224) of the shorter side, then CenterCrop(size)
-        short = round(size * 256 / 224)
+        # the ImageNet-C protocol, torchvision's arithmetic: Resize(size * 256/224) of the shorter side
+        # (the longer one truncated, as transforms.Resize does), then CenterCrop(size) (offsets rounded)
+        short = int(size * 256 / 224)
         w, h = img.size
-        scale = short / min(w, h)
-        nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
+        nw, nh = (short, int(short * h / w)) if w <= h else (int(short * w / h), short)
+        nw, nh = max(size, nw), max(size, nh)
         img = img.resize((nw, nh), Image.BILINEAR)
-        left, top = (nw - size) // 2, (nh - size) // 2
+        left, top = int(round((nw - size) / 2.0)), int(round((nh - size) / 2.0))
         img = img.crop((left, top, left + size, top + size))
     return np.asarray(img, dtype=np.uint8)
 
