@@ -357,6 +357,7 @@ def test_cli_end_to_end(corrupted, tmp_path, cli):
     assert summary["complete"] and summary["baseline"]["name"] == "alexnet"
     assert 0 <= summary["clean_error"] <= 1 and summary["mce"] is not None and summary["relative_mce"] is not None
     assert summary["preprocess"] == "auto" and summary["n_images"] == 19 * 5 * 4
+    assert summary["preprocess_used"] == ["direct"]  # 32 x 32 images at --imsize 32: auto used them as they are
     mean15 = np.mean([r["mean_error"] for r in summary["corruptions"] if r["corruption"] in rb.BENCHMARK])
     assert summary["mean_error"] == pytest.approx(mean15)
 

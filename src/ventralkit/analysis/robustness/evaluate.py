@@ -240,6 +240,7 @@ def evaluate_robustness(
 
     reference: list[str] = []
     reference_dir = clean_dir or folders[0][2]
+    used: set[str] = set()  # the preprocessing each folder actually got (auto picks per folder)
 
     def run(folder: Path, desc: str):
         dataset = ImageFolderDataset(folder, transform=None, on_bad_image="error")
@@ -266,10 +267,13 @@ def evaluate_robustness(
                             f"({odd[0] if odd else 'different order'}); every folder needs the same classes")
         if transform is not None:
             dataset.transform = transform
+            used.add("custom")
         elif preprocess == "direct" or (preprocess == "auto" and _first_image_size(dataset) == (size, size)):
             dataset.transform = _direct_transform(info, size)
+            used.add("direct")
         else:
             dataset.transform = eval_transform(info, size)
+            used.add("eval")
         loader = DataLoader(dataset, batch_size=int(batch_size), shuffle=False, num_workers=int(workers),
                             pin_memory=device.type == "cuda")
         return evaluate(model, loader, device=device, amp=amp, desc=desc, progress=progress, num_classes=n_outputs)
@@ -289,7 +293,8 @@ def evaluate_robustness(
     errors = {c: {s: 1.0 - a for s, a in sev.items()} for c, sev in accuracies.items()}
     summary = summarize(errors, None if clean_acc is None else 1.0 - clean_acc, base)
     summary.update({"name": name, "data_path": str(data_path),
-                    "clean_path": None if clean_dir is None else str(clean_dir), "image_size": size, "preprocess": preprocess if transform is None else "custom",
+                    "clean_path": None if clean_dir is None else str(clean_dir), "image_size": size,
+                    "preprocess": preprocess if transform is None else "custom", "preprocess_used": sorted(used),
                     "n_images": sum(d["n"] for d in details if d["corruption_type"] != "clean")})
     report = RobustnessReport(name=name, accuracies=accuracies, clean_accuracy=clean_acc, details=details,
                               summary=summary)
