@@ -16,7 +16,8 @@ from conftest import make_image_folder
 
 @pytest.mark.slow
 def test_torchrun_two_processes_gloo(tmp_path):
-    data = make_image_folder(tmp_path / "data", classes=3, train_per_class=4, val_per_class=2)
+    # 3 validation images over 2 ranks: uneven shards (2 + 1), which padding would have turned into 4
+    data = make_image_folder(tmp_path / "data", classes=3, train_per_class=4, val_per_class=1)
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
            "-m", "ventralkit.cli", "train", "--model", "Z", "--dataset", "folder", "--data_path", str(data),
@@ -36,3 +37,16 @@ def test_torchrun_two_processes_gloo(tmp_path):
     ckpt = torch.load(out / "checkpoints" / "last.pt", weights_only=False)
     assert ckpt["finished"] and ckpt["global_step"] == 6
     assert not any(k.startswith("module.") for k in ckpt["model"])
+    # the sharded validation equals a single-process evaluation of the final weights: each image once
+    from torch.utils.data import DataLoader
+
+    import ventralkit as vk
+    from ventralkit.data.folders import ImageFolderDataset
+    from ventralkit.data.transforms import eval_transform
+    from ventralkit.engine.evaluate import evaluate
+
+    model = vk.create_model("cornet_z", num_classes=3, checkpoint=str(out / "checkpoints" / "last.pt"))
+    ds = ImageFolderDataset(data / "val", eval_transform(model.info, 32))
+    ref = evaluate(model, DataLoader(ds, batch_size=2), device="cpu", progress=False)
+    assert ref.n == 3
+    assert val[-1]["top1"] == pytest.approx(ref.top1) and val[-1]["loss"] == pytest.approx(ref.loss, rel=1e-5)

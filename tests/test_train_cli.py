@@ -282,6 +282,7 @@ def test_resume_is_exact_with_onecycle_clipping_and_mixing(tmp_path):
     """Resuming from an epoch snapshot reproduces the uninterrupted run bit for bit (CPU), with the
     OneCycle schedule (momentum cycling), gradient clipping and CutMix/MixUp all in play."""
     from ventralkit.engine.train import train
+    from ventralkit.errors import ConfigError
 
     common = dict(model="cornet_z", dataset="digits", image_size=16, batch_size=8, workers=0, epochs=2,
                   max_steps_per_epoch=3, progress=False, keep_epochs=-1, optimizer="adam", scheduler="onecycle",
@@ -291,3 +292,26 @@ def test_resume_is_exact_with_onecycle_clipping_and_mixing(tmp_path):
                     **common)
     a, b = full.model.state_dict(), resumed.model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+    # a one-cycle schedule cannot be stretched: changing --epochs on resume is refused before any step
+    with pytest.raises(ConfigError, match="onecycle schedule spans 6 steps, this run 9"):
+        train(output_path=str(tmp_path / "longer"), resume=str(tmp_path / "full/checkpoints/epoch_01.pt"),
+              **{**common, "epochs": 3})
+
+
+def test_folder_transform_options_are_refused_for_other_datasets():
+    from ventralkit.engine.config import TrainConfig
+    from ventralkit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--augment applies to image folders"):
+        TrainConfig.build(dataset="digits", augment="flip").validate()
+
+
+def test_figures_without_a_suffix_are_png(tmp_path):
+    import matplotlib.pyplot as plt
+
+    from ventralkit.plots import save_figure
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1])
+    assert save_figure(fig, tmp_path / "curves") == tmp_path / "curves.png"
+    assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG" and len(list(tmp_path.iterdir())) == 1

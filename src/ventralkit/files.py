@@ -12,20 +12,31 @@ import contextlib
 import csv
 import json
 import os
+import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from .errors import DataError
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 __all__ = ["atomic_path", "ensure_writable_dir", "write_csv", "write_json", "write_records", "write_text"]
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it to ``path`` if the block succeeds, else delete it."""
+    """Yield a temporary path beside ``path``; rename it to ``path`` if the block succeeds, else delete it.
+
+    The temporary name is unique (``tempfile.mkstemp``), so two writers of the same file never touch
+    each other's half-written data; the last one to finish wins.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    os.close(fd)
+    tmp = Path(name)
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; results should be as readable as any other
     try:
         yield tmp
         os.replace(tmp, path)

@@ -14,7 +14,8 @@ are printed, as CORnet-100 does).
 
 Evaluation (``--data_path`` with ``val/``, ``val_in_folders/`` or class sub-folders, ``--dataset
 digits``, or ``--evaluate``): ``summary.json``, ``per_class.csv``, ``confusion.csv``,
-``confusion.png`` and ``predictions.csv`` in ``-o``; preprocessing Resize + CenterCrop.
+``confusion.png`` and ``predictions.csv`` in ``-o``; preprocessing Resize + CenterCrop, or the images
+as they are with ``--eval_transform none`` (the default follows the checkpoint's training config).
 
 Weights: ``--ckpt_path`` (an original or a ventralkit checkpoint; the class count, image size and
 model options of a ventralkit checkpoint are used unless given), ``--pretrained`` (the weights

@@ -153,6 +153,9 @@ class TrainConfig:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 bad(name, f"must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        if self.dataset != "folder" and (self.augment != "crop_flip" or self.eval_transform != "resize_crop"):
+            flag = "augment" if self.augment != "crop_flip" else "eval_transform"
+            bad(flag, f"applies to image folders (--dataset folder); {self.dataset} has its own transforms")
         if self.dataset in ("folder", "cifar100") and not self.data_path:
             bad("data_path", f"is required for --dataset {self.dataset} (or use --dataset digits, the embedded set)")
         if self.scheduler == "step" and self.step_size <= 0:

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader
@@ -258,6 +259,11 @@ def fit(cfg: TrainConfig) -> TrainResult:
             raise CheckpointError(f"--resume {cfg.resume} is a {resume.get('model_name')} run, not {cfg.model}")
         load_weights(core, resume["model"])
         optimizer.load_state_dict(resume["optimizer"])
+        saved_total = (resume.get("scheduler") or {}).get("total_steps")
+        if cfg.scheduler == "onecycle" and saved_total not in (None, cfg.epochs * steps_per_epoch):
+            raise ConfigError(f"--resume {cfg.resume}: its onecycle schedule spans {saved_total} steps, this run "
+                              f"{cfg.epochs * steps_per_epoch} (--epochs or --max_steps_per_epoch changed); a "
+                              "one-cycle schedule cannot be stretched: resume with the original values or start anew")
         scheduler.load_state_dict(resume["scheduler"])
         if resume.get("scaler"):
             scaler.load_state_dict(resume["scaler"])
@@ -268,6 +274,8 @@ def fit(cfg: TrainConfig) -> TrainResult:
     if dinfo.enabled:
         model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     forward = torch.compile(model) if cfg.compile else model
+    # validation runs the unwrapped model under DDP: no collective inside a forward, so uneven shards are safe
+    val_forward = core if dinfo.enabled else forward
 
     if dinfo.is_main:
         prepare_run_dir(run_dir)
@@ -301,14 +309,20 @@ def fit(cfg: TrainConfig) -> TrainResult:
 
     def validate() -> tuple[EvalResult, float]:
         t0 = time.perf_counter()
-        res = evaluate(forward, val_loader, device=device, amp=cfg.amp, desc="val", progress=cfg.progress,
-                       num_classes=num_classes, channels_last=cfg.channels_last)
-        if dinfo.enabled:  # combine the ranks' shards
-            sums = [res.loss * res.n, res.top1 * res.n, res.top5 * res.n] if res.n else [0.0, 0.0, 0.0]
-            t = torch.tensor([*sums, res.n], dtype=torch.float64, device=device)  # a rank may hold no samples
+        if len(val_loader) > 0:
+            res = evaluate(val_forward, val_loader, device=device, amp=cfg.amp, desc="val", progress=cfg.progress,
+                           num_classes=num_classes, channels_last=cfg.channels_last)
+        else:  # a rank whose validation shard is empty (fewer images than ranks)
+            res = EvalResult(0.0, 0.0, 0.0, 0, np.zeros(num_classes), np.zeros((num_classes, num_classes)),
+                             np.zeros(0, dtype=np.int64), None)
+        if dinfo.enabled:  # combine the ranks' shards: sums of per-image quantities, then divide
+            has_super = parent_targets is not None
+            t = torch.tensor([res.loss * res.n, res.top1 * res.n, res.top5 * res.n,
+                              (res.super_top1 or 0.0) * res.n, res.n], dtype=torch.float64, device=device)
             dist.all_reduce_sum(t)
-            res.loss, res.top1, res.top5, res.n = t[0].item() / t[3].item(), t[1].item() / t[3].item(), \
-                t[2].item() / t[3].item(), int(t[3].item())
+            n = max(t[4].item(), 1.0)
+            res.loss, res.top1, res.top5, res.n = t[0].item() / n, t[1].item() / n, t[2].item() / n, int(t[4].item())
+            res.super_top1 = t[3].item() / n if has_super else None
         return res, (time.perf_counter() - t0) / max(len(val_loader), 1)
 
     val_interval = max(1, round(cfg.val_every * steps_per_epoch))
@@ -324,7 +338,7 @@ def fit(cfg: TrainConfig) -> TrainResult:
     try:
         for epoch in range(start_epoch, cfg.epochs):
             epoch_start = time.monotonic()
-            set_train_mode(model, cfg.trainable, cfg.frozen_bn)
+            set_train_mode(core, cfg.trainable, cfg.frozen_bn)
             train_loader.sampler.set_epoch(epoch, start_step)
             step_time, wait_time, n_timed = 0.0, 0.0, 0
             t_ready = time.perf_counter()
@@ -387,7 +401,7 @@ def fit(cfg: TrainConfig) -> TrainResult:
                     if res.top1 > best_top1:
                         best_top1 = res.top1
                         checkpoint("best.pt", epoch, step, meters=None)
-                    set_train_mode(model, cfg.trainable, cfg.frozen_bn)
+                    set_train_mode(core, cfg.trainable, cfg.frozen_bn)
                 if step < steps_per_epoch and (save_interval <= 0 or time.monotonic() - last_save >= save_interval):
                     checkpoint("last.pt", epoch, step, meters=[train_meters.state(), epoch_meters.state()])
                     last_save = time.monotonic()
