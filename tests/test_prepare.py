@@ -201,3 +201,17 @@ def test_tiny_keeps_unannotated_files(tmp_path):
     assert (root / "val" / ".unannotated" / "stray.JPEG").is_file()
     assert res.warnings and "not in val_annotations.txt" in res.warnings[0]
     assert ImageFolderDataset(root / "val").classes == WNIDS
+
+
+def test_prepare_digits_writes_the_embedded_split_as_folders(cli, tmp_path):
+    from PIL import Image
+
+    code, out, err = cli("prepare", "digits", tmp_path / "d", "--imsize", "16", "--per_class", "2")
+    assert code == 0, err
+    for split in ("train", "val"):
+        classes = sorted(p.name for p in (tmp_path / "d" / split).iterdir())
+        assert len(classes) == 10  # scikit-learn's digits: 10 classes
+        files = list((tmp_path / "d" / split).glob("*/*.png"))
+        assert len(files) == 20 and Image.open(files[0]).size == (16, 16)
+    code, out, err = cli("prepare", "digits", tmp_path / "e", "--imsize", "4")
+    assert code == 2 and "--imsize 4 is too small" in err and err.count("\n") == 1
