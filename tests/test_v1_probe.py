@@ -329,3 +329,23 @@ def test_gratings_beyond_nyquist_are_removed_not_aliased():
     assert lum[0].std() > 0.1  # below the limit: drawn (attenuated by pixel averaging only)
     assert torch.allclose(lum[1], torch.full_like(lum[1], 0.5))  # beyond it: grey, no alias
     assert lum[2].std() > 0.05  # oblique 5 cpd: 0.44 cycles/pixel along x and y, representable
+
+
+def test_schiller_properties_use_the_raw_f0_curve():
+    """Brain-Score's Schiller1976 benchmarks read the phase-averaged F0 curve at the largest-F0 condition,
+    while peak SF (De Valois 1982) follows the stronger of F0 - baseline and F1: a simple-cell-like unit
+    whose modulated (F1) response peaks at another SF than its mean gets the two from different curves."""
+    s = S.benchmark_sets(QUICK)["spatial_frequency"]
+    radii, sfs, oris, phases = (len(s.axis_values(k)) for k in ("radius", "sf", "orientation", "phase"))
+    sf = np.asarray(s.axis_values("sf"))
+    bump = lambda centre: np.exp(-((np.log2(sf) - np.log2(centre)) ** 2) / (2 * 0.5 ** 2))  # noqa: E731
+    ph = np.deg2rad(np.asarray(s.axis_values("phase")))
+    # F0 = 10 + 10 bump(1 cpd); F1 = 60 bump(4 cpd): F1 is the preferred component
+    rate = (10 + 10 * bump(1.0))[:, None] + 30 * bump(4.0)[:, None] * np.cos(ph)[None, :]
+    rates = {"spatial_frequency": np.broadcast_to(rate[None, None, :, None, :],
+                                                  (1, radii, sfs, oris, phases)).copy()}
+    cols, _ = P.compute_properties(rates, {"spatial_frequency": s}, np.array([1.0]))
+    assert cols["peak_sf"][0] == pytest.approx(4.0, rel=0.15)  # from F1
+    raw = P.spatial_frequency_tuning(10 + 10 * bump(1.0), sf)  # the raw F0 curve, baseline kept
+    assert cols["sf_bandwidth_ratio"][0] == pytest.approx(raw["sf_bandwidth_ratio"])
+    assert cols["responsive_spatial_frequency_f0"][0] == 1.0  # max F0 20 > baseline 1 + 5

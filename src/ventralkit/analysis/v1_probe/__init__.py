@@ -151,11 +151,11 @@ def _json_default(o):
 
 
 def _property_masks(units: dict) -> dict:
-    from .compare import PROPERTY_UNITS
+    from .compare import responsive_flag
 
     masks = {}
     for prop, (stim_set, _d) in PROPERTY_INFO.items():
-        flag = PROPERTY_UNITS.get(stim_set)
+        flag = responsive_flag(prop, stim_set)
         if prop in units and flag in units:
             masks[prop] = np.asarray(units[flag]) > 0
     return masks

@@ -153,6 +153,14 @@ PROPERTY_UNITS = {
     "size": "responsive_size",
     "contrast": "responsive_orientation",
 }
+#: properties whose benchmark selects units differently from the rest of their set
+PROPERTY_UNITS_OVERRIDE = {"sf_bandwidth_ratio": "responsive_spatial_frequency_f0",
+                           "sf_selective": "responsive_spatial_frequency_f0"}
+
+
+def responsive_flag(prop: str, stim_set: str) -> str | None:
+    """The column flagging the units a property is summarised over (None: every unit)."""
+    return PROPERTY_UNITS_OVERRIDE.get(prop, PROPERTY_UNITS.get(stim_set))
 
 
 def histogram(values: np.ndarray, bins) -> np.ndarray:
@@ -342,7 +350,7 @@ def summarize(columns: dict[str, np.ndarray], references: dict[str, Reference] |
     for prop, (stim_set, _desc) in PROPERTY_INFO.items():
         if prop not in columns:
             continue
-        flag = PROPERTY_UNITS.get(stim_set)
+        flag = responsive_flag(prop, stim_set)
         mask = columns[flag] > 0 if flag in columns else np.ones(len(columns[prop]), bool)
         v = np.asarray(columns[prop], float)[mask]
         fin = v[np.isfinite(v)]

@@ -312,8 +312,8 @@ PROPERTY_INFO = {
     "sf_low": ("spatial_frequency", "low cut-off at 1/sqrt(2), cpd"),
     "sf_high": ("spatial_frequency", "high cut-off at 1/sqrt(2), cpd"),
     "sf_bandwidth": ("spatial_frequency", "log2(high/low), octaves"),
-    "sf_bandwidth_ratio": ("spatial_frequency", "100 low/high, percent (Schiller 1976)"),
-    "sf_selective": ("spatial_frequency", "1 if both cut-offs exist"),
+    "sf_bandwidth_ratio": ("spatial_frequency", "100 low/high of the raw F0 curve, percent (Schiller 1976)"),
+    "sf_selective": ("spatial_frequency", "1 if both cut-offs of the raw F0 curve exist (Schiller 1976)"),
     "surround_suppression_index": ("size", "(peak - largest-size response) / peak"),
     "strongly_suppressed": ("size", "1 if SSI >= 0.1"),
     "grating_summation_field": ("size", "diameter reaching 95% of peak, deg"),
@@ -327,7 +327,8 @@ PROPERTY_INFO = {
 }
 
 #: per-set flags: unit responds above baseline + 5 spikes/s to that set
-RESPONSIVE_COLUMNS = ("responsive_orientation", "responsive_spatial_frequency", "responsive_size")
+RESPONSIVE_COLUMNS = ("responsive_orientation", "responsive_spatial_frequency", "responsive_spatial_frequency_f0",
+                      "responsive_size")
 
 
 def _preferred(dc_minus_base: np.ndarray, ac: np.ndarray):
@@ -393,14 +394,23 @@ def compute_properties(rates: dict[str, np.ndarray], sets: dict, baseline: np.nd
         curves["sf_axis"] = sfs
         curves["spatial_frequency"] = np.zeros((n_units, len(sfs)))
         peak = np.zeros(n_units)
+        schiller = ("sf_bandwidth_ratio", "sf_selective")
         for u in range(n_units):
             (ri, _si, oi), comp = _preferred(dcb[u], ac[u])
             curve = (dcb if comp == 0 else ac)[u, ri, :, oi]
             curves["spatial_frequency"][u] = curve
             peak[u] = max(dcb[u].max(), ac[u].max())
             for k, v in spatial_frequency_tuning(curve, sfs).items():
-                cols[k][u] = v
+                if k not in schiller:
+                    cols[k][u] = v
+            # Schiller 1976 as Brain-Score scores it: the raw F0 curve (phase mean, baseline kept) at the
+            # radius and orientation of the largest F0, and units whose largest F0 exceeds baseline + 5
+            rj, _sj, oj = np.unravel_index(int(np.argmax(dc[u])), dc[u].shape)
+            raw = spatial_frequency_tuning(dc[u, rj, :, oj], sfs)
+            for k in schiller:
+                cols[k][u] = raw[k]
         cols["responsive_spatial_frequency"] = (peak > threshold).astype(float)
+        cols["responsive_spatial_frequency_f0"] = (dcb.reshape(n_units, -1).max(axis=1) > threshold).astype(float)
 
     # --- size set: (radius, sf, orientation, phase)
     if "size" in rates:
