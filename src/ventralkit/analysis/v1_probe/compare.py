@@ -353,12 +353,14 @@ def summarize(columns: dict[str, np.ndarray], references: dict[str, Reference] |
         flag = responsive_flag(prop, stim_set)
         mask = columns[flag] > 0 if flag in columns else np.ones(len(columns[prop]), bool)
         v = np.asarray(columns[prop], float)[mask]
+        ref = references.get(prop)
         fin = v[np.isfinite(v)]
+        if ref is not None:  # medians in the reference's convention (orientations from -22.5 deg)
+            fin = ref.map_values(fin)
         row = {"property": prop, "set": stim_set, "n_units": int(mask.sum()), "n_defined": int(fin.size),
                "median": _q(fin, 50), "q25": _q(fin, 25), "q75": _q(fin, 75)}
         if prop in BINARY_PROPERTIES:  # 0/1 flags: report the fraction of 1s
             row.update(median=float(fin.mean()) if fin.size else float("nan"), q25=float("nan"), q75=float("nan"))
-        ref = references.get(prop)
         row.update({"benchmark": ref.benchmark if ref else "", "ref_median": float("nan"),
                     "similarity": float("nan"), "similarity_std": float("nan"), "ceiling": float("nan"),
                     "score": float("nan"), "reference": ref.source if ref and ref.has_data else ""})
