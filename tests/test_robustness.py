@@ -387,6 +387,8 @@ def test_cli_end_to_end(corrupted, tmp_path, cli):
         assert code == 2 and err.count("\n") == 1 and message in err, (argv, err)
     code, out, err = cli("robustness", "-o", tmp_path / "bad")
     assert code == 2 and "give --data_path" in err
+    code, out, err = cli("robustness", "--compare", run1, "--names", "a", "b", "-o", tmp_path / "bad")
+    assert code == 2 and "--names has 2 labels for 1 --compare runs" in err
 
 
 def test_evaluate_robustness_api(corrupted, tmp_path):

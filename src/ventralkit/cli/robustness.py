@@ -56,10 +56,18 @@ def run(args) -> int:
 
     if args.data_path is None and not args.compare:
         raise ConfigError("give --data_path C_ROOT to evaluate a model, and/or --compare RUN ... to compare runs")
+    if args.names is not None and not args.compare:
+        raise ConfigError("--names labels the --compare runs; give --compare RUN ... too (this run: --name)")
+    if args.names is not None and len(args.names) != len(args.compare):
+        raise ConfigError(f"--names has {len(args.names)} labels for {len(args.compare)} --compare runs; "
+                          "give one per run")
     out = Path(args.output_path)
     runs = []
     if args.data_path is not None:
+        from ..analysis.robustness.evaluate import scan_corruption_root
         from .test import load_model
+
+        scan_corruption_root(args.data_path, args.corruptions, args.severities)  # a typo fails before the model loads
 
         # as `ventralkit test`: a ventralkit checkpoint supplies the model, its options, class count and
         # class names, and the image size it was trained at
