@@ -2,8 +2,8 @@
 
 Every output file (JSON, CSV, text, figures) is written to a hidden ``.<name>.partial`` beside its
 final path and renamed over it only when complete; ``os.replace`` is atomic on one file system, so a
-reader sees the old file or the new one, never a truncated mix. Checkpoints have their own, fsynced
-variant (``engine.checkpoint.save_atomic``) because losing one costs hours, not seconds.
+reader sees the old file or the new one, never a truncated mix. Checkpoints use the same path and
+also fsync before the rename (``engine.checkpoint.save_atomic``), because losing one costs hours.
 """
 
 from __future__ import annotations

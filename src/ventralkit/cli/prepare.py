@@ -71,14 +71,13 @@ def run_tiny_imagenet(args) -> int:
 def run_digits(args) -> int:
     from ..data.embedded import write_digits_folder
     from ..errors import ConfigError
+    from ..files import ensure_writable_dir
 
     if args.imsize < 8:
         raise ConfigError(f"--imsize {args.imsize} is too small for the digits; use 8 or more")
     if args.per_class is not None and args.per_class < 1:
         raise ConfigError(f"--per_class {args.per_class} must be at least 1")
-    try:
-        root = write_digits_folder(args.dst, image_size=args.imsize, per_class=args.per_class)
-    except OSError as err:
-        raise ConfigError(f"DST {args.dst} cannot be written ({err.strerror or err}); choose another folder") from None
+    ensure_writable_dir(args.dst, flag="DST")
+    root = write_digits_folder(args.dst, image_size=args.imsize, per_class=args.per_class)
     print(f"wrote {root}/train and {root}/val (digits, {args.imsize} px)")
     return 0

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import ConfigError, DataError
-from ..files import write_json
+from ..files import atomic_path, write_json
 from .folders import is_image
 
 MARKER = ".ventralkit-prepared.json"
@@ -139,9 +139,8 @@ def move_file(src: Path, dst: Path) -> bool:
     except OSError as err:
         if err.errno != errno.EXDEV:  # another file system: copy under a temporary name
             raise
-        tmp = dst.with_name(f".{dst.name}.partial")
-        shutil.copy2(src, tmp)
-        os.replace(tmp, dst)
+        with atomic_path(dst) as tmp:
+            shutil.copy2(src, tmp)
         src.unlink()
     return True
 
@@ -170,10 +169,8 @@ def copy_tree(src: Path, dst: Path) -> int:
             d = dst / s.relative_to(src)
             if d.exists():
                 continue
-            d.parent.mkdir(parents=True, exist_ok=True)
-            tmp = d.with_name(f".{d.name}.partial")
-            shutil.copy2(s, tmp)
-            os.replace(tmp, d)
+            with atomic_path(d) as tmp:
+                shutil.copy2(s, tmp)
             copied += 1
     return copied
 

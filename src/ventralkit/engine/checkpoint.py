@@ -11,13 +11,13 @@ from __future__ import annotations
 import os
 import random
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..errors import CheckpointError
+from ..files import atomic_path
 from ..models.weights import read_checkpoint
 
 FORMAT = "ventralkit"
@@ -29,18 +29,10 @@ def save_atomic(obj, path: str | os.PathLike) -> Path:
     A crash at any moment leaves either the old file or the new one, never a truncated one.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        torch.save(obj, fh)
+        fh.flush()
+        os.fsync(fh.fileno())  # on disk before the rename makes it the checkpoint
     return path
 
 

@@ -116,10 +116,9 @@ def brainscore_model(
                                       normalize_mean=tuple(info.mean), normalize_std=tuple(info.std))
     wrapper = _wrapper_class(PytorchWrapper)(model=model.eval(), preprocessing=preprocessing, identifier=identifier)
     wrapper.image_size = info.input_size  # Brain-Score places stimuli using the wrapper's image size
-    commits = area_commitments(model)
-    layers = [name for area in (*BRAIN_AREAS, "decoder") if area in commits
-              for name in brainscore_layers({area: commits[area]})[area]]
-    readout = brainscore_layers({"decoder": commits["decoder"]})["decoder"][-1] if "decoder" in commits else None
+    names = brainscore_layers(area_commitments(model))
+    layers = [name for area in (*BRAIN_AREAS, "decoder") for name in names.get(area, [])]
+    readout = names["decoder"][-1] if "decoder" in names else None
     return ModelCommitment(identifier=identifier, activations_model=wrapper, layers=layers,
                            behavioral_readout_layer=readout, region_layer_map=regions,
                            visual_degrees=visual_degrees)

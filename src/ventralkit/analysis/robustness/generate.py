@@ -29,7 +29,7 @@ from PIL import Image, UnidentifiedImageError
 
 from ...engine.progress import progress_bar
 from ...errors import ConfigError, DataError
-from ...files import ensure_writable_dir
+from ...files import ensure_writable_dir, write_json
 from ...data.folders import VAL_NAMES, is_image, open_rgb, scan_classes
 from .names import ALL, resolve_corruptions, resolve_severities
 
@@ -335,10 +335,7 @@ def _check_manifest(dst: Path, settings: dict, corruptions: list[str], severitie
     manifest["imagecorruptions"] = _imagecorruptions_version()
     manifest["corruptions"] = [c for c in ALL if c in set(manifest.get("corruptions", [])) | set(corruptions)]
     manifest["severities"] = sorted(set(manifest.get("severities", [])) | set(severities))
-    dst.mkdir(parents=True, exist_ok=True)
-    tmp = dst / f".{MANIFEST}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_json(path, manifest)
 
 
 # ---------------------------------------------------------------------------------------------
