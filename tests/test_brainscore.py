@@ -20,7 +20,7 @@ HAVE_BRAINSCORE = importlib.util.find_spec("brainscore_vision") is not None
 
 def test_region_map_is_the_registry_commitment_last_step_by_default():
     s = create_model("cornet_s")
-    # CORnet-S runs V1 once, V2 twice, V4 four times, IT twice (spec cornet.md, hook counts)
+    # CORnet-S runs V1 once, V2 twice, V4 four times, IT twice (docs/reference/cornet.md section 1.0, hook counts)
     assert region_layer_map(s) == {"V1": "V1.output-t0", "V2": "V2.output-t1", "V4": "V4.output-t3",
                                    "IT": "IT.output-t1"}
     assert region_layer_map(s, {"V4": 0})["V4"] == "V4.output-t0"

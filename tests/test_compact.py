@@ -1,4 +1,4 @@
-"""PhiNet and ResNet-9 (models/compact): the numbers pinned by specs/heads.md sections 1.1-1.3."""
+"""PhiNet and ResNet-9 (models/compact): the numbers pinned by docs/reference/heads.md sections 1.1-1.3."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from ventralkit.models import count_parameters, create_model, list_models, model
 from ventralkit.models.compact.phinet import PhiNet, correct_pad, expansion_factor, make_divisible
 from ventralkit.models.heads import HeadModel
 
-# spec 1.2, channel table: top-level index -> (C_in, expand E, SE reduce R, C_out, stride, residual, params)
+# docs/reference/heads.md 1.2, channel table: top-level index -> (C_in, expand E, SE reduce R, C_out, stride, residual, params)
 PHINET_BLOCKS = {
     2: (40, None, None, 24, 1, False, 1_448),
     3: (24, 88, 16, 24, 2, False, 8_232),
@@ -51,7 +51,7 @@ def test_phinet_parameter_counts(backbone):
     assert sum(p.numel() for p in backbone._layers[1].parameters()) == 227
     for index, (*_, params) in PHINET_BLOCKS.items():
         assert sum(p.numel() for p in backbone._layers[index].parameters()) == params, index
-    assert count_parameters(PhiNet(num_classes=1000)) == 897_267  # spec 6.3: with the 344 -> 1000 top
+    assert count_parameters(PhiNet(num_classes=1000)) == 897_267  # docs/reference/heads.md 6.3: with the 344 -> 1000 top
 
 
 def test_phinet_block_widths(backbone):
@@ -78,7 +78,7 @@ def test_phinet_feature_maps(backbone):
 
 
 def _micromind_keys() -> dict[str, tuple]:
-    """micromind's PhiNet state-dict names and shapes, written out from spec 1.2 (not from the model)."""
+    """micromind's PhiNet state-dict names and shapes, written out from docs/reference/heads.md 1.2 (not from the model)."""
     keys: dict[str, tuple] = {}
 
     def bn(prefix, c):
@@ -122,7 +122,7 @@ def test_micromind_and_study_checkpoints_load(tmp_path):
     torch.save(src.state_dict(), plain)
     assert torch.equal(create_model("phinet", num_classes=100, checkpoint=str(plain)).classifier[2].weight,
                        src.classifier[2].weight)
-    # the study's checkpoint: one state dict per module plus pickled trainer state (spec 2.2)
+    # the study's checkpoint: one state dict per module plus pickled trainer state (docs/reference/heads.md 2.2)
     feats = {k: v for k, v in src.state_dict().items() if not k.startswith("classifier")}
     study = {"key": "val_loss", "mode": "min", "epoch": 165, "optimizer": {"lr": 1e-4},
              "feature_extractor": feats, "classifier": {"2.weight": src.classifier[2].weight,

@@ -1,6 +1,6 @@
 """CORnet Z/R/RT/S/S100: parameter counts, state-dict keys, shapes, time steps, checkpoints.
 
-Pinned numbers come from ../shared/specs/cornet.md (section 1.0 summary table, key tables in 1.1-1.4,
+Pinned numbers come from docs/reference/cornet.md (section 1.0 summary table, key tables in 1.1-1.4,
 hook call counts in 1.2-1.4), which were computed by running the original code.
 """
 
@@ -17,12 +17,12 @@ from ventralkit.models.interface import count_calls, record_activations, time_st
 
 AREAS = ["V1.output", "V2.output", "V4.output", "IT.output"]
 
-# spec cornet.md section 1.0
+# docs/reference/cornet.md section 1.0
 PARAMS = {"cornet_z": 2_071_656, "cornet_r": 5_208_936, "cornet_rt": 5_208_936, "cornet_s": 53_416_616,
           "cornet_s100": 52_955_684}
 N_KEYS = {"cornet_z": 10, "cornet_r": 30, "cornet_rt": 30, "cornet_s": 164, "cornet_s100": 165}
 
-# spec cornet.md section 1.1 (Z) and 1.2 (R/RT), in state-dict order
+# docs/reference/cornet.md section 1.1 (Z) and 1.2 (R/RT), in state-dict order
 Z_KEYS = [f"{a}.conv.{p}" for a in ("V1", "V2", "V4", "IT") for p in ("weight", "bias")] + [
     "decoder.linear.weight", "decoder.linear.bias"]
 R_KEYS = [f"{a}.{k}" for a in ("V1", "V2", "V4", "IT") for k in (
@@ -81,7 +81,7 @@ def test_output_shapes(models, name, size):
 
 
 def test_area_shapes_at_224(models):
-    """spec section 1.3: V1 64x56x56, V2 128x28x28, V4 256x14x14, IT 512x7x7."""
+    """docs/reference/cornet.md section 1.3: V1 64x56x56, V2 128x28x28, V4 256x14x14, IT 512x7x7."""
     expect = {"V1.output": (64, 56, 56), "V2.output": (128, 28, 28), "V4.output": (256, 14, 14), "IT.output": (512, 7, 7)}
     for name in ("cornet_z", "cornet_s", "cornet_rt"):
         with torch.no_grad(), record_activations(models[name], AREAS) as acts:
@@ -102,7 +102,7 @@ def test_time_steps_per_area(models):
 
 
 def test_s100_hook_counts_per_pass():
-    """spec section 1.4: V1 fires outer_times, V2 2x, V4 4x per pass, IT 2, V4_to_V1 outer_times-1."""
+    """docs/reference/cornet.md section 1.4: V1 fires outer_times, V2 2x, V4 4x per pass, IT 2, V4_to_V1 outer_times-1."""
     m = vk.create_model("cornet_s100", outer_times=3).eval()
     calls = count_calls(m, AREAS + ["V4_to_V1", "Decoder.output"], torch.randn(1, 3, 224, 224))
     assert calls == {"V1.output": 3, "V2.output": 6, "V4.output": 12, "IT.output": 2, "V4_to_V1": 2,
@@ -114,7 +114,7 @@ def test_s100_hook_counts_per_pass():
 
 
 def test_s100_feedback_map_sizes():
-    """spec section 1.4 table: with outer_times=4 the V4 maps are 14, 16, 18, 20 and IT 10x10."""
+    """docs/reference/cornet.md section 1.4 table: with outer_times=4 the V4 maps are 14, 16, 18, 20 and IT 10x10."""
     m = vk.create_model("cornet_s100", outer_times=4).eval()
     with torch.no_grad(), record_activations(m, ["V4.output", "IT.output"]) as acts:
         m(torch.randn(1, 3, 224, 224))
@@ -133,7 +133,7 @@ def test_s100_with_one_pass_equals_cornet_s(models):
 
 
 def _reference_s100_forward(model, x, outer_times):
-    """A literal transcription of the original CORnet-100 forward (spec 1.4), strides mutated in place."""
+    """A literal transcription of the original CORnet-100 forward (docs/reference/cornet.md 1.4), strides mutated in place."""
     def block(b, inp, flag):
         h = b.conv_input(inp)
         for t in range(b.times):
@@ -191,7 +191,7 @@ def test_s100_additive_feedback_mode():
 
 
 def test_r_and_rt_unroll_time_differently(models):
-    """RT moves information one area per step (IT sees the image from t=3); R within one step (spec 1.2)."""
+    """RT moves information one area per step (IT sees the image from t=3); R within one step (docs/reference/cornet.md 1.2)."""
     rt, r = models["cornet_rt"], models["cornet_r"]
     r.load_state_dict(rt.state_dict())
     a, b = torch.randn(1, 3, 96, 96), torch.randn(1, 3, 96, 96)
@@ -210,7 +210,7 @@ def test_r_and_rt_unroll_time_differently(models):
 def test_original_checkpoint_with_module_prefix_round_trip(models, tmp_path):
     src = models["cornet_s"]
     path = tmp_path / "cornet_s-1d3f7974.pth"
-    # the model-zoo layout: {'state_dict': ...} with DataParallel's 'module.' prefix (spec section 2)
+    # the model-zoo layout: {'state_dict': ...} with DataParallel's 'module.' prefix (docs/reference/cornet.md section 2)
     torch.save({"state_dict": {f"module.{k}": v for k, v in src.state_dict().items()}, "epoch": 43}, path)
     loaded = vk.create_model("cornet_s", checkpoint=str(path)).eval()
     x = torch.randn(2, 3, 64, 64)
@@ -278,7 +278,7 @@ def test_uniform_interface(models):
 
 
 def test_init_matches_the_original_scheme():
-    """Z: xavier-uniform, zero bias; S: conv ~ N(0, sqrt(2/(k*k*out))), BN 1/0 (spec sections 1.1, 1.3)."""
+    """Z: xavier-uniform, zero bias; S: conv ~ N(0, sqrt(2/(k*k*out))), BN 1/0 (docs/reference/cornet.md sections 1.1, 1.3)."""
     torch.manual_seed(0)
     z = vk.create_model("cornet_z")
     assert torch.count_nonzero(z.V2.conv.bias) == 0

@@ -1,6 +1,6 @@
 """Classifier heads (models/heads.py) and the run comparison (analysis/compare.py).
 
-Numbers from specs/heads.md sections 2 and 9; fixes of the study's bugs from section 7.
+Numbers from docs/reference/heads.md sections 2 and 9; fixes of the study's bugs from section 7.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def n_params(module) -> int:
 
 @pytest.mark.parametrize("rank", [10, 25, 50, 75, 90])
 def test_factorised_head_parameter_counts(rank):
-    assert n_params(AdaptiveHead(344, 100, rank=rank)) == 445 * rank + 100  # spec 2.1
+    assert n_params(AdaptiveHead(344, 100, rank=rank)) == 445 * rank + 100  # docs/reference/heads.md 2.1
     assert n_params(NMFHead(344, 100, rank=rank)) == 445 * rank + 100
 
 
@@ -168,7 +168,7 @@ def test_route_differs_from_joint_when_a_confident_child_sits_under_a_weaker_par
 
 
 def test_every_superclass_is_decoded_with_its_own_child_head():
-    # the study's notebook decoded superclass 10 with superclass 1's child head (spec 2.3)
+    # the study's notebook decoded superclass 10 with superclass 1's child head (docs/reference/heads.md 2.3)
     head = HierarchicalHead(6, 100, "cifar100_coarse20", child_input="parent_logits", child_bias=True).eval()
     with torch.no_grad():
         head.parent.weight.zero_()
@@ -196,7 +196,7 @@ def test_hierarchical_loss_is_parent_ce_plus_child_ce_given_the_true_parent():
 
 
 def test_hierarchical_loss_has_no_double_softmax():
-    # CE on softmax outputs (spec 7, item 3) cannot fall below ~3.6; ours goes to 0 when right
+    # CE on softmax outputs (docs/reference/heads.md 7, item 3) cannot fall below ~3.6; ours goes to 0 when right
     head = HierarchicalHead(4, 100, "cifar100_parents10")
     with torch.no_grad():
         head.parent.weight.zero_()
@@ -235,7 +235,7 @@ def test_loss_terms_and_prediction_follow_what_is_trainable():
 
 
 def test_child_weights_are_saved_with_the_model(tmp_path):
-    # the study's child tensor was not a registered parameter, so never checkpointed (spec 7, item 3)
+    # the study's child tensor was not a registered parameter, so never checkpointed (docs/reference/heads.md 7, item 3)
     torch.manual_seed(0)
     model = create_model("phinet_hierarchical10").eval()
     state = model.state_dict()
@@ -341,7 +341,7 @@ def test_bad_mapping_files_fail_with_one_line(tmp_path, doc, message):
 def test_missing_mapping_and_the_studys_own_format(tmp_path):
     with pytest.raises(ConfigError, match="cifar100_coarse20, cifar100_parents10"):
         load_hierarchy(str(tmp_path / "nope.json"))
-    # parent_to_child_class_from_0_to_5.json: the parents object alone, keys in any order (spec 2.3)
+    # parent_to_child_class_from_0_to_5.json: the parents object alone, keys in any order (docs/reference/heads.md 2.3)
     study = {str(p): {str(f): c for c, f in enumerate(k)} for p, k in reversed(list(enumerate(COARSE20.children)))}
     assert load_hierarchy(_write(tmp_path, study), 100).children == COARSE20.children
     with pytest.raises(ConfigError, match="does not cover"):

@@ -30,7 +30,7 @@ def test_original_cornet_flags_and_run_folder_contract(cli, image_folder, tmp_pa
     assert set(train[0]) >= {"phase", "epoch", "step", "loss", "top1", "top5", "learning_rate", "dur", "data_load_dur"}
     assert set(val[0]) >= {"phase", "epoch", "step", "loss", "top1", "top5", "dur"}
     assert len(val) == 2
-    # StepLR(step_size=1, x0.1), stepped per batch with the fractional epoch (spec cornet.md 3.3):
+    # StepLR(step_size=1, x0.1), stepped per batch with the fractional epoch (docs/reference/cornet.md 3.3):
     # epoch 1's batches train at 0.01 except the last one (frac epoch 1.0 -> 0.001)
     lrs = [r["learning_rate"] for r in train]
     assert lrs[-1] == pytest.approx(0.0001) and max(lrs) == pytest.approx(0.01)
@@ -227,7 +227,7 @@ def test_augment_and_eval_transform_modes():
     assert train_transform(info, 32, "none")(img).shape == (3, 40, 50)
     assert eval_transform(info, 32)(img).shape == (3, 32, 32)
     assert eval_transform(info, 32, "none")(img).shape == (3, 40, 50)
-    # the fine-tuning recipe reproduces main.py --mode finetune --dataset tinyimagenet (spec v1_resnet.md 4)
+    # the fine-tuning recipe reproduces main.py --mode finetune --dataset tinyimagenet (docs/reference/v1_resnet.md 4)
     cfg = TrainConfig.build(recipe="v1-tinyimagenet-finetune", data_path="x")
     assert (cfg.augment, cfg.eval_transform, cfg.frozen_bn) == ("flip", "none", "train")
     with pytest.raises(ConfigError, match="--augment must be one of"):

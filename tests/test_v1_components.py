@@ -1,4 +1,4 @@
-"""The V1 components (spec v1_resnet.md section 1): each formula against a direct loop computation,
+"""The V1 components (docs/reference/v1_resnet.md section 1): each formula against a direct loop computation,
 each defining property, and each reproduced quirk against its corrected option."""
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def loop_conv2d(x, weight, bias=None, padding=0, stride=1):
 
 # ---- center-surround (DoG) ------------------------------------------------------------------------
 def dog_reference_kernels(m: DoGConv2d, normalized_prefactor=False, per_kernel_norm=False):
-    """The spec 1.1 formula evaluated tap by tap in float64."""
+    """The docs/reference/v1_resnet.md 1.1 formula evaluated tap by tap in float64."""
     k, size = m.k, m.kernel_size
     raw = torch.zeros(m.out_channels * m.in_channels, size, size, dtype=torch.float64)
     for i in range(raw.shape[0]):
@@ -83,7 +83,7 @@ def test_dog_kernel_distances_match_spec():
     assert 1 <= m.sigma1.min() and m.sigma1.max() < 2  # U[1, 2)
     trainable = sum(p.numel() for p in m.parameters() if p.requires_grad)
     frozen = sum(p.numel() for p in m.parameters() if not p.requires_grad)
-    assert (trainable, frozen) == (768, 41)  # spec 1.1: per DoG layer
+    assert (trainable, frozen) == (768, 41)  # docs/reference/v1_resnet.md 1.1: per DoG layer
 
 
 @pytest.mark.parametrize("normalized_prefactor,per_kernel_norm", [(False, False), (True, False), (False, True)])
@@ -182,7 +182,7 @@ def test_local_rf_weights_are_unshared_and_get_gradients():
     m(torch.randn(2, 2, 4, 4)).sum().backward()
     assert m.weight.grad.shape == m.weight.shape and m.weight.grad.abs().sum() > 0
     big = LocallyConnected2d(8, 8, 4, kernel_size=3, padding=1)
-    assert big.weight.std().item() == pytest.approx(1.0, abs=0.05)  # N(0, 1), no fan-in scaling (spec 1.2)
+    assert big.weight.std().item() == pytest.approx(1.0, abs=0.05)  # N(0, 1), no fan-in scaling (docs/reference/v1_resnet.md 1.2)
 
 
 def test_local_rf_rejects_other_map_sizes():
@@ -306,7 +306,7 @@ def test_tuned_norm_quirk_opponent_vs_self_centred_pool():
 
 
 # ---- cortical magnification (polar transform) ----------------------------------------------------
-RING_PIXELS = [1, 8, 16, 20, 24, 40, 36, 48, 56, 56, 68, 64, 80, 92, 184, 134, 68, 29]  # spec 1.4
+RING_PIXELS = [1, 8, 16, 20, 24, 40, 36, 48, 56, 56, 68, 64, 80, 92, 184, 134, 68, 29]  # docs/reference/v1_resnet.md 1.4
 NONEMPTY_SECTORS = [1, 8, 16, 20, 24] + [30] * 10 + [25, 14, 6]
 
 

@@ -1,4 +1,4 @@
-"""The 13 V1-ResNet types: parameter counts and state-dict layouts of the original (spec v1_resnet.md
+"""The 13 V1-ResNet types: parameter counts and state-dict layouts of the original (docs/reference/v1_resnet.md
 sections 2-3), shapes at 64x64, checkpoint round trips, the uniform interface, options, no
 cross-model leakage, fine-tuning set-up and a short training run."""
 
@@ -12,7 +12,7 @@ from ventralkit.errors import CheckpointError, ConfigError
 from ventralkit.models import count_parameters, create_model, list_models, model_info, record_activations
 from ventralkit.models.v1 import MODEL_TYPES
 
-# spec v1_resnet.md section 3: total / trainable parameters with the 1000-class head and with a
+# docs/reference/v1_resnet.md section 3: total / trainable parameters with the 1000-class head and with a
 # 200-class head, number of state-dict keys and buffer elements
 SPEC = {
     "v1_resnet50": (25_557_032, 25_557_032, 23_917_832, 23_917_832, 320, 53_173),
@@ -50,7 +50,7 @@ def lpp(prefix="lpp."):
     return {prefix + k: v for k, v in POLAR.items()}
 
 
-# spec section 3, "State-dict keys that differ from torchvision resnet50": (removed, added or reshaped)
+# docs/reference/v1_resnet.md section 3, "State-dict keys that differ from torchvision resnet50": (removed, added or reshaped)
 LAYOUT = {
     "v1_resnet50": (set(), {}),
     "v1_resnet50_center_surround": (
@@ -164,7 +164,7 @@ def test_original_checkpoint_round_trip_gives_identical_logits(name, tmp_path):
 
 
 def test_fine_tuned_200_class_checkpoint_loads_into_a_200_class_model(tmp_path):
-    # main.py bug 1 (spec section 4): validating a fine-tuned model loads the 200-way file into a
+    # main.py bug 1 (docs/reference/v1_resnet.md section 4): validating a fine-tuned model loads the 200-way file into a
     # 1000-way model. Here the head is sized first, then loaded; the mismatch is a one-line error.
     tuned = create_model("v1_resnet50_cortical_magnification")
     tuned.reset_classifier(200)
@@ -191,7 +191,7 @@ def test_uniform_interface(name):
 
 @pytest.mark.parametrize("name", ["v1_resnet50_composite_a", "v1_resnet50_cortical_magnification"])
 def test_fine_tuning_setup_trains_exactly_the_new_head(name):
-    # spec section 3: 409,800 trainable parameters (2048 x 200 + 200). For the Sequential model the
+    # docs/reference/v1_resnet.md section 3: 409,800 trainable parameters (2048 x 200 + 200). For the Sequential model the
     # original froze everything (main.py bug 2) or appended a second head ``fc`` (eval-script bug).
     model = create_model(name)
     n_children = len(list(model.children()))
@@ -209,7 +209,7 @@ def test_fine_tuning_setup_trains_exactly_the_new_head(name):
 
 def test_models_built_in_one_process_do_not_leak_settings():
     # the original sets class attributes: tuned_norm turns cortical magnification off, and a
-    # composite_a built afterwards in the same process silently loses it (spec section 2)
+    # composite_a built afterwards in the same process silently loses it (docs/reference/v1_resnet.md section 2)
     tuned = create_model("v1_resnet50_tuned_norm")
     a = create_model("v1_resnet50_composite_a")
     d = create_model("v1_resnet50_composite_d")

@@ -233,7 +233,7 @@ def test_bad_layer_is_one_clear_line():
 
 def test_units_behind_a_polar_transform_are_the_ones_looking_at_the_centre():
     """Cortical magnification maps rows to eccentricity: the middle of layer1 does not look at fixation,
-    so the probe picks the position whose receptive field does (spec ecosystem.md 7.2: RF within 0.15 deg)."""
+    so the probe picks the position whose receptive field does (docs/reference/ecosystem.md 7.2: RF within 0.15 deg)."""
     from ventralkit import create_model
     from ventralkit.analysis.v1_probe.responses import prepare_layer, receptive_field_centers
 
