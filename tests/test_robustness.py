@@ -508,3 +508,32 @@ def test_size_option_is_torchvisions_resize_and_center_crop(tmp_path):
         ref = T.Compose([T.Resize(int(size * 256 / 224), interpolation=T.InterpolationMode.BILINEAR),
                          T.CenterCrop(size)])(Image.open(path).convert("RGB"))
         assert np.array_equal(_load_source(str(path), size), np.asarray(ref)), (w, h, size)
+
+
+#: sha256 (first 16 hex digits) of outputs written by `corrupt` before the batched rewrite (commit e027d32):
+#: the same seed must keep giving the same bytes
+PINNED_OUTPUTS = {
+    ("a", "gaussian_noise/4/class_0/img_1.jpg"): "1765a5560af6631e",
+    ("a", "impulse_noise/1/class_0/img_1.jpg"): "9db834d212e586ac",
+    ("a", "glass_blur/1/class_0/img_1.jpg"): "26e69502564018c2",
+    ("a", "frost/4/class_0/img_1.jpg"): "8f751d63bfbb857b",
+    ("a", "spatter/4/class_0/img_1.jpg"): "4b99fc66e177722e",
+    ("a", "elastic_transform/1/class_0/img_1.jpg"): "7e8e3ed8be839e6f",
+    ("a", "jpeg_compression/4/class_0/img_1.jpg"): "0f8b9ccd0cce4e19",
+    ("b", "shot_noise/5/class_0/img_0.png"): "55a989bbbcfd9b7b",
+    ("b", "spatter/2/class_0/img_0.png"): "e98d75a54a117269",
+    ("b", "fog/5/class_0/img_0.png"): "682185108d9b9524",
+}
+
+
+def test_corrupt_output_bytes_are_pinned(tmp_path):
+    import hashlib
+
+    a = make_folder(tmp_path / "val", size=64, ext=".jpg")
+    b = make_folder(tmp_path / "val2", size=48, ext=".png", classes=1, per_class=1)
+    names = sorted({c for root, rel in PINNED_OUTPUTS if root == "a" for c in [rel.split("/")[0]]})
+    rb.corrupt_dataset(a, tmp_path / "a", corruptions=names, severities=[1, 4], seed=5, workers=0, progress=False)
+    rb.corrupt_dataset(b, tmp_path / "b", corruptions=["shot_noise", "fog", "spatter"], severities=[2, 5], seed=0,
+                       size=40, workers=0, progress=False)
+    got = {key: hashlib.sha256((tmp_path / key[0] / key[1]).read_bytes()).hexdigest()[:16] for key in PINNED_OUTPUTS}
+    assert got == PINNED_OUTPUTS
