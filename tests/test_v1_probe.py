@@ -300,7 +300,7 @@ def test_area_commitments_of_registered_models():
 
 def test_cli_cornet_z_writes_csv_summary_figures_and_compares(cli, tmp_path):
     out = tmp_path / "z"
-    code, stdout, stderr = cli("v1-probe", "--model", "Z", "--imsize", "64", "--quick", "--n_boot", "50",
+    code, stdout, stderr = cli("v1-probe", "--model", "Z", "--random_init", "--imsize", "64", "--quick", "--n_boot", "50",
                                "--device", "cpu", "-o", out)
     assert code == 0, stderr
     assert "circular_variance" in stdout and "mean score" in stdout
@@ -315,7 +315,7 @@ def test_cli_cornet_z_writes_csv_summary_figures_and_compares(cli, tmp_path):
     code, stdout, stderr = cli("v1-probe", "--compare", out, out, "-o", tmp_path / "cmp")
     assert code == 0, stderr
     assert "cornet_z (2)" in stdout and (tmp_path / "cmp" / "comparison.csv").is_file()
-    code, _, stderr = cli("v1-probe", "--model", "Z", "--layer", "V9.output", "--imsize", "64", "-o", tmp_path / "bad")
+    code, _, stderr = cli("v1-probe", "--model", "Z", "--random_init", "--layer", "V9.output", "--imsize", "64", "-o", tmp_path / "bad")
     assert code == 2 and "no layer 'V9.output'" in stderr and len(stderr.strip().splitlines()) == 1
 
 
@@ -349,3 +349,34 @@ def test_schiller_properties_use_the_raw_f0_curve():
     raw = P.spatial_frequency_tuning(10 + 10 * bump(1.0), sf)  # the raw F0 curve, baseline kept
     assert cols["sf_bandwidth_ratio"][0] == pytest.approx(raw["sf_bandwidth_ratio"])
     assert cols["responsive_spatial_frequency_f0"][0] == 1.0  # max F0 20 > baseline 1 + 5
+
+
+def test_cli_silent_layer_is_explained_and_json_stays_valid(cli, tmp_path):
+    """CORnet-RT's V2 gets no input at time step 0 (it is one area behind V1), so all its units are silent."""
+    out = tmp_path / "rt"
+    code, stdout, stderr = cli("v1-probe", "--model", "RT", "--random_init", "--layer", "V2.output", "--time_step",
+                               "0", "--imsize", "64", "--quick", "--n_boot", "20", "--no_contrast", "--no_figures",
+                               "--device", "cpu", "-o", out)
+    assert code == 0, stderr
+    assert "silent" in stdout and "--time_step" in stdout
+    meta = json.loads((out / "run.json").read_text())  # strict JSON: NaN would not parse with this hook
+    json.loads((out / "run.json").read_text(), parse_constant=lambda c: pytest.fail(f"invalid JSON constant {c}"))
+    assert meta["mean_score"] is None and "silent" in meta["note"]
+    assert meta["weights"]["weights"] == "random"
+
+
+def test_probe_records_checkpoint_metadata(cli, tmp_path):
+    """A ventralkit checkpoint supplies the class count (no --num_classes) and run.json names the file."""
+    import ventralkit as vk
+    from ventralkit.engine.checkpoint import save_atomic
+
+    model = vk.create_model("cornet_z", num_classes=10)
+    ckpt = tmp_path / "run.pt"
+    save_atomic({"format": "ventralkit", "model_name": "cornet_z", "num_classes": 10, "classes": list("0123456789"),
+                 "config": {"image_size": 32, "model_kwargs": {}}, "model": model.state_dict()}, ckpt)
+    out = tmp_path / "z"
+    code, _, stderr = cli("v1-probe", "--ckpt_path", ckpt, "--quick", "--n_boot", "20", "--no_contrast",
+                          "--no_figures", "--device", "cpu", "-o", out)
+    assert code == 0, stderr
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["weights"]["weights_file"] == str(ckpt) and meta["image_size"] == 32 and meta["model"] == "cornet_z"

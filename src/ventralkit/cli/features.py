@@ -25,7 +25,7 @@ def register(sub) -> None:
 
     p = sub.add_parser("features", help="extract features of an image folder (any layers, every time step)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_model_args(p, default=None)
+    add_model_args(p, default=None, inference=True)
     add_data_args(p)
     add_inference_args(p)
     g = p.add_argument_group("features")
@@ -44,7 +44,8 @@ def register(sub) -> None:
 def run(args) -> int:
     from ..analysis.features import extract_features
     from ..errors import ConfigError
-    from .test import channels_last_flag, load_model, output_folder, resolve_device
+    from .common import load_model_from_args
+    from .test import channels_last_flag, output_folder, resolve_device
 
     device = resolve_device(args)
     if args.batch_size is not None and args.batch_size < 1:
@@ -55,9 +56,9 @@ def run(args) -> int:
         raise ConfigError("--data_path is required: a folder of images")
     out = Path(args.output_path)
     with output_folder(out):
-        loaded = load_model(args)
+        loaded = load_model_from_args(args)
         model = loaded.model
-        size = args.image_size or loaded.config.get("image_size") or model.info.input_size
+        size = args.image_size or loaded.image_size
         steps = args.time_steps
         feats = extract_features(
             model, args.data_path, layers=args.layers, time_steps=steps[0] if steps and len(steps) == 1 else steps,

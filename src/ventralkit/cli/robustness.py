@@ -16,9 +16,7 @@ def register(sub) -> None:
                     "original Tiny-ImageNet-C CSV, a summary with Corruption Error and mCE, and figures. "
                     "--compare puts earlier runs (their output folders or CSVs) in one table and figure.",
     )
-    add_model_args(p, default=None)
-    p.add_argument("--random_init", action="store_true",
-                   help="untrained weights (default without --ckpt_path: the published weights)")
+    add_model_args(p, default=None, inference=True)
     g = p.add_argument_group("data")
     g.add_argument("--data_path", default=None, metavar="C_ROOT",
                    help="corrupted dataset root: C_ROOT/<corruption>/<severity>/<class>/<image>")
@@ -31,9 +29,10 @@ def register(sub) -> None:
     g.add_argument("--batch_size", type=positive_int, default=128)
     g.add_argument("--imsize", "--image_size", dest="image_size", type=positive_int, default=None,
                    help="input size in pixels (default: the model's)")
-    g.add_argument("--preprocess", choices=["auto", "eval", "direct"], default="auto",
+    g.add_argument("--preprocess", choices=["auto", "eval", "direct"], default=None,
                    help="eval: the model's eval transform; direct: resize+crop to the input size only (for "
-                        "released -C images already at that size); auto (default): direct when they are")
+                        "released -C images already at that size); auto: direct when they are. Default: the "
+                        "checkpoint's own evaluation preprocessing (as `test` uses), else auto")
     e = p.add_argument_group("evaluation")
     e.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     e.add_argument("--amp", choices=["none", "bf16", "fp16"], default="none")
@@ -65,19 +64,20 @@ def run(args) -> int:
     runs = []
     if args.data_path is not None:
         from ..analysis.robustness.evaluate import scan_corruption_root
-        from .test import load_model
+        from .common import load_model_from_args
 
         scan_corruption_root(args.data_path, args.corruptions, args.severities)  # a typo fails before the model loads
 
         # as `ventralkit test`: a ventralkit checkpoint supplies the model, its options, class count and
-        # class names, and the image size it was trained at
-        loaded = load_model(args)
+        # class names, the image size it was trained at and its evaluation preprocessing
+        loaded = load_model_from_args(args)
+        preprocess = args.preprocess or checkpoint_preprocess(loaded)
         name = args.name or model_name(args.model) + (f" ({Path(args.ckpt_path).stem})" if args.ckpt_path else "")
         report = evaluate_robustness(
             loaded.model, args.data_path, clean_path=args.clean_path, batch_size=args.batch_size,
             workers=args.workers, device=args.device, baseline=args.baseline, output_dir=out,
-            image_size=args.image_size or loaded.config.get("image_size"), amp=args.amp,
-            preprocess=args.preprocess, corruptions=args.corruptions, severities=args.severities,
+            image_size=args.image_size or loaded.image_size, amp=args.amp,
+            preprocess=preprocess, corruptions=args.corruptions, severities=args.severities,
             baseline_clean_error=args.baseline_clean_error, name=name, progress=not args.quiet,
             classes=loaded.classes,
         )
@@ -93,3 +93,13 @@ def run(args) -> int:
         print((out / COMPARISON_TXT).read_text().rstrip())
         print(f"wrote {out / COMPARISON_PNG} ({len(rows)} runs)")
     return 0
+
+
+def checkpoint_preprocess(loaded) -> str:
+    """The preprocessing a trained checkpoint was validated with, in `robustness`'s terms.
+
+    ``resize_crop`` is the model's eval transform ("eval"); ``none`` (native-size images) is "direct",
+    which leaves images already at the input size unchanged. Published weights: "auto"."""
+    if loaded.weights != "checkpoint" or not loaded.config:
+        return "auto"
+    return "direct" if loaded.eval_transform == "none" else "eval"

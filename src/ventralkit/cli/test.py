@@ -28,18 +28,17 @@ import argparse
 import contextlib
 import json
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import CheckpointError, ConfigError, DataError
+from ..errors import ConfigError, DataError
 from ..files import ensure_writable_dir, write_csv, write_json
-from .common import add_data_args, add_model_args, build_model_from_args, model_name
+from .common import add_data_args, add_model_args, load_model_from_args
 
 
 def register(sub) -> None:
     p = sub.add_parser("test", help="features of an image folder (CORnet run.py test) or evaluation on val/",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_model_args(p, default=None)
+    add_model_args(p, default=None, inference=True)
     add_data_args(p)
     add_inference_args(p)
     g = p.add_argument_group("test")
@@ -63,8 +62,6 @@ def register(sub) -> None:
 
 def add_inference_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("inference")
-    g.add_argument("--random_init", action="store_true",
-                   help="use untrained weights (default without --ckpt_path: the published weights)")
     g.add_argument("--device", default=None, help="auto (default: cuda if available) | cpu | cuda | cuda:N")
     g.add_argument("--ngpus", type=int, default=None, help="original flag: 0 = CPU, >= 1 = CUDA")
     g.add_argument("--amp", choices=["none", "bf16", "fp16"], default="none", help="autocast for the forward pass")
@@ -76,22 +73,6 @@ def add_inference_args(p: argparse.ArgumentParser) -> None:
 
 
 # --------------------------------------------------------------------------- shared with `features`
-
-
-@dataclass
-class LoadedModel:
-    model: object
-    name: str
-    checkpoint: dict = field(default_factory=dict)  # ventralkit checkpoint metadata, if any
-
-    @property
-    def config(self) -> dict:
-        return self.checkpoint.get("config") or {}
-
-    @property
-    def classes(self) -> list[str] | None:
-        c = self.checkpoint.get("classes")
-        return list(c) if c else None
 
 
 def resolve_device(args) -> "torch.device":  # noqa: F821
@@ -118,86 +99,6 @@ def channels_last_flag(args, device, model=None) -> bool | None:
         family = getattr(getattr(model, "info", None), "family", "")
         flag = device.type == "cuda" or family == "cornet"
     return flag
-
-
-def load_model(args) -> LoadedModel:
-    """The model the flags describe, with weights: --ckpt_path, --pretrained, or by default the published ones.
-
-    A ventralkit checkpoint also supplies the model name, its options and the class count when the
-    flags leave them out; for other checkpoints the class count is read from the classifier's shape.
-    """
-    from ..models.registry import model_info
-    from ..models.weights import read_checkpoint
-
-    meta: dict = {}
-    if args.ckpt_path and args.random_init:
-        raise ConfigError("give --ckpt_path or --random_init, not both")
-    if args.pretrained and args.random_init:
-        raise ConfigError("give --pretrained or --random_init, not both")
-    ckpt = None
-    if args.ckpt_path:
-        if args.pretrained:
-            raise ConfigError("give --pretrained or --ckpt_path, not both")
-        ckpt = read_checkpoint(args.ckpt_path)
-        if ckpt.get("format") == "ventralkit":
-            meta = {k: ckpt.get(k) for k in ("model_name", "num_classes", "classes", "config")}
-            if not args.model and meta.get("model_name"):
-                args.model = meta["model_name"]
-            kw = (meta.get("config") or {}).get("model_kwargs") or {}
-            if kw and not args.model_kwargs:
-                args.model_kwargs = json.dumps(kw)
-            if args.num_classes is None and meta.get("num_classes"):
-                args.num_classes = int(meta["num_classes"])
-    if not args.model:
-        args.model = "Z"  # the original run.py default
-    name = model_name(args.model)
-    info = model_info(name)  # unknown model: one line
-    if ckpt is not None:  # read once: build, fit the classifier to the file's class count, load
-        model = _model_from_checkpoint(args, name, ckpt)
-        return LoadedModel(model, name, meta)
-    implied = False
-    if not (args.pretrained or args.random_init):
-        if info.weights is None:
-            raise ConfigError(f"{name} has no published weights; pass --ckpt_path FILE "
-                              "(or --random_init for untrained weights)")
-        args.pretrained = implied = True
-    try:
-        model = build_model_from_args(args)
-    except CheckpointError as err:
-        if implied:
-            raise CheckpointError(f"{err} (the published weights are the default, as in the original test; "
-                                  "pass --ckpt_path FILE, or --random_init for untrained weights)") from None
-        raise
-    return LoadedModel(model, name, meta)
-
-
-def _model_from_checkpoint(args, name: str, ckpt: dict):
-    """``name`` built with the flags' options, its classifier sized as in ``ckpt`` (unless --num_classes), loaded."""
-    import torch
-
-    from ..models import create_model
-    from ..models.registry import state_dict_converter
-    from ..models.weights import extract_state_dict, load_weights
-    from .common import model_kwargs
-
-    try:
-        model = create_model(name, num_classes=args.num_classes, **model_kwargs(args))
-    except TypeError as err:
-        raise ConfigError(f"--model {args.model}: {err}") from None
-    convert = state_dict_converter(name)
-    state = extract_state_dict(ckpt)
-    if convert is not None:
-        state = convert(state)
-    if args.num_classes is None:
-        cls_name = getattr(model, "classifier_name", "")
-        w = state.get(f"{cls_name}.weight") if cls_name else None
-        if isinstance(w, torch.Tensor) and w.dim() == 2 and w.shape[0] != model.info.num_classes:
-            model.reset_classifier(int(w.shape[0]))
-    try:
-        load_weights(model, state)
-    except CheckpointError as err:  # name the file rather than "state dict"
-        raise CheckpointError(str(err).replace("checkpoint state dict", f"checkpoint {args.ckpt_path}", 1)) from None
-    return model
 
 
 def progress_enabled(args) -> bool:
@@ -283,7 +184,7 @@ def run(args) -> int:
     mode, path = choose_mode(args)
     out = Path(args.output_path) if args.output_path else None
     with output_folder(out):
-        loaded = load_model(args)
+        loaded = load_model_from_args(args)
         if mode == "features":
             return run_features(args, loaded, path, out, device)
         return run_evaluation(args, loaded, path, out, device)
@@ -302,14 +203,14 @@ def output_folder(out: Path | None):
         raise
 
 
-def run_features(args, loaded: LoadedModel, path: Path, out: Path | None, device) -> int:
+def run_features(args, loaded, path: Path, out: Path | None, device) -> int:
     import numpy as np
 
     from ..analysis.features import extract_features
 
     model = loaded.model
     layer = layer_path(args, loaded.name, model)
-    size = args.image_size or loaded.config.get("image_size") or model.info.input_size
+    size = args.image_size or loaded.image_size
     feats = extract_features(
         model, path, layers=[layer], time_steps=args.time_step, batch_size=args.batch_size or 64,
         workers=args.workers, image_size=size, transform=args.transform, device=device, output_dir=out,
@@ -350,7 +251,7 @@ def read_class_names(path: str) -> list[str]:
     return [names.get(i, str(i)) for i in range(max(names) + 1)] if names else []
 
 
-def run_evaluation(args, loaded: LoadedModel, root: Path | None, out: Path | None, device) -> int:
+def run_evaluation(args, loaded, root: Path | None, out: Path | None, device) -> int:
     import numpy as np
     import torch
     from torch.utils.data import DataLoader
@@ -361,8 +262,8 @@ def run_evaluation(args, loaded: LoadedModel, root: Path | None, out: Path | Non
     model = loaded.model
     info = model.info
     dataset_name = args.dataset if args.dataset and args.dataset != "folder" else "folder"
-    size = args.image_size or loaded.config.get("image_size")
-    mode = args.eval_transform or loaded.config.get("eval_transform") or "resize_crop"
+    size = args.image_size or loaded.image_size
+    mode = args.eval_transform or loaded.eval_transform
     if dataset_name == "folder":
         from ..data.folders import ImageFolderDataset
 
@@ -409,7 +310,7 @@ def run_evaluation(args, loaded: LoadedModel, root: Path | None, out: Path | Non
         return 0
     samples = [(str(s[0]), int(s[1])) for s in getattr(ds, "samples", [])]
     files = write_evaluation(out, res, classes, record, samples, meta={
-        "model": loaded.name, "checkpoint": args.ckpt_path, "pretrained": bool(args.pretrained),
+        **loaded.describe(),
         "data": where, "image_size": size, "device": str(device),
         "transform": "resize+center_crop" if mode == "resize_crop" else "none",
     })

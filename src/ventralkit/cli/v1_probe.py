@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import ConfigError
-from .common import add_model_args, model_name, positive_float, positive_int
+from .common import add_model_args, positive_float, positive_int
 
 
 def register(sub) -> None:
@@ -23,7 +23,7 @@ def register(sub) -> None:
                     "and figures/ into -o. With --compare, prints one table over several earlier output folders "
                     "(and this run, if --model is given).",
     )
-    add_model_args(p, default=None)
+    add_model_args(p, default=None, inference=True)
     g = p.add_argument_group("probe")
     g.add_argument("--layer", default=None,
                    help="module name (e.g. V1.output, layer1) or area name (V1); default: the model's V1 commitment")
@@ -57,25 +57,29 @@ def run(args: argparse.Namespace) -> int:
 
     from ..analysis.v1_probe import compare_runs, probe_v1
 
-    if args.model is None and not args.compare:
-        raise ConfigError("give --model (to probe) and/or --compare DIR ... (to tabulate earlier runs)")
+    probe = args.model is not None or args.ckpt_path is not None
+    if not probe and not args.compare:
+        raise ConfigError("give --model or --ckpt_path (to probe) and/or --compare DIR ... (to tabulate earlier runs)")
     runs: list = []
-    if args.model is not None:
-        from .common import build_model_from_args
+    if probe:
+        from .common import load_model_from_args
 
         device = args.device
         if device is None:
             import torch
 
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        model = build_model_from_args(args)
-        label = args.label or model_name(args.model)
+        loaded = load_model_from_args(args)
+        model = loaded.model
+        label = args.label or (f"{loaded.name}-{Path(loaded.source).stem}" if loaded.weights == "checkpoint"
+                               else loaded.name)
         out = Path(args.output or f"v1_probe_{label}")
         result = probe_v1(
             model, args.layer, time_step=args.time_step, positions=args.positions, quick=args.quick,
             visual_degrees=args.visual_degrees, image_size=args.image_size, contrast=not args.no_contrast,
             batch_size=args.batch_size, device=device, references=args.reference, n_boot=args.n_boot,
             seed=args.seed, output_dir=out, figures=not args.no_figures, label=label, progress=True,
+            weights=loaded.describe(),
         )
         print(result.table())
         print(f"wrote {out}/ (units.csv, summary.csv, summary.txt, run.json, curves.npz"
@@ -84,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     if args.compare:
         runs.extend(args.compare)
         # with --model the table goes into this run's folder; otherwise into -o
-        out = out if args.model is not None else Path(args.output or "v1_probe_compare")
+        out = out if probe else Path(args.output or "v1_probe_compare")
         print()
         print(compare_runs(runs, output_dir=out, figures=not args.no_figures))
         print(f"wrote {out}/comparison.csv")

@@ -21,6 +21,13 @@ def _size(info: ModelInfo, image_size: int | None) -> int:
     return int(image_size or info.input_size)
 
 
+def resize_size(size: int) -> int:
+    """The shorter side before a centre crop of ``size``: 256 for 224 (the ImageNet protocol), scaled.
+
+    The one place this arithmetic lives; every resize-then-crop in ventralkit calls it."""
+    return round(size * 256 / 224)
+
+
 def normalize(info: ModelInfo) -> T.Normalize:
     return T.Normalize(mean=list(info.mean), std=list(info.std))
 
@@ -39,7 +46,7 @@ def eval_transform(info: ModelInfo, image_size: int | None = None, mode: str = "
     if mode == "none":
         return T.Compose([T.Lambda(to_rgb), T.ToTensor(), normalize(info)])
     size = _size(info, image_size)
-    return T.Compose([T.Lambda(to_rgb), T.Resize(round(size * 256 / 224)), T.CenterCrop(size),
+    return T.Compose([T.Lambda(to_rgb), T.Resize(resize_size(size)), T.CenterCrop(size),
                       T.ToTensor(), normalize(info)])
 
 

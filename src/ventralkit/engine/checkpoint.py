@@ -37,7 +37,11 @@ def save_atomic(obj, path: str | os.PathLike) -> Path:
 
 
 def rng_state() -> dict:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    """Every generator's state as tensors and plain numbers, so the checkpoint loads with ``weights_only``."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = {"torch": torch.get_rng_state(), "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), pos,
+                                                      has_gauss, gauss),
+             "python": random.getstate()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -45,15 +49,17 @@ def rng_state() -> dict:
 
 def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
+    kind, keys, *rest = state["numpy"]
+    keys = keys.numpy() if isinstance(keys, torch.Tensor) else np.asarray(keys)
+    np.random.set_state((kind, keys.astype(np.uint32), *rest))
     random.setstate(state["python"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def read_resume(path: str | os.PathLike) -> dict:
+def read_resume(path: str | os.PathLike, trust: bool = False) -> dict:
     """A ventralkit training checkpoint, or a one-line error saying why it cannot resume a run."""
-    ckpt = read_checkpoint(path)
+    ckpt = read_checkpoint(path, trust=trust)
     if ckpt.get("format") != FORMAT or "optimizer" not in ckpt:
         raise CheckpointError(
             f"--resume {path} is not a ventralkit training checkpoint (use --checkpoint to start from its weights)"

@@ -122,30 +122,30 @@ def create_model(
     num_classes: int | None = None,
     checkpoint: str | None = None,
     pretrained: bool = False,
+    trust: bool = False,
     **kwargs,
 ) -> nn.Module:
     """Build a registered model, optionally loading weights.
 
-    ``checkpoint`` accepts an original checkpoint file, a plain state dict or a ventralkit checkpoint;
-    ``pretrained`` looks for the original published file in the weights folder (never downloads).
-    The returned model carries ``model.info`` (a ``ModelInfo`` adjusted to the kwargs used).
+    ``checkpoint`` accepts an original checkpoint file, a plain state dict or a ventralkit checkpoint
+    (whose class count, model options and training image size are used); ``pretrained`` looks for
+    the original published file in the weights folder (never downloads). Files load safely
+    (``weights_only``); ``trust=True`` allows one that needs full unpickling. The returned model
+    carries ``model.info`` (a ``ModelInfo`` adjusted to the kwargs and weights used).
     """
+    if pretrained or checkpoint:
+        from .loading import load_model
+
+        return load_model(name, checkpoint=checkpoint, pretrained=pretrained, num_classes=num_classes,
+                          model_kwargs=kwargs, trust=trust).model
     entry = _entry(name)
     n_classes = entry.info.num_classes if num_classes is None else int(num_classes)
     model = entry.builder(num_classes=n_classes, **kwargs)
-    info = dataclasses.replace(
+    model.info = dataclasses.replace(
         entry.info,
         num_classes=n_classes,
         time_steps=dict(getattr(model, "area_time_steps", entry.info.time_steps)),
     )
-    model.info = info
-    if pretrained and checkpoint:
-        raise ValueError("give either pretrained=True or checkpoint=PATH, not both")
-    if pretrained or checkpoint:
-        from .weights import load_weights, pretrained_path
-
-        path = pretrained_path(info) if pretrained else checkpoint
-        load_weights(model, path, convert=entry.convert_state_dict)
     return model
 
 

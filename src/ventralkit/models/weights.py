@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Callable
@@ -45,21 +47,67 @@ def pretrained_path(info: ModelInfo) -> Path:
     return path
 
 
-def read_checkpoint(path: str | os.PathLike) -> dict:
-    """``torch.load`` a file on the CPU, turning every way it can fail into one clear line."""
+def _numpy_globals() -> list:
+    """numpy's array and scalar reconstructors: plain data, as ``torch.load`` treats tensors.
+
+    An object array still needs its objects' own globals, which stay refused, so allowing these
+    cannot run code; old ventralkit checkpoints (numpy RNG state) and lab files with arrays load."""
+    import numpy as np
+
+    try:
+        from numpy._core import multiarray
+    except ImportError:  # numpy < 2
+        from numpy.core import multiarray
+    dtypes = [type(np.dtype(t)) for t in (np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16,
+                                          np.uint32, np.uint64, np.float16, np.float32, np.float64)]
+    return [multiarray._reconstruct, multiarray.scalar, np.ndarray, np.dtype, *dtypes]
+
+
+def _global_names(path: Path) -> list[str]:
+    try:
+        return list(torch.serialization.get_unsafe_globals_in_checkpoint(path))
+    except Exception:  # an old (non-zip) file: the error message names the first one
+        return []
+
+
+def read_checkpoint(path: str | os.PathLike, trust: bool = False) -> dict:
+    """``torch.load`` a file on the CPU, safely, turning every way it can fail into one clear line.
+
+    Files are unpickled with ``weights_only=True`` (tensors, numbers, strings, containers, numpy
+    arrays): a file that needs anything else could run code while loading, so it is refused unless
+    ``trust=True`` (``--trust_checkpoint``), which loads it fully with a warning.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=False)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(
-            f"checkpoint {path} is corrupt or truncated ({first[:120]}); use another file"
-        ) from None
+        with torch.serialization.safe_globals(_numpy_globals()):
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        if "weights only load failed" not in str(err).lower():
+            raise _corrupt(path, err) from None
+        names = _global_names(path) or re.findall(r"GLOBAL (\S+)", str(err))[:1]
+        what = ", ".join(names[:3]) or "Python objects"
+        if not trust:
+            raise CheckpointError(
+                f"checkpoint {path} holds {what}, which could run code when loaded; refused. Load it only if "
+                "you trust its source: --trust_checkpoint (Python: trust=True)"
+            ) from None
+        warnings.warn(f"loading {path} with full unpickling (--trust_checkpoint): it holds {what}", stacklevel=2)
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as err2:  # noqa: BLE001 - anything a trusted pickle raises is the file's fault
+            raise _corrupt(path, err2) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as err:
+        raise _corrupt(path, err) from None
     if not isinstance(obj, dict):
         raise CheckpointError(f"checkpoint {path} holds a {type(obj).__name__}, not a state dict")
     return obj
+
+
+def _corrupt(path: Path, err: BaseException) -> CheckpointError:
+    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return CheckpointError(f"checkpoint {path} is corrupt or truncated ({first[:120]}); use another file")
 
 
 def extract_state_dict(ckpt: dict) -> dict[str, torch.Tensor]:
@@ -85,12 +133,13 @@ def load_weights(
     model: nn.Module,
     source: str | os.PathLike | dict,
     convert: Callable[[dict], dict] | None = None,
+    trust: bool = False,
 ) -> None:
     """Load a checkpoint into ``model`` strictly; a mismatch is one line naming model and keys.
 
     BatchNorm ``num_batches_tracked`` may be absent (files saved before PyTorch 0.4.1).
     """
-    ckpt = read_checkpoint(source) if not isinstance(source, dict) else source
+    ckpt = read_checkpoint(source, trust=trust) if not isinstance(source, dict) else source
     where = source if not isinstance(source, dict) else "state dict"
     state = extract_state_dict(ckpt)
     if convert is not None:

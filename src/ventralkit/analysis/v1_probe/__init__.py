@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 import torch.nn as nn
 
 from ...errors import ConfigError
@@ -82,6 +83,8 @@ class V1ProbeResult:
     seconds: float = 0.0
     rf_center: tuple[int, int] | None = None  # map position recorded (row, col); None for flat outputs
     rf_offset_deg: float = float("nan")  # its receptive field's distance from the stimulus centre
+    weights: dict = field(default_factory=dict)  # where the weights came from (LoadedModel.describe())
+    note: str | None = None  # why the table is empty, when every unit is silent
     output_dir: Path | None = None
     files: dict[str, Path] = field(default_factory=dict)
 
@@ -89,7 +92,8 @@ class V1ProbeResult:
         """The printed summary table."""
         head = (f"{self.label}: layer {self.layer} (time step {self.time_step} of {self.n_time_steps}), "
                 f"{len(self.units['channel'])} units, {sum(self.n_images.values())} images")
-        return summary_table(self.summary, self.mean_score, title=head)
+        table = summary_table(self.summary, self.mean_score, title=head)
+        return f"{table}\nnote: {self.note}" if self.note else table
 
     def to_run_summary(self) -> RunSummary:
         return RunSummary(self.label, self.summary, self.mean_score, self.meta())
@@ -102,7 +106,9 @@ class V1ProbeResult:
             "n_time_steps": self.n_time_steps, "image_size": self.image_size,
             "visual_degrees": self.visual_degrees, "n_units": int(len(self.units["channel"])),
             "n_responsive": {k: int(np.nansum(self.units[k])) for k in RESPONSIVE_COLUMNS if k in self.units},
-            "n_images": self.n_images, "mean_score": self.mean_score,
+            "n_images": self.n_images,
+            "mean_score": float(self.mean_score) if np.isfinite(self.mean_score) else None,
+            "weights": self.weights, "note": self.note,
             "firing_rate_map": {"slope": self.firing_rate_map.slope, "offset": self.firing_rate_map.offset},
             "rf_center": list(self.rf_center) if self.rf_center is not None else None,
             "rf_offset_deg": round(float(self.rf_offset_deg), 4) if np.isfinite(self.rf_offset_deg) else None,
@@ -175,17 +181,22 @@ def _cell(x):
     return "" if not np.isfinite(x) else (int(x) if x.is_integer() and abs(x) < 1e15 else f"{x:.6g}")
 
 
-def _build(model_or_name, checkpoint, pretrained, model_kwargs):
+def _build(model_or_name, checkpoint, pretrained, model_kwargs) -> tuple[nn.Module, dict]:
+    """The model (through the one loader for a name) and a record of the weights it carries."""
     if isinstance(model_or_name, nn.Module):
         if checkpoint:
-            from ...models.weights import load_weights
+            from ...models.loading import model_state
+            from ...models.weights import load_weights, read_checkpoint
 
-            load_weights(model_or_name, checkpoint)
-        return model_or_name
-    from ...models import create_model
+            name = getattr(getattr(model_or_name, "info", None), "name", None)
+            ckpt = read_checkpoint(checkpoint)
+            load_weights(model_or_name, model_state(name, ckpt) if name else ckpt)
+            return model_or_name, {"weights": "checkpoint", "weights_file": str(checkpoint)}
+        return model_or_name, {"weights": "given module"}
+    from ...models.loading import load_model
 
-    return create_model(model_or_name, checkpoint=checkpoint, pretrained=pretrained,
-                        **(model_kwargs or {}))
+    loaded = load_model(model_or_name, checkpoint=checkpoint, pretrained=pretrained, model_kwargs=model_kwargs)
+    return loaded.model, loaded.describe()
 
 
 def probe_v1(
@@ -214,6 +225,7 @@ def probe_v1(
     n_examples: int = 6,
     label: str | None = None,
     progress: bool = False,
+    weights: dict | None = None,
 ) -> V1ProbeResult:
     """Run the in-silico V1 experiments on one layer of a model and score it against monkey V1.
 
@@ -239,11 +251,14 @@ def probe_v1(
         n_boot / seed: bootstrap draws and seed of the KS scores.
         output_dir: if given, write CSVs, summary, ``run.json``, curves and (``figures``) PNGs there.
         progress: show a progress bar over the images.
+        weights: what to record in ``run.json`` about the weights (``LoadedModel.describe()``); for a
+            name it is filled in by the loader.
 
     Returns a ``V1ProbeResult``; ``result.table()`` is the printed summary.
     """
     t0 = time.perf_counter()
-    model = _build(model_or_name, checkpoint, pretrained, model_kwargs)
+    model, built_weights = _build(model_or_name, checkpoint, pretrained, model_kwargs)
+    weights = weights or built_weights
     if device is not None:
         model.to(device)
     info = getattr(model, "info", None)
@@ -318,15 +333,35 @@ def probe_v1(
     coords = lp.unit_coords()
     units = {"unit": np.arange(len(baseline)), **coords, **columns}
     summary, mean_score = summarize(units, refs, n_boot=n_boot, seed=seed)
+    note = None
+    if not any(np.nansum(units[k]) for k in RESPONSIVE_COLUMNS if k in units):
+        note = silent_layer_note(model, lp, layer, image_size, vd, mean, std, sets["orientation"])
+        warnings.warn(note, stacklevel=2)
     name = getattr(info, "name", None) or type(model).__name__
     result = V1ProbeResult(
         label=label or name, model=name, layer=layer, time_step=lp.call_index, n_time_steps=lp.n_calls,
         image_size=image_size, visual_degrees=vd, units=units, summary=summary, mean_score=mean_score,
         curves=curves, firing_rate_map=fmap, n_images=n_images, seconds=time.perf_counter() - t0,
-        rf_center=lp.center, rf_offset_deg=rf_offset_deg)
+        rf_center=lp.center, rf_offset_deg=rf_offset_deg, weights=dict(weights), note=note)
     if output_dir is not None:
         result.save(output_dir, figures=figures, references=refs, n_examples=n_examples)
     return result
+
+
+def silent_layer_note(model, lp, layer: str, image_size: int, vd: float, mean, std, stimuli) -> str:
+    """Why every unit is silent, and the time steps of ``layer`` where the same units do respond."""
+    from ...models.interface import record_activations
+    from .responses import _model_device
+
+    x = next(stimuli.render(image_size, vd, mean, std, batch_size=16, device=_model_device(model)))
+    with torch.inference_mode(), record_activations(model, [layer]) as store:
+        model.eval()
+        model(x)
+    live = [k for k, a in enumerate(store[layer]) if k != lp.call_index and float(a.abs().amax()) > 0]
+    hint = (f"time step {', '.join(map(str, live))} of this layer responds: pass --time_step {live[0]}" if live
+            else "no time step of this layer responds to gratings: try another layer or trained weights")
+    return (f"every unit of {layer} at time step {lp.call_index} is silent (no response to any grating), so no "
+            f"property can be measured; {hint}")
 
 
 def compare_runs(runs, output_dir=None, figures: bool = True) -> str:

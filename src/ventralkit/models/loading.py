@@ -1,0 +1,164 @@
+"""One way to load a model: (a name or a checkpoint, options) -> the model and what it knows.
+
+Every command and the Python API go through ``load_model``, so a checkpoint is read once, safely
+(``weights_only``), with the family's state-dict converter, and a ventralkit checkpoint supplies
+its model name, model options, class count, class names, training image size and preprocessing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from ..errors import CheckpointError, ConfigError
+from .registry import canonical_name, create_model, model_info, state_dict_converter
+from .weights import extract_state_dict, load_weights, pretrained_path, read_checkpoint
+
+#: the ``format`` tag of the checkpoints ventralkit's engine writes
+VENTRALKIT_FORMAT = "ventralkit"
+
+
+@dataclass
+class LoadedModel:
+    """A model with the facts every consumer needs: where its weights came from and how to feed it."""
+
+    model: nn.Module
+    name: str
+    weights: str  # "random" | "pretrained" | "checkpoint"
+    source: str | None = None  # the weights file
+    classes: list[str] | None = None
+    image_size: int = 224  # the size it was trained at (ventralkit checkpoint) or its native size
+    eval_transform: str = "resize_crop"  # how evaluation images are prepared: resize_crop | none
+    config: dict = field(default_factory=dict)  # the training config of a ventralkit checkpoint
+
+    @property
+    def info(self):
+        return self.model.info
+
+    def describe(self) -> dict:
+        """What to record in a results file so the numbers can be traced to their weights."""
+        return {"model": self.name, "weights": self.weights, "weights_file": self.source,
+                "model_kwargs": dict(self.config.get("model_kwargs") or {}), "num_classes": self.info.num_classes,
+                "image_size": self.image_size, "eval_transform": self.eval_transform}
+
+
+def checkpoint_metadata(ckpt: dict) -> dict:
+    """The metadata a ventralkit checkpoint carries (empty for other layouts)."""
+    if ckpt.get("format") != VENTRALKIT_FORMAT:
+        return {}
+    return {k: ckpt.get(k) for k in ("model_name", "num_classes", "classes", "config")}
+
+
+def model_state(name: str, ckpt: dict) -> dict[str, torch.Tensor]:
+    """The checkpoint's tensors under this model's names (wrapper prefixes removed, family converter applied)."""
+    state = extract_state_dict(ckpt)
+    convert = state_dict_converter(name)
+    return convert(state) if convert is not None else state
+
+
+def load_model(
+    name: str | None = None,
+    *,
+    checkpoint: str | os.PathLike | None = None,
+    pretrained: bool = False,
+    num_classes: int | None = None,
+    model_kwargs: dict | None = None,
+    reset_classifier: bool = False,
+    trust: bool = False,
+) -> LoadedModel:
+    """Build ``name`` (or the checkpoint's model) and load its weights.
+
+    - ``checkpoint``: an original file (CORnet model zoo, V1-ResNet ``main.py``, micromind), a state dict
+      or a ventralkit checkpoint; the classifier takes the file's class count unless ``num_classes`` says
+      otherwise. ``pretrained``: the published file from the weights folder. Neither: random weights.
+    - ``reset_classifier``: load everything, then a fresh classifier of ``num_classes`` (fine-tuning).
+    - ``trust``: allow a file that needs full unpickling (it could run code; refused by default).
+    """
+    if pretrained and checkpoint:
+        raise ConfigError("give --pretrained or --ckpt_path (checkpoint=...), not both")
+    ckpt, meta, source = None, {}, None
+    if checkpoint is not None:
+        source = str(checkpoint)
+        ckpt = read_checkpoint(checkpoint, trust=trust)
+        meta = checkpoint_metadata(ckpt)
+    config = dict(meta.get("config") or {})
+    saved = meta.get("model_name")
+    if name is None:
+        name = saved or "cornet_z"
+    name = canonical_name(name)
+    if saved and saved != name:
+        raise CheckpointError(f"checkpoint {source} holds a {saved} model, not {name}; drop --model or pass "
+                              f"--model {saved}")
+    info = model_info(name)  # an unknown name fails here, in one line
+    kwargs = {**(config.get("model_kwargs") or {}), **(model_kwargs or {})}
+    if pretrained:
+        source = str(pretrained_path(info))
+        ckpt = read_checkpoint(source, trust=trust)
+    file_classes = meta.get("num_classes")
+    state = None
+    if ckpt is not None:
+        state = model_state(name, ckpt)
+        file_classes = file_classes or _classifier_rows(name, state)
+    build_classes = num_classes if (num_classes is not None and not reset_classifier) else file_classes
+    model = _build(name, build_classes, kwargs)
+    if state is not None:
+        try:
+            load_weights(model, state)
+        except CheckpointError as err:  # name the file rather than "state dict"
+            raise CheckpointError(str(err).replace("checkpoint state dict", f"checkpoint {source}", 1)) from None
+    classes = list(meta["classes"]) if meta.get("classes") else None
+    if reset_classifier:
+        if num_classes is None:
+            raise ConfigError("--reset_classifier needs --num_classes (the new classifier's outputs)")
+        model.reset_classifier(int(num_classes))
+        classes = None
+    weights = "checkpoint" if checkpoint is not None else "pretrained" if pretrained else "random"
+    image_size = int(config.get("image_size") or info.input_size)
+    # the model itself remembers the size it was trained at, so every analysis feeds it that size
+    model.info = dataclasses.replace(model.info, input_size=image_size)
+    return LoadedModel(model, name, weights, source, classes, image_size=image_size,
+                       eval_transform=_eval_transform(config), config=config)
+
+
+def _build(name: str, num_classes: int | None, kwargs: dict) -> nn.Module:
+    try:
+        return create_model(name, num_classes=num_classes, **kwargs)
+    except TypeError as err:  # a misspelt model option
+        import inspect
+
+        from .registry import _entry
+
+        params = [p for p in inspect.signature(_entry(name).builder).parameters if p != "num_classes"]
+        raise ConfigError(f"--model {name}: {err}; its options are {', '.join(params) or 'none'}") from None
+
+
+def _classifier_rows(name: str, state: dict) -> int | None:
+    """The class count a plain state dict's classifier was trained for (None if it has no classifier)."""
+    probe = _build_meta(name)
+    cls_name = getattr(probe, "classifier_name", "")
+    weight = state.get(f"{cls_name}.weight") if cls_name else None
+    if isinstance(weight, torch.Tensor) and weight.dim() == 2:
+        return int(weight.shape[0])
+    return None
+
+
+def _build_meta(name: str) -> nn.Module:
+    """The model without memory or initialisation cost, to read its structure."""
+    with torch.device("meta"):
+        return create_model(name)
+
+
+def _eval_transform(config: dict) -> str:
+    return config.get("eval_transform") or "resize_crop"  # the embedded digits are prepared this way too
+
+
+def load(path: str | os.PathLike, trust: bool = False, **options) -> LoadedModel:
+    """``load_model(checkpoint=path)``: a ventralkit checkpoint brings its model, classes, size and preprocessing."""
+    if not Path(path).is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    return load_model(checkpoint=path, trust=trust, **options)
