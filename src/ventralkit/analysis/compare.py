@@ -1,11 +1,13 @@
 """Compare finished runs: head, backbone, parameters (backbone / head), best val top-1, top-5, superclass top-1.
 
 A run folder holds the engine's ``config.json`` (``model``, ``model_kwargs``, ``num_classes``,
-optionally ``num_params``/``num_trainable``) and ``metrics.jsonl`` (one JSON object per line with
+``classes``, ``dataset``, optionally ``num_params``/``num_trainable``) and ``metrics.jsonl`` (one JSON object per line with
 ``phase``, ``epoch``, ``step`` and ``loss``, ``top1``, ``top5``, optionally ``super_top1``). A
 staged run keeps one such folder per stage (``<run>/<stage>/``); each stage becomes a row.
 Accuracies are the best value of each metric over the ``val`` records (as the study reported),
-with the epoch of the best top-1.
+with the epoch of the best top-1. Parameter counts are those of the model the run trained: its class
+count comes from the run (``num_classes``, else its class list, else its checkpoint), never from the
+registry's default, so a 100-class PhiNet head counts 34,500 parameters, not the 1000-class 345,000.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ COLUMNS = [
     ("top1", "val top-1"),
     ("top5", "val top-5"),
     ("super_top1", "superclass top-1"),
+    ("dataset", "dataset"),
+    ("num_classes", "classes"),
 ]
 
 #: builder keywords that load weights; the report builds models only to count parameters
@@ -49,6 +53,8 @@ class RunRow:
     top1: float | None = None
     top5: float | None = None
     super_top1: float | None = None
+    dataset: str | None = None
+    num_classes: int | None = None
     path: str = field(default="", repr=False)
 
     def cells(self) -> list[str]:
@@ -87,18 +93,50 @@ def _count(module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def parameter_split(config: dict) -> tuple[int | None, int | None]:
-    """(backbone, head) parameter counts of the run's model, built on the meta device (no memory)."""
+def run_num_classes(folder: Path, config: dict) -> int | None:
+    """The class count a run trained with: ``num_classes`` in its config, else the length of its class
+    list (the engine saves ``num_classes: null`` when the dataset decides), else its checkpoint's."""
+    if config.get("num_classes"):
+        return int(config["num_classes"])
+    if isinstance(config.get("classes"), list) and config["classes"]:
+        return len(config["classes"])
+    for name in ("last.pt", "best.pt"):
+        path = folder / "checkpoints" / name
+        if path.is_file():
+            import torch
+
+            try:  # mmap: the weights are not read, only the small metadata entries
+                ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            except Exception:
+                continue
+            if isinstance(ckpt, dict) and ckpt.get("num_classes"):
+                return int(ckpt["num_classes"])
+    return None
+
+
+def run_dataset(config: dict) -> str | None:
+    """The dataset's name: the built-in one (``digits``, ``cifar100``), or the image folder's name."""
+    dataset = config.get("dataset")
+    if dataset in (None, "folder"):
+        data_path = config.get("data_path")
+        return Path(str(data_path)).name if data_path else None
+    return str(dataset)
+
+
+def parameter_split(config: dict, num_classes: int | None = None) -> tuple[int | None, int | None]:
+    """(backbone, head) parameter counts of the run's model with ``num_classes`` outputs (default: the
+    config's ``num_classes``), built on the meta device (no memory)."""
     import torch
 
     from ..models import create_model
 
     kwargs = {k: v for k, v in (config.get("model_kwargs") or {}).items() if k not in _WEIGHT_KWARGS}
+    num_classes = num_classes if num_classes is not None else config.get("num_classes")
     model = None
     for device in ("meta", "cpu"):  # meta: no memory, no init cost; cpu: for builders meta cannot run
         try:
             with torch.device(device):
-                model = create_model(config["model"], num_classes=config.get("num_classes"), **kwargs)
+                model = create_model(config["model"], num_classes=num_classes, **kwargs)
             break
         except Exception:
             continue
@@ -138,7 +176,8 @@ def summarize_folder(folder: Path, name: str) -> RunRow:
         raise DataError(f"{folder / 'config.json'} has no 'model' entry")
     val = [r for r in read_metrics(folder) if r.get("phase") == "val"]
     head, backbone = _names(config)
-    params_backbone, params_head = parameter_split(config)
+    num_classes = run_num_classes(folder, config)
+    params_backbone, params_head = parameter_split(config, num_classes)
     top1, best = _best(val, "top1")
     return RunRow(
         run=name,
@@ -151,6 +190,8 @@ def summarize_folder(folder: Path, name: str) -> RunRow:
         top1=top1,
         top5=_best(val, "top5")[0],
         super_top1=_best(val, "super_top1")[0],
+        dataset=run_dataset(config),
+        num_classes=num_classes,
         path=str(folder),
     )
 

@@ -8,6 +8,7 @@ def register(sub) -> None:
     p.add_argument("runs", nargs="+", metavar="RUN_DIR")
     p.add_argument("-o", "--output", default=None, help="PNG path (default RUN_DIR/plots/curves.png, or curves.png)")
     p.add_argument("--title", default=None)
+    p.add_argument("--zoom", action="store_true", help="auto-scale the accuracy axes (default: 0 to 1)")
     p.set_defaults(func=run)
 
 
@@ -17,5 +18,5 @@ def run(args) -> int:
     from ..plots.curves import plot_runs
 
     out = args.output or (Path(args.runs[0]) / "plots" / "curves.png" if len(args.runs) == 1 else "curves.png")
-    print(plot_runs(args.runs, out, title=args.title))
+    print(plot_runs(args.runs, out, title=args.title, zoom=args.zoom))
     return 0

@@ -1,0 +1,118 @@
+"""Figures and the numbers they show: run comparison, training curves, robustness, V1 probe, class names."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+
+
+def _run(folder, config, records):
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    return folder
+
+
+def _val(epoch, top1, loss=1.0, top5=0.9):
+    return {"phase": "val", "epoch": epoch, "step": 10 * epoch, "loss": loss, "top1": top1, "top5": top5}
+
+
+# ---- compare: head parameters of the run, dataset in the title -------------------------------------
+
+
+def test_compare_counts_the_head_of_the_run_not_of_the_registry(tmp_path):
+    """The engine saves ``num_classes: null`` when the dataset decides; the class list then gives the count.
+
+    PhiNet's head on CIFAR-100 is Linear(344, 100): 34,400 + 100 = 34,500 (docs/reference/heads.md 2.1),
+    not the 1000-class 345,000; CORnet-Z's on the 10 digits is Linear(512, 10): 5,130, not 513,000."""
+    import torch
+
+    from ventralkit.analysis.compare import compare_runs
+    from ventralkit.plots.compare import datasets_line
+
+    fine = [f"class{i}" for i in range(100)]
+    phinet = _run(tmp_path / "phinet", {"model": "phinet", "model_kwargs": {}, "num_classes": None,
+                                        "classes": fine, "dataset": "cifar100"}, [_val(1, 0.4)])
+    z = _run(tmp_path / "z", {"model": "cornet_z", "model_kwargs": {}, "num_classes": None, "dataset": "digits"},
+             [_val(1, 0.8)])
+    (z / "checkpoints").mkdir()  # no class list in the config: the checkpoint's num_classes
+    torch.save({"format": "ventralkit", "num_classes": 10, "model": {}}, z / "checkpoints" / "last.pt")
+    result = compare_runs([phinet, z], output=tmp_path / "out")
+    rows = {r.run: r for r in result.rows}
+    assert (rows["phinet"].params_head, rows["phinet"].num_classes, rows["phinet"].dataset) == (34_500, 100, "cifar100")
+    assert (rows["z"].params_head, rows["z"].num_classes) == (5_130, 10)
+    assert "34,500" in result.table and "345,000" not in result.table
+    assert datasets_line(result.rows) == "cifar100, 100 classes; digits, 10 classes"
+    assert result.files["png"].is_file()
+
+
+def test_compare_names_an_image_folder_dataset_by_its_folder(tmp_path):
+    from ventralkit.analysis.compare import compare_runs
+
+    run = _run(tmp_path / "r", {"model": "cornet_z", "num_classes": 100, "dataset": "folder",
+                                "data_path": "/data/MiniImageNet/"}, [_val(1, 0.5)])
+    (row,) = compare_runs([run]).rows
+    assert (row.dataset, row.num_classes, row.params_head) == ("MiniImageNet", 100, 51_300)
+
+
+# ---- training curves ---------------------------------------------------------------------------------
+
+
+def _axes_of(monkeypatch):
+    """Capture the figure ``plot_runs`` draws (the file is still written)."""
+    import ventralkit.plots.curves as curves
+
+    seen = {}
+    real = curves.save_figure
+
+    def keep(fig, path, **kw):
+        seen["fig"] = fig
+        seen["axes"] = fig.axes
+        seen["legends"] = [t.get_text() for lg in fig.legends for t in lg.get_texts()]
+        return real(fig, path, **kw)
+
+    monkeypatch.setattr(curves, "save_figure", keep)
+    return seen
+
+
+def test_curves_mark_non_finite_values_and_keep_the_panels_readable(tmp_path, monkeypatch):
+    from ventralkit.plots.curves import plot_runs
+
+    recs = []
+    for e in range(1, 6):  # diverges at epoch 3: the records hold null for NaN
+        recs.append({"phase": "train", "epoch": e, "step": e, "loss": None if e >= 3 else 2.0 / e, "top1": 0.1,
+                     "top5": 0.5})
+        recs.append(_val(e, 0.3 if e < 3 else 0.1, loss=None if e >= 3 else 2.2 / e))
+    diverged = _run(tmp_path / "a", {"model": "cornet_z", "lr": 1.0, "workers": 4}, recs)
+    ok = _run(tmp_path / "b", {"model": "cornet_z", "lr": 0.01, "workers": 2}, [_val(1, 0.094, loss=1e4)])
+    seen = _axes_of(monkeypatch)
+    out = plot_runs([diverged, ok], tmp_path / "curves.png")
+    assert out.is_file()
+    top1, top5, loss = seen["axes"]
+    assert all(ax.get_ylabel() for ax in (top1, top5, loss))
+    assert top1.get_ylim() == pytest.approx((0, 1.02))  # not zoomed onto 0.094..0.3
+    assert loss.get_yscale() == "log"
+    # the three missing epochs of both phases are marked with an x at the top of the loss panel
+    marks = [ln for ln in loss.lines if ln.get_marker() == "x"]
+    assert sorted(x for ln in marks for x in ln.get_xdata()) == [3, 3, 4, 4, 5, 5]
+    assert "missing or non-finite value" in seen["legends"]
+    # a one-point series is drawn with a marker
+    one_point = [ln for ln in top1.lines if len(ln.get_xdata()) == 1 and ln.get_marker() not in (None, "None", "x")]
+    assert one_point
+    # labels: the model and the option that differs (workers is bookkeeping), not every option
+    assert "cornet_z lr=1 (best val top-1 0.300)" in seen["legends"]
+    assert "cornet_z lr=0.01 (best val top-1 0.094)" in seen["legends"]
+
+
+def test_curves_of_a_run_without_any_finite_loss_say_so(tmp_path, monkeypatch):
+    from ventralkit.plots.curves import plot_runs
+
+    run = _run(tmp_path / "nan", {"model": "cornet_z"}, [_val(1, 0.1, loss=None), _val(2, 0.1, loss=None)])
+    seen = _axes_of(monkeypatch)
+    plot_runs([run], tmp_path / "c.png", zoom=True)
+    loss = seen["axes"][2]
+    assert [t.get_text() for t in loss.texts] == ["no finite cross-entropy loss recorded"]
+    assert loss.get_ylim() == (0, 1)  # not the +-0.04 of an empty axis
