@@ -23,6 +23,7 @@ _LAZY = {
     "evaluate_robustness": "ventralkit.analysis.robustness",
     "probe_v1": "ventralkit.analysis.v1_probe",
     "brainscore_model": "ventralkit.integrations.brainscore",
+    "neural_fit": "ventralkit.analysis.neural",
 }
 
 __all__ = [

@@ -25,6 +25,8 @@ COMMAND_MODULES = [
     "robustness",
     "compare",
     "v1_probe",
+    "study",
+    "neural",
 ]
 
 

@@ -1,0 +1,147 @@
+"""``ventralkit neural``: score every layer and time step against recorded responses (Brain-Score's metrics).
+
+    ventralkit neural --features FEATS --responses resp.npy --metrics pls rdm cka -o OUT
+    ventralkit neural --features FEATS --responses resp.h5 --responses_key IT --stimuli names.txt --groups objects.txt -o OUT
+    ventralkit neural --model S --data_path IMGS --responses resp.npy -o OUT      # extracts features first
+
+--features is the -o folder of `ventralkit features` (every <layer>-t<k>.npy, or features.h5).
+--responses: (stimuli, neuroids) or (repetitions, stimuli, neuroids) in .npy / .npz / .h5, or a CSV
+(stimuli x neuroids). Rows follow images.txt unless --stimuli names the image of each row.
+Writes OUT/scores.csv (layer,metric,raw,ceiling,score), OUT/per_neuroid.csv, OUT/run.json, OUT/scores.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+METRIC_CHOICES = ("pls", "ridge", "ridgecv", "rdm", "cka")
+
+
+def register(sub) -> None:
+    from .common import add_data_args, add_model_args
+    from .test import add_inference_args
+
+    p = sub.add_parser("neural", help="model-brain comparison: PLS / ridge predictivity, RDM and CKA per layer",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = p.add_argument_group("neural")
+    g.add_argument("--features", default=None, metavar="DIR", help="folder written by `ventralkit features`")
+    g.add_argument("--responses", required=True, metavar="FILE", help=".npy, .npz, .h5 or .csv of responses")
+    g.add_argument("--responses_key", default=None, metavar="NAME", help="array name inside a .npz / .h5 file")
+    g.add_argument("--stimuli", default=None, metavar="FILE",
+                   help="image file name of each response row, one per line (matched to images.txt by name)")
+    g.add_argument("--groups", default=None, metavar="FILE",
+                   help="object / category label of each response row, one per line (stratified splits)")
+    g.add_argument("--metrics", nargs="+", choices=METRIC_CHOICES, default=["pls"], metavar="METRIC",
+                   help=f"any of {', '.join(METRIC_CHOICES)} (default: pls)")
+    g.add_argument("--splits", type=_positive, default=10, help="train/test splits for the regressions (default 10)")
+    g.add_argument("--seed", type=int, default=0, help="random state of the splits (Brain-Score uses 1)")
+    c = g.add_mutually_exclusive_group()
+    c.add_argument("--ceiling", dest="ceiling", action="store_const", const=True, default=None,
+                   help="require a ceiling (an error without repetitions); default: when there are repetitions")
+    c.add_argument("--no_ceiling", dest="ceiling", action="store_const", const=False, help="skip the ceiling")
+    g.add_argument("--strict", action="store_true", help="NaN in the responses is an error (default: drop the neuroid)")
+    g.add_argument("-o", "--output_path", required=True, help="output folder (created if needed)")
+    g.add_argument("--no_figure", action="store_true", help="skip scores.png")
+    f = p.add_argument_group("features first (instead of --features)")
+    f.add_argument("--layers", nargs="+", default=None, metavar="MODULE",
+                   help="with --model: modules to extract (default: the model's brain-area commitments)")
+    add_model_args(p, default=None)
+    add_data_args(p)
+    add_inference_args(p)
+    p.set_defaults(func=run)
+
+
+def _positive(value: str) -> int:
+    v = int(value)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return v
+
+
+def run(args) -> int:
+    import sys
+    import warnings
+
+    import numpy as np
+
+    from ..analysis.features import image_paths
+    from ..analysis.neural import check_inputs, neural_fit
+    from ..analysis.neural.io import match_stimuli, read_features, read_lines, read_responses
+    from ..analysis.neural.report import plot_scores, write_run, write_scores
+    from ..errors import ConfigError
+    from ..files import ensure_writable_dir
+
+    if (args.features is None) == (args.model is None):
+        raise ConfigError("give --features DIR (a `ventralkit features` folder) or --model NAME --data_path IMGS")
+    if args.model is not None and not args.data_path:
+        raise ConfigError("--model needs --data_path: the folder of stimulus images")
+    out = Path(args.output_path)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"-o {out} is a file; give a folder")
+
+    # everything is read and checked before OUT is created
+    responses = read_responses(args.responses, args.responses_key)
+    if args.features is not None:
+        feats, images = read_features(args.features)
+    else:
+        feats, images = None, [str(p) for p in image_paths(args.data_path)]
+    rows = None
+    if args.stimuli:
+        names = read_lines(args.stimuli, "--stimuli")
+        n_rows = responses.shape[-2]
+        if len(names) != n_rows:
+            raise ConfigError(f"--stimuli {args.stimuli}: {len(names)} names for {n_rows} response rows")
+        rows = match_stimuli(names, images)
+    groups = None
+    if args.groups:
+        groups = read_lines(args.groups, "--groups")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        check_inputs(len(images), responses, args.metrics, groups, args.splits, args.ceiling, args.strict, rows,
+                     where=f"--responses {args.responses}")
+    for w in caught:
+        print(f"warning: {w.message}", file=sys.stderr)
+
+    ensure_writable_dir(out)
+    if feats is None:
+        feats = _extract(args, out / "features")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the drop was reported above
+        result = neural_fit(feats, responses, metrics=args.metrics, groups=groups, splits=args.splits,
+                            seed=args.seed, ceiling=args.ceiling, strict=args.strict, rows=rows,
+                            progress=not args.no_progress)
+    files = write_scores(result, out)
+    inputs = {"features": str(Path(args.features).resolve()) if args.features else str(out / "features"),
+              "responses": str(Path(args.responses).resolve()), "responses_key": args.responses_key,
+              "stimuli": args.stimuli and str(Path(args.stimuli).resolve()),
+              "groups": args.groups and str(Path(args.groups).resolve()),
+              "model": args.model, "data_path": args.data_path,
+              "response_shape": list(np.shape(responses))}
+    files.append(write_run(result, out, inputs))
+    if not args.no_figure:
+        files.append(plot_scores(result, out / "scores.png", title=f"features: {args.features}" if args.features else f"model: {args.model}"))
+    print(result.table())
+    if result.neuroid_ceiling is None:
+        print("no ceiling: the responses have no repetitions, raw scores only")
+    for m in result.metrics:
+        try:
+            print(f"best layer for {m}: {result.best(m)}")
+        except KeyError:
+            print(f"{m}: no finite score")
+    print("wrote " + ", ".join(str(p) for p in files))
+    return 0
+
+
+def _extract(args, folder: Path) -> dict:
+    """``ventralkit features`` into ``folder`` with this command's model and data flags."""
+    from ..analysis.features import extract_features
+    from .test import channels_last_flag, load_model, resolve_device
+
+    device = resolve_device(args)
+    loaded = load_model(argparse.Namespace(**vars(args)))
+    size = args.image_size or loaded.config.get("image_size") or loaded.model.info.input_size
+    return extract_features(loaded.model, args.data_path, layers=args.layers, batch_size=args.batch_size or 64,
+                            workers=args.workers, image_size=size, device=device, output_dir=folder,
+                            progress=not args.no_progress, channels_last=channels_last_flag(args, device),
+                            amp=args.amp)

@@ -1,0 +1,272 @@
+"""Model-brain comparison (``neural_fit`` / ``ventralkit neural``): Brain-Score's metric definitions, offline.
+
+The checks do not trust the implementation: a planted population must be found in the layer that
+generated it, the invariances of RDM and CKA are properties of the definitions, the ceiling of a
+noise-free population is 1 and that of pure noise about 0, and the regression scores are compared
+with a plain scikit-learn loop over the raw features written from Brain-Score's definition.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from scipy.stats import pearsonr
+
+from ventralkit.analysis.neural import metrics as M
+from ventralkit.analysis.neural import neural_fit
+from ventralkit.cli import main as cli_main
+
+N, K = 120, 16
+
+
+def _layers(rng, n=N):
+    return {"early": rng.normal(size=(n, 30)), "middle": rng.normal(size=(n, 80)), "late": rng.normal(size=(n, 400))}
+
+
+def _planted(rng, layers, source="middle", noise=0.5, reps=4, k=K):
+    x = layers[source]
+    w = rng.normal(size=(x.shape[1], k)) / np.sqrt(x.shape[1])
+    clean = x @ w
+    return clean[None] + noise * rng.normal(size=(reps, *clean.shape))
+
+
+def test_brain_score_definition_reproduced_by_a_plain_sklearn_loop():
+    """pls / ridge: 90/10 ShuffleSplit, fit on raw X (D > N), scipy pearsonr per neuroid, median then mean."""
+    from sklearn.cross_decomposition import PLSRegression
+    from sklearn.linear_model import Ridge
+    from sklearn.model_selection import ShuffleSplit
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(N, 500)) + 2.0  # D > N: neural_fit works on an N x N factor of X X^T
+    y = x[:, :50] @ rng.normal(size=(50, K)) + 3 * rng.normal(size=(N, K))
+    res = neural_fit(x, y, metrics=("pls", "ridge"), seed=1)
+    for metric, make in (("pls", lambda: PLSRegression(n_components=25, scale=False)), ("ridge", lambda: Ridge(1.0))):
+        medians = []
+        for train, test in ShuffleSplit(n_splits=10, train_size=0.9, random_state=1).split(x):
+            pred = make().fit(x[train], y[train]).predict(x[test])
+            medians.append(np.median([pearsonr(pred[:, j], y[test, j])[0] for j in range(K)]))
+        assert res.value("features", metric) == pytest.approx(np.mean(medians), abs=1e-6)
+
+
+def test_gram_factor_gives_the_same_predictions_as_the_features():
+    """PLS (scale=False) and ridge see X only through X X^T: an N x N factor Z predicts exactly as X."""
+    from sklearn.cross_decomposition import PLSRegression
+    from sklearn.linear_model import Ridge
+
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(60, 900)) * rng.uniform(0, 3, size=900) + 1
+    y = x[:, :20] @ rng.normal(size=(20, 5)) + rng.normal(size=(60, 5))
+    g, _, _ = M.gram(x)
+    z = M.gram_factor(g)
+    assert z.shape == (60, 60)
+    for reg in (lambda: PLSRegression(n_components=25, scale=False), lambda: Ridge(alpha=1.0)):
+        a = reg().fit(x[:50], y[:50]).predict(x[50:])
+        b = reg().fit(z[:50], y[:50]).predict(z[50:])
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-8 * np.abs(a).max())
+
+
+def test_gram_streams_hdf5_in_row_blocks(tmp_path, monkeypatch):
+    h5py = pytest.importorskip("h5py")
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(37, 50)).astype(np.float32)
+    with h5py.File(tmp_path / "f.h5", "w") as f:
+        f.create_dataset("x", data=x, chunks=(4, 50))
+    monkeypatch.setattr(M, "_BLOCK_BYTES", 8 * 50 * 5)  # 5 rows per block: several block pairs
+    with h5py.File(tmp_path / "f.h5", "r") as f:
+        g, s, d = M.gram(f["x"])
+    x64 = x.astype(np.float64)
+    np.testing.assert_allclose(g, x64 @ x64.T, rtol=1e-10)
+    np.testing.assert_allclose(s, x64.sum(1), rtol=1e-10)
+    assert d == 50
+
+
+@pytest.mark.parametrize("metric", ["pls", "ridge", "ridgecv", "rdm", "cka"])
+def test_planted_population_is_found_in_its_layer(metric):
+    rng = np.random.default_rng(4)
+    layers = _layers(rng)
+    res = neural_fit(layers, _planted(rng, layers), metrics=(metric,))
+    assert res.best(metric) == "middle"
+    others = max(res.value(name, metric) for name in ("early", "late"))
+    assert res.value("middle", metric) > others + 0.3
+
+
+def test_score_approaches_the_ceiling_as_noise_falls():
+    rng = np.random.default_rng(5)
+    layers = {"middle": rng.normal(size=(N, 40))}
+    w = rng.normal(size=(40, K)) / np.sqrt(40)
+    raws, gaps, ceiled = [], [], []
+    for noise in (2.0, 0.5, 0.05):
+        reps = (layers["middle"] @ w)[None] + noise * rng.normal(size=(4, N, K))
+        res = neural_fit(layers, reps, metrics=("ridge",))
+        raws.append(res.value("middle", "ridge"))
+        gaps.append(abs(res.ceilings["ridge"] - raws[-1]))
+        ceiled.append(res.value("middle", "ridge", "score"))
+    assert raws[0] < raws[1] < raws[2] and gaps[0] > gaps[1] > gaps[2] and gaps[2] < 0.01
+    assert ceiled[2] == pytest.approx(1.0, abs=0.02)
+
+
+def test_cka_invariant_to_orthogonal_transforms_and_isotropic_scaling():
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(50, 12))
+    y = x @ rng.normal(size=(12, 7)) + rng.normal(size=(50, 7))
+    q, _ = np.linalg.qr(rng.normal(size=(12, 12)))
+    feats = {"x": x, "rotated_scaled": 7.5 * x @ q}
+    res = neural_fit(feats, y, metrics=("cka",))
+    assert 0.2 < res.value("x", "cka") < 1
+    assert res.value("rotated_scaled", "cka") == pytest.approx(res.value("x", "cka"), abs=1e-10)
+    assert M.cka_from_grams(x @ x.T, (3 * x @ q) @ (3 * x @ q).T) == pytest.approx(1.0, abs=1e-9)
+
+
+def test_rdm_invariant_to_feature_scaling_and_matches_corrcoef():
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(40, 25)) + 5
+    y = x[:, :10] + rng.normal(size=(40, 10))
+    feats = {"x": x, "scaled": 0.01 * x, "stimulus_affine": x * rng.uniform(1, 9, size=(40, 1)) + 3}
+    res = neural_fit(feats, y, metrics=("rdm",))
+    for name in feats:
+        assert res.value(name, "rdm") == pytest.approx(res.value("x", "rdm"), abs=1e-10)
+    g, s, d = M.gram(x)
+    np.testing.assert_allclose(M.rdm_from_gram(g, s, d), 1 - np.corrcoef(x), atol=1e-10)
+
+
+def test_ceiling_of_a_noise_free_population_is_one():
+    rng = np.random.default_rng(8)
+    clean = rng.normal(size=(N, K))
+    res = neural_fit({"a": rng.normal(size=(N, 20))}, np.stack([clean] * 4), metrics=("pls", "rdm", "cka"))
+    for m in ("pls", "rdm", "cka"):
+        assert res.ceilings[m] == pytest.approx(1.0, abs=1e-9)
+    np.testing.assert_allclose(res.neuroid_ceiling, 1.0, atol=1e-9)
+
+
+def test_split_half_ceiling_of_pure_noise_is_about_zero():
+    rng = np.random.default_rng(9)
+    noise = rng.normal(size=(10, 200, 60))
+    res = neural_fit({"a": rng.normal(size=(200, 10))}, noise, metrics=("pls",))
+    assert abs(res.ceilings["pls"]) < 0.05
+
+
+def test_same_seed_same_result_other_seed_other_splits():
+    rng = np.random.default_rng(10)
+    layers = _layers(rng)
+    reps = _planted(rng, layers, noise=2.0)
+    groups = np.repeat(np.arange(6), N // 6)
+    a = neural_fit(layers, reps, metrics=("pls", "ridgecv", "cka"), groups=groups, seed=3)
+    b = neural_fit(layers, reps, metrics=("pls", "ridgecv", "cka"), groups=groups, seed=3)
+    c = neural_fit(layers, reps, metrics=("pls", "ridgecv", "cka"), groups=groups, seed=4)
+    assert a.rows == b.rows
+    assert a.value("middle", "pls") != c.value("middle", "pls")
+    assert a.value("middle", "cka") == c.value("middle", "cka")  # no splits in CKA
+
+
+def test_stratified_splits_hold_out_every_group():
+    groups = np.repeat(np.arange(10), 12)
+    for _, test in M.regression_splits(120, groups, splits=10, seed=0):
+        assert sorted(set(groups[test])) == list(range(10))
+
+
+def test_nan_neuroids_are_dropped_with_a_warning():
+    rng = np.random.default_rng(11)
+    layers = _layers(rng)
+    reps = _planted(rng, layers)
+    reps[1, 5, 3] = np.nan
+    with pytest.warns(UserWarning, match="dropped 1 of 16 neuroids"):
+        res = neural_fit(layers, reps, metrics=("pls",))
+    assert 3 not in res.neuroids and len(res.neuroids) == K - 1
+    assert res.per_neuroid[("middle", "pls")].shape == (K - 1,)
+
+
+# --------------------------------------------------------------------------- the command
+
+
+def _write_features(folder, layers, names, fmt="npy"):
+    folder.mkdir(parents=True)
+    if fmt == "npy":
+        for layer, arr in layers.items():
+            np.save(folder / f"{layer}-t0.npy", arr.astype(np.float32))
+    else:
+        import h5py
+
+        with h5py.File(folder / "features.h5", "w") as f:
+            for layer, arr in layers.items():
+                f.create_dataset(f"{layer}-t0", data=arr.astype(np.float32))
+    (folder / "images.txt").write_text("".join(f"/data/stim/{n}\n" for n in names))
+
+
+def test_cli_end_to_end_with_shuffled_named_stimuli(tmp_path, capsys):
+    rng = np.random.default_rng(12)
+    layers = _layers(rng)
+    reps = _planted(rng, layers, noise=0.3)
+    names = [f"img{i:03d}.png" for i in range(N)]
+    _write_features(tmp_path / "feats", layers, names, fmt="hdf5")
+    order = rng.permutation(N)  # responses in another order than images.txt, named by --stimuli
+    np.save(tmp_path / "resp.npy", reps[:, order])
+    (tmp_path / "stimuli.txt").write_text("".join(f"{names[i]}\n" for i in order))
+    (tmp_path / "groups.txt").write_text("".join(f"obj{i % 6}\n" for i in order))
+    out = tmp_path / "out"
+    rc = cli_main(["neural", "--features", str(tmp_path / "feats"), "--responses", str(tmp_path / "resp.npy"),
+                   "--stimuli", str(tmp_path / "stimuli.txt"), "--groups", str(tmp_path / "groups.txt"),
+                   "--metrics", "pls", "rdm", "cka", "-o", str(out), "--no_progress"])
+    assert rc == 0
+    assert "best layer for pls: middle-t0" in capsys.readouterr().out
+    lines = (out / "scores.csv").read_text().splitlines()
+    assert lines[0] == "layer,metric,raw,ceiling,score" and len(lines) == 1 + 3 * 3
+    scores = {tuple(ln.split(",")[:2]): [float(v) for v in ln.split(",")[2:]] for ln in lines[1:]}
+    api = neural_fit(layers, reps, metrics=("pls", "rdm", "cka"), groups=[f"obj{i % 6}" for i in range(N)])
+    # the same stimuli in the same (sorted back) order give the same rdm / cka and ceilings
+    for m in ("rdm", "cka"):
+        assert scores[("middle-t0", m)][0] == pytest.approx(api.value("middle", m), abs=1e-5)
+    raw, ceiling, score = scores[("middle-t0", "pls")]
+    assert score == pytest.approx(raw * raw / ceiling, abs=1e-4) and 0.5 < raw < ceiling
+    per = (out / "per_neuroid.csv").read_text().splitlines()
+    assert per[0] == "layer,metric,neuroid,r,ceiling" and len(per) == 1 + 3 * K
+    run = json.loads((out / "run.json").read_text())
+    assert run["best_layer"]["pls"] == "middle-t0" and run["n_repetitions"] == 4 and run["options"]["stratified"]
+    assert (out / "scores.png").stat().st_size > 10_000
+    assert not list(out.glob(".*partial"))
+
+
+def _fails(tmp_path, capsys, argv, match):
+    out = tmp_path / "out"
+    rc = cli_main(["neural", *argv, "-o", str(out), "--no_progress"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2, err
+    assert len(err.splitlines()) == 1 and match in err, err
+    assert not out.exists()
+
+
+def test_cli_bad_inputs_one_line_exit_2_nothing_written(tmp_path, capsys):
+    rng = np.random.default_rng(13)
+    layers = _layers(rng)
+    names = [f"img{i:03d}.png" for i in range(N)]
+    feats = tmp_path / "feats"
+    _write_features(feats, layers, names)
+    reps = _planted(rng, layers)
+    np.save(tmp_path / "resp.npy", reps)
+    np.save(tmp_path / "short.npy", reps[:, :100])
+    np.save(tmp_path / "one_rep.npy", reps[0])
+    np.save(tmp_path / "tiny.npy", reps[:, :50])
+    nan = reps.copy()
+    nan[0, 0, 0] = np.nan
+    np.save(tmp_path / "nan.npy", nan)
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "images.txt").write_text("a.png\n")
+    (tmp_path / "missing.txt").write_text("".join(f"{n}\n" for n in names[:-1]) + "nothere.png\n")
+    (tmp_path / "fifty.txt").write_text("".join(f"{n}\n" for n in names[:50]))
+    f, r = ["--features", str(feats)], ["--responses"]
+    _fails(tmp_path, capsys, [*f, *r, str(tmp_path / "short.npy")], "100 stimuli (rows) but the features have 120")
+    _fails(tmp_path, capsys, [*f, *r, str(tmp_path / "resp.npy"), "--stimuli", str(tmp_path / "missing.txt")],
+           "'nothere.png' is not in images.txt")
+    _fails(tmp_path, capsys, [*f, *r, str(tmp_path / "nan.npy"), "--strict"], "1 of 16 neuroids have NaN")
+    _fails(tmp_path, capsys, [*f, *r, str(tmp_path / "tiny.npy"), "--stimuli", str(tmp_path / "fifty.txt")],
+           "50 stimuli leave 5 per held-out 10% split")
+    _fails(tmp_path, capsys, [*f, *r, str(tmp_path / "one_rep.npy"), "--ceiling"], "has 1")
+    _fails(tmp_path, capsys, ["--features", str(tmp_path / "empty"), *r, str(tmp_path / "resp.npy")],
+           "no feature arrays")
+    _fails(tmp_path, capsys, [*f, *r, str(tmp_path / "nothing.npy")], "no such file")
+    # NaN without --strict: the neuroid is dropped with a warning, the run goes on
+    rc = cli_main(["neural", *f, *r, str(tmp_path / "nan.npy"), "-o", str(tmp_path / "ok"), "--no_progress",
+                   "--no_figure"])
+    assert rc == 0 and "dropped 1 of 16 neuroids" in capsys.readouterr().err
+
