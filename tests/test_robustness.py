@@ -160,19 +160,48 @@ def test_corrupt_image_matches_imagecorruptions():
         assert np.array_equal(np.random.get_state()[1], state)  # the global RNG is left as it was
 
 
-def test_corrupt_image_replaces_nan_pixels(monkeypatch):
+def test_corrupt_image_redraws_non_finite_draws(monkeypatch):
     import imagecorruptions
 
     image = np.full((32, 32, 3), 100, np.uint8)
+    seeds = []
 
-    def nan_corner(x, severity=1):
-        out = np.asarray(x, dtype=np.float64)
-        out[:4, :4] = np.nan  # spatter's 0/0 when no drop survives its threshold
-        return out + 10
+    def nan_first(x, severity=1):
+        seeds.append(np.random.get_state()[1][0])
+        out = np.asarray(x, dtype=np.float64) + 10
+        if len(seeds) == 1:
+            out[:4, :4] = np.nan  # spatter's 0/0 when no drop survives its threshold
+        return out
 
-    monkeypatch.setitem(imagecorruptions.corruption_dict, "spatter", nan_corner)
-    out = rb.corrupt_image(image, "spatter", 1, seed=0)
-    assert out.dtype == np.uint8 and (out[:4, :4] == 100).all() and (out[4:, 4:] == 110).all()
+    monkeypatch.setitem(imagecorruptions.corruption_dict, "spatter", nan_first)
+    out = rb.corrupt_image(image, "spatter", 1, seed=7)
+    assert out.dtype == np.uint8 and (out == 110).all()  # the second draw, not the clean pixels
+    np.random.seed(7)
+    first = np.random.get_state()[1][0]
+    np.random.seed(8)
+    assert seeds == [first, np.random.get_state()[1][0]]  # drawn again with the next seed
+
+    monkeypatch.setitem(imagecorruptions.corruption_dict, "spatter", lambda x, severity=1: np.full((32, 32, 3), np.nan))
+    with pytest.raises(RuntimeError, match="non-finite pixels for 21 seeds"):
+        rb.corrupt_image(image, "spatter", 1, seed=7)
+
+
+def test_corrupt_never_writes_the_clean_image_for_spatter(tmp_path):
+    """Seed 226 makes spatter's liquid mask all zero on this 32-px image (0/0: every pixel NaN); the
+    output is drawn again with the next seed and the manifest says so (before: the clean image, silently)."""
+    from PIL import Image
+
+    src = make_folder(tmp_path / "val", classes=1, per_class=1, size=32)
+    rel = "class_0/img_0.png"
+    result = rb.corrupt_dataset(src, tmp_path / "c", corruptions=["spatter"], severities=[1], seed=226, workers=0)
+    clean = np.asarray(Image.open(src / rel))
+    out = np.asarray(Image.open(tmp_path / "c/spatter/1" / rel))
+    assert not np.array_equal(out, clean)
+    seed = rb.job_seed(226, "spatter", 1, rel)
+    assert np.array_equal(out, rb.corrupt_image(clean, "spatter", 1, seed=seed + 1))
+    assert result.redrawn == {f"spatter/1/{rel}": 1}
+    manifest = json.loads((tmp_path / "c" / generate.MANIFEST).read_text())
+    assert manifest["redrawn"] == {f"spatter/1/{rel}": 1}
 
 
 @pytest.mark.parametrize(

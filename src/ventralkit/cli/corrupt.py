@@ -40,7 +40,8 @@ def run(args) -> int:
     print(f"{result.outputs} images in {result.dst} ({len(result.corruptions)} corruptions x "
           f"{len(result.severities)} severities x {result.images} source images): "
           f"{result.written} written, {result.skipped} already there")
-    if result.repaired:
-        print(f"{len(result.repaired)} outputs had NaN pixels (e.g. {result.repaired[0]}); "
-              "they were replaced by the clean pixels")
+    if result.redrawn:
+        first = next(iter(result.redrawn))
+        print(f"{len(result.redrawn)} outputs gave non-finite pixels and were drawn again with the next seeds "
+              f"(e.g. {first}); listed under 'redrawn' in {result.dst / 'ventralkit_corrupt.json'}")
     return 0

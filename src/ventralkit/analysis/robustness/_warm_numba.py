@@ -1,8 +1,16 @@
-"""Imported once by the forkserver that starts corruption workers: compiles glass_blur's numba kernel
-(several seconds) there, so that every forked worker inherits it instead of compiling its own."""
+"""Imported once by the forkserver that starts corruption workers, so that every forked worker inherits the
+work instead of repeating it: compiles glass_blur's numba kernel (several seconds) for both of the argument
+types its severities use (severity 3's parameters are all integers, the others mix in a float), and reads
+the six frost pictures into frost's per-process cache."""
 
 import numpy as np
 
-from .generate import MIN_SIZE, _corrupt_array
+from .generate import _FROST_CV2, MIN_SIZE, _corrupt_array
 
-_corrupt_array(np.zeros((MIN_SIZE, MIN_SIZE, 3), np.uint8), "glass_blur", 1, 0)
+_image = np.zeros((MIN_SIZE, MIN_SIZE, 3), np.uint8)
+for _severity in (1, 3):
+    _corrupt_array(_image, "glass_blur", _severity, 0)
+for _seed in range(64):  # frost picks one of its six pictures at random
+    _corrupt_array(_image, "frost", 1, _seed)
+    if _FROST_CV2 and len(_FROST_CV2[0]._read) >= 6:
+        break

@@ -6,15 +6,19 @@ corruption functions of ``imagecorruptions`` (the maintained ``imagecorruptions-
 * Deterministic: every (corruption, severity, image) is seeded from a hash of
   ``(seed, corruption, severity, relative path)``, so the output does not depend on the number of
   worker processes or on the order in which images are done.
+* Never clean: a corruption that returns non-finite pixels (spatter divides by the maximum of its
+  liquid mask, which is 0 when no drop survives the threshold on a small image) is drawn again with
+  the next seeds, ``job_seed + 1, + 2, ...``, and the manifest records which outputs needed it.
 * Resumable: an output that exists is finished (each image is written under a temporary name in
   its final folder and renamed into place), so a re-run only does what is missing and removes the
   temporary files an interrupted run left behind.
-* Parallel: one job per source image (read once, every pending corruption and severity applied),
-  spread over a process pool.
+* Parallel: a task is a batch of source images (each read once, every pending corruption and
+  severity applied), spread over a process pool; the output folders are created once, up front.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import multiprocessing
@@ -40,6 +44,8 @@ JPEG_QUALITY = 85
 MIN_SIZE = 32
 #: corruptions whose randomness does not come from numpy's global RNG but from a ``seed`` argument
 _SEED_ARGUMENT = ("glass_blur", "impulse_noise")
+#: further seeds tried for one output whose corruption keeps returning non-finite pixels
+MAX_REDRAWS = 20
 MANIFEST = "ventralkit_corrupt.json"
 _TEMP = re.compile(r"^\..+\.\d+\.tmp$")
 
@@ -54,7 +60,9 @@ class CorruptionRun:
     images: int  # source images
     written: int  # output files written by this call
     skipped: int  # output files already present (earlier run)
-    repaired: list[str] = field(default_factory=list)  # outputs where NaN pixels were replaced by clean ones
+    #: "<corruption>/<severity>/<class>/<image>" -> redraws (the output's seed is job_seed + redraws): outputs
+    #: whose first draws gave non-finite pixels, written by this call
+    redrawn: dict[str, int] = field(default_factory=dict)
 
     @property
     def outputs(self) -> int:
@@ -72,10 +80,11 @@ def corrupt_image(image, corruption: str, severity: int, seed: int | None = None
 
     Same result as ``imagecorruptions.corrupt`` seeded with ``seed`` (numpy's global RNG is seeded and
     restored afterwards; glass_blur and impulse_noise get ``seed`` as an argument, as they ignore the
-    global RNG; ``seed=None`` draws from the global RNG as imagecorruptions does), except that
-    non-finite pixels are replaced by the clean pixel: spatter divides by the maximum of its liquid
-    mask, which is 0 when no drop survives the threshold (this happens on small images), and the
-    resulting NaNs would otherwise be cast to black.
+    global RNG; ``seed=None`` draws from the global RNG as imagecorruptions does), except when the
+    corruption returns non-finite pixels: spatter divides by the maximum of its liquid mask, which is 0
+    when no drop survives the threshold (this happens on small images), and the NaNs would be cast to
+    black or replaced by the clean image. Such a draw is repeated with ``seed + 1``, ``seed + 2``, ...
+    (at most ``MAX_REDRAWS`` times, then a RuntimeError), so the result is always a corrupted image.
     """
     out, _ = _corrupt_array(_rgb_array(image), corruption, severity, seed)
     return out
@@ -97,7 +106,8 @@ def _rgb_array(image) -> np.ndarray:
     return arr
 
 
-def _corrupt_array(arr: np.ndarray, corruption: str, severity: int, seed: int | None) -> tuple[np.ndarray, bool]:
+def _corrupt_array(arr: np.ndarray, corruption: str, severity: int, seed: int | None) -> tuple[np.ndarray, int]:
+    """(uint8 output, number of redraws after non-finite draws)."""
     from imagecorruptions import corruption_dict
 
     if corruption not in corruption_dict:
@@ -107,24 +117,87 @@ def _corrupt_array(arr: np.ndarray, corruption: str, severity: int, seed: int | 
     h, w = arr.shape[:2]
     if min(h, w) < MIN_SIZE:
         raise DataError(f"image is {w}x{h} pixels; corruptions need at least {MIN_SIZE}x{MIN_SIZE}")
+    for redraws in range(MAX_REDRAWS + 1):
+        draw_seed = None if seed is None else (int(seed) + redraws) % 2**32
+        out = _draw(corruption_dict[corruption], arr, corruption, int(severity), draw_seed)
+        if out.shape != arr.shape:
+            raise RuntimeError(f"{corruption} returned shape {out.shape} for an image of shape {arr.shape}")
+        if out.dtype.kind != "f" or np.isfinite(out).all():
+            # imagecorruptions.corrupt ends in np.uint8(...), i.e. truncation of values already clipped to 0..255
+            return np.clip(out, 0, 255).astype(np.uint8), redraws
+    raise RuntimeError(f"{corruption} severity {severity} gave non-finite pixels for {MAX_REDRAWS + 1} seeds in a "
+                       f"row on a {w}x{h} image (from seed {seed}); the image cannot be corrupted this way")
+
+
+def _draw(function, arr: np.ndarray, corruption: str, severity: int, seed: int | None) -> np.ndarray:
+    """One call of an imagecorruptions function, seeded as ``imagecorruptions.corrupt`` would be."""
     kwargs = {"seed": seed} if (corruption in _SEED_ARGUMENT and seed is not None) else {}
     state = np.random.get_state() if seed is not None else None
     try:
         if seed is not None:
             np.random.seed(seed)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            result = corruption_dict[corruption](Image.fromarray(arr), int(severity), **kwargs)
-            out = np.asarray(result, dtype=np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"), _frost_pictures_cached(corruption == "frost"):
+            return np.asarray(function(Image.fromarray(arr), severity, **kwargs), dtype=np.float64)
     finally:
         if state is not None:
             np.random.set_state(state)
-    if out.shape != arr.shape:
-        raise RuntimeError(f"{corruption} returned shape {out.shape} for an image of shape {arr.shape}")
-    bad = ~np.isfinite(out)
-    if bad.any():
-        out[bad] = arr[bad]
-    # imagecorruptions.corrupt ends in np.uint8(...), i.e. truncation of values already clipped to 0..255
-    return np.clip(out, 0, 255).astype(np.uint8), bool(bad.any())
+
+
+class _FrostCv2:
+    """``cv2`` as imagecorruptions' frost sees it while ventralkit calls it: the six frost pictures are read
+    from disk and rescaled once per process instead of on every call (10-40 ms each, more than the
+    corruption itself on a 64-px image). The cached arrays are read-only (frost only reads them), so the
+    result is the same bytes."""
+
+    def __init__(self, cv2):
+        self._cv2 = cv2
+        self._read: dict[str, np.ndarray] = {}
+        self._resized: dict[tuple, np.ndarray] = {}
+
+    def __getattr__(self, name):
+        return getattr(self._cv2, name)
+
+    def imread(self, path, *args):
+        key = f"{os.fspath(path)}\0{args}"
+        if key not in self._read:
+            image = self._cv2.imread(path, *args)
+            if image is None:
+                return image
+            image.setflags(write=False)
+            self._read[key] = image
+        return self._read[key]
+
+    def resize(self, src, dsize=None, *args, **kwargs):
+        if not any(src is image for image in self._read.values()):
+            return self._cv2.resize(src, dsize, *args, **kwargs)
+        key = (id(src), tuple(dsize), args, tuple(sorted(kwargs.items())))
+        if key not in self._resized:
+            if len(self._resized) >= 24:  # a few image sizes at a time
+                self._resized.clear()
+            image = self._cv2.resize(src, dsize, *args, **kwargs)
+            image.setflags(write=False)
+            self._resized[key] = image
+        return self._resized[key]
+
+
+_FROST_CV2: list[_FrostCv2] = []
+
+
+@contextlib.contextmanager
+def _frost_pictures_cached(active: bool):
+    if not active:
+        yield
+        return
+    from imagecorruptions import corruptions
+
+    real = corruptions.cv2
+    if not _FROST_CV2:
+        _FROST_CV2.append(_FrostCv2(real))
+    corruptions.cv2 = _FROST_CV2[0]
+    try:
+        yield
+    finally:
+        corruptions.cv2 = real
 
 
 # ---------------------------------------------------------------------------------------------
@@ -152,10 +225,13 @@ def save_image_atomic(arr: np.ndarray, path: Path, quality: int = JPEG_QUALITY) 
     img = Image.fromarray(arr)
     if mode:
         img = img.convert(mode)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        img.save(tmp, format=fmt, **options)
+        try:
+            img.save(tmp, format=fmt, **options)
+        except FileNotFoundError:  # corrupt_dataset creates the folders up front; other callers may not have
+            path.parent.mkdir(parents=True, exist_ok=True)
+            img.save(tmp, format=fmt, **options)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -177,40 +253,40 @@ def _load_source(path: str, size: int | None) -> np.ndarray:
     return np.asarray(img, dtype=np.uint8)
 
 
-def _corrupt_one(job: tuple) -> tuple[int, list[str], str | None, str | None]:
-    """Worker: all pending outputs of one source image -> (written, repaired, error kind, message)."""
+def _corrupt_one(job: tuple) -> tuple[int, dict[str, int], str | None, str | None]:
+    """Worker: all pending outputs of one source image -> (written, redrawn, error kind, message)."""
     src_path, rel, pairs, dst, seed, size, quality = job
     try:
         arr = _load_source(src_path, size)
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as err:
-        return 0, [], "data", f"cannot read image {src_path} ({err}); fix or delete it"
+        return 0, {}, "data", f"cannot read image {src_path} ({err}); fix or delete it"
     h, w = arr.shape[:2]
     if min(h, w) < MIN_SIZE:
-        return 0, [], "data", (f"{src_path} is {w}x{h} pixels; corruptions need at least {MIN_SIZE}x{MIN_SIZE} "
+        return 0, {}, "data", (f"{src_path} is {w}x{h} pixels; corruptions need at least {MIN_SIZE}x{MIN_SIZE} "
                                f"(pass --size {MIN_SIZE} or more to resize the images first)")
-    written, repaired = 0, []
+    written, redrawn = 0, {}
     for corruption, severity in pairs:
         out_path = Path(dst, corruption, str(severity), rel)
         try:
-            out, fixed = _corrupt_array(arr, corruption, severity, job_seed(seed, corruption, severity, rel))
+            out, redraws = _corrupt_array(arr, corruption, severity, job_seed(seed, corruption, severity, rel))
         except Exception:
-            return written, repaired, "bug", (f"{corruption} severity {severity} failed on {src_path}:\n"
-                                              f"{traceback.format_exc()}")
+            return written, redrawn, "bug", (f"{corruption} severity {severity} failed on {src_path}:\n"
+                                             f"{traceback.format_exc()}")
         save_image_atomic(out, out_path, quality)
         written += 1
-        if fixed:
-            repaired.append(f"{corruption}/{severity}/{rel}")
-    return written, repaired, None, None
+        if redraws:
+            redrawn[f"{corruption}/{severity}/{rel}"] = redraws
+    return written, redrawn, None, None
 
 
-def _pool_context(warm_glass_blur: bool = False):
+def _pool_context(warm: bool = False):
     """Workers are forked from a fresh single-threaded server (forkserver), never from the caller: forking a
     process with other threads running (OpenCV's pool, which frost, snow and spatter use; torch; numba) can
     leave the child deadlocked on a lock copied in the held state; plain fork hung here in testing."""
     if "forkserver" in multiprocessing.get_all_start_methods():
         ctx = multiprocessing.get_context("forkserver")
         preload = [__name__, "imagecorruptions"]  # imported once in the server, shared by every worker
-        if warm_glass_blur:
+        if warm:
             preload.append(f"{__package__}._warm_numba")
         ctx.set_forkserver_preload(preload)  # no effect once the server runs
         return ctx
@@ -238,7 +314,7 @@ def _run_jobs(jobs: list[tuple], n_workers: int):
     chunks = [jobs[i:i + chunk] for i in range(0, len(jobs), chunk)]
     # a broken pool (a worker that died, e.g. a script without the __main__ guard re-run by every worker)
     # raises instead of being refilled forever, as multiprocessing.Pool would
-    warm = any(c == "glass_blur" for job in jobs for c, _ in job[2])
+    warm = any(c in ("glass_blur", "frost") for job in jobs for c, _ in job[2])
     executor = ProcessPoolExecutor(n_workers, mp_context=_pool_context(warm), initializer=_init_worker)
     try:
         pending = {executor.submit(_corrupt_many, c) for c in chunks[: 4 * n_workers]}
@@ -316,8 +392,8 @@ def _imagecorruptions_version() -> str:
     return "unknown"
 
 
-def _check_manifest(dst: Path, settings: dict, corruptions: list[str], severities: list[int], src: Path) -> None:
-    """Refuse to resume into a DST made with other settings; record what this run adds."""
+def _check_manifest(dst: Path, settings: dict, corruptions: list[str], severities: list[int], src: Path) -> dict:
+    """Refuse to resume into a DST made with other settings; record what this run adds (returns the manifest)."""
     path = dst / MANIFEST
     manifest = {}
     if path.is_file():
@@ -335,7 +411,15 @@ def _check_manifest(dst: Path, settings: dict, corruptions: list[str], severitie
     manifest["imagecorruptions"] = _imagecorruptions_version()
     manifest["corruptions"] = [c for c in ALL if c in set(manifest.get("corruptions", [])) | set(corruptions)]
     manifest["severities"] = sorted(set(manifest.get("severities", [])) | set(severities))
+    manifest.setdefault("redrawn", {})
     write_json(path, manifest)
+    return manifest
+
+
+def _record_redraws(dst: Path, manifest: dict, redrawn: dict[str, int]) -> None:
+    """Add outputs that needed further seeds to the manifest (rare, so it is rewritten each time)."""
+    manifest["redrawn"] = dict(sorted({**manifest.get("redrawn", {}), **redrawn}.items()))
+    write_json(dst / MANIFEST, manifest)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -364,7 +448,9 @@ def corrupt_dataset(
     jpeg_quality: quality of JPEG outputs (85, optimize=True, as Hendrycks' released sets).
 
     Outputs keep the source file name and format (JPEG in, JPEG out; PNG stays lossless).
-    Existing outputs are kept, so an interrupted run resumes where it stopped.
+    Existing outputs are kept, so an interrupted run resumes where it stopped. Outputs whose first
+    draws gave non-finite pixels are listed, with their number of redraws, in the manifest's
+    ``redrawn`` and in the returned ``CorruptionRun.redrawn``.
     """
     src, dst = Path(src), Path(dst)
     corruptions = resolve_corruptions(corruptions)
@@ -382,7 +468,7 @@ def corrupt_dataset(
         raise ConfigError(f"DST {dst} is inside SRC {src}; write the corrupted copy somewhere else")
     settings = {"seed": int(seed), "size": None if size is None else int(size), "jpeg_quality": int(jpeg_quality)}
     ensure_writable_dir(dst, flag="DST")
-    _check_manifest(dst, settings, corruptions, severities, src_abs)
+    manifest = _check_manifest(dst, settings, corruptions, severities, src_abs)
 
     listings: dict[Path, set[str]] = {}
 
@@ -395,19 +481,23 @@ def corrupt_dataset(
             listings[out_dir] = names
         return listings[out_dir]
 
-    jobs, skipped = [], 0
+    jobs, skipped, folders = [], 0, set()
     for rel in rels:
         parent, name = os.path.split(rel)
         pairs = []
         for corruption in corruptions:
             for severity in severities:
-                if name in finished(dst / corruption / str(severity) / parent):
+                out_dir = dst / corruption / str(severity) / parent
+                if name in finished(out_dir):
                     skipped += 1
                 else:
                     pairs.append((corruption, severity))
+                    folders.add(out_dir)
         if pairs:
             jobs.append((str(src / rel), rel, pairs, str(dst), int(seed), settings["size"], int(jpeg_quality)))
     listings.clear()
+    for out_dir in sorted(folders):  # once per folder here, not once per file in the workers
+        out_dir.mkdir(parents=True, exist_ok=True)
 
     run = CorruptionRun(dst=dst, corruptions=corruptions, severities=severities, images=len(rels),
                         written=0, skipped=skipped)
@@ -419,9 +509,11 @@ def corrupt_dataset(
     results = _run_jobs(jobs, n_workers)
     try:
         with progress_bar(total=total, desc="corrupt", enabled=progress, unit="img") as bar:
-            for written, repaired, kind, message in results:
+            for written, redrawn, kind, message in results:
                 run.written += written
-                run.repaired += repaired
+                if redrawn:
+                    run.redrawn.update(redrawn)
+                    _record_redraws(dst, manifest, redrawn)
                 bar.update(written)
                 if kind == "data":
                     raise DataError(message)
@@ -429,5 +521,5 @@ def corrupt_dataset(
                     raise RuntimeError(message)
     finally:
         results.close()  # stops the pool now if we leave early
-    run.repaired.sort()
+    run.redrawn = dict(sorted(run.redrawn.items()))
     return run
