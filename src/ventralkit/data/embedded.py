@@ -264,3 +264,90 @@ def write_flat_images(folder: str | os.PathLike, n: int = 4, size: int = 32, see
         draw_shape(k % 6, size, rng).save(path, fmt)
         paths.append(path)
     return paths
+
+
+# --------------------------------------------------------------------------- occluded digits
+
+#: difficulty of ``--dataset digits-occluded`` without a ``:LEVEL`` suffix
+OCCLUSION_DEFAULT = 0.5
+OCCLUDED_PREFIX = "digits-occluded"
+
+
+def occlusion_level(dataset: str) -> float:
+    """The difficulty in ``digits-occluded[:LEVEL]`` (0 = clean digits, 1 = hardest); a ConfigError if bad."""
+    from ..errors import ConfigError
+
+    name, sep, level = dataset.partition(":")
+    if name != OCCLUDED_PREFIX:
+        raise ConfigError(f"--dataset {dataset}: not a digits-occluded dataset")
+    if not sep:
+        return OCCLUSION_DEFAULT
+    try:
+        value = float(level)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 <= value <= 1.0:
+        raise ConfigError(f"--dataset {dataset}: the occlusion level after ':' must be a number in [0, 1], "
+                          "e.g. digits-occluded:0.5")
+    return value
+
+
+def occlude(image: Image.Image, level: float, seed: int) -> Image.Image:
+    """Degrade a grey digit image: ``level`` sets the number of bars and blobs and the noise.
+
+    Occluders are drawn at random places, orientations and grey values, dark ones hide strokes and
+    bright ones look like strokes (clutter); then Gaussian pixel noise of sd ``0.3 * level`` (of the
+    full range) is added. Everything scales with the image size and depends only on ``seed``.
+    """
+    size = image.size[0]
+    grey = image.convert("L")
+    if level <= 0:
+        return grey.convert("RGB")
+    rng = np.random.RandomState(seed)
+    draw = ImageDraw.Draw(grey)
+    n_shapes = int(round(1 + 5 * level))
+    for _ in range(n_shapes):
+        value = int(rng.choice([rng.randint(0, 40), rng.randint(150, 256)]))
+        cx, cy = rng.uniform(0.15, 0.85, size=2) * size
+        if rng.rand() < 0.6:  # a bar through (cx, cy)
+            angle = rng.uniform(0, np.pi)
+            half = size * rng.uniform(0.3, 0.7)
+            dx, dy = half * np.cos(angle), half * np.sin(angle)
+            width = max(1, int(round(size * rng.uniform(0.08, 0.08 + 0.12 * level))))
+            draw.line([(cx - dx, cy - dy), (cx + dx, cy + dy)], fill=value, width=width)
+        else:  # a blob
+            rx, ry = size * rng.uniform(0.08, 0.08 + 0.16 * level, size=2)
+            draw.ellipse([cx - rx, cy - ry, cx + rx, cy + ry], fill=value)
+    pixels = np.asarray(grey, dtype=np.float32) + rng.normal(0.0, 0.3 * level * 255.0, size=(size, size))
+    return Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8), mode="L").convert("RGB")
+
+
+class OccludedDigitsDataset(DigitsDataset):
+    """The digits with bars, blobs and noise (``occlude``), fixed per image: the same on every access.
+
+    Image ``i`` of the digits arrays is always degraded with seed ``i``, so train and val stay disjoint
+    and every machine sees the same pixels.
+    """
+
+    def __init__(self, indices: np.ndarray, transform: Callable | None = None, image_size: int = 32,
+                 split: str = "train", level: float = OCCLUSION_DEFAULT):
+        super().__init__(indices, transform, image_size, split)
+        self.level = float(level)
+        self.samples = [(f"digits-occluded/{split}/{c}/{i:04d}.png", c) for (_, c), i in zip(self.samples, self.indices)]
+
+    def image(self, index: int) -> Image.Image:
+        i = int(self.indices[index])
+        return occlude(render_digit(self._images[i], self.image_size), self.level, seed=i)
+
+
+def occluded_digits_datasets(
+    level: float = OCCLUSION_DEFAULT,
+    train_transform: Callable | None = None,
+    eval_transform: Callable | None = None,
+    image_size: int = 32,
+    seed: int = 0,
+) -> tuple[OccludedDigitsDataset, OccludedDigitsDataset, list[str]]:
+    """``(train_ds, val_ds, classes)``: the digits split of ``digits_datasets``, degraded at ``level``."""
+    train, val, classes = digits_datasets(image_size=image_size, seed=seed)  # validates the size
+    return (OccludedDigitsDataset(train.indices, train_transform, image_size, "train", level),
+            OccludedDigitsDataset(val.indices, eval_transform, image_size, "val", level), classes)

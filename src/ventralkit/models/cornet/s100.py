@@ -12,6 +12,10 @@ Two feedback designs:
 * ``feedback="additive"`` (ventralkit's alternative): the image stays the input on every pass and the
   V4 projection (1x1 conv without padding), resized bilinearly to the image, is added to it. Every
   pass runs the normal feed-forward strides and has its own BatchNorms (keys ``*_p{pass}``).
+* ``feedback="gated"`` (ventralkit's, docs/feedback.md): as ``additive``, but the projection is scaled by
+  a learnable per-channel gain ``V4_to_V1_gain`` initialised at zero (ReZero, Bachlechner et al. 2020).
+  At initialisation every pass computes CORnet-S's function on the image, so the model starts as the
+  feed-forward network and training only adds the feedback that lowers the loss.
 
 Strides are passed per call, never written into modules, so the model is safe under torch.compile
 and DistributedDataParallel. ``V1.output`` fires once per pass, ``V2.output`` 2x, ``V4.output`` 4x per
@@ -28,7 +32,7 @@ from ..registry import register_model
 from .blocks import CORnetBase, Decoder, cornet_areas, he_fan_out_init
 from .s import CORblock_S, V1Stem
 
-FEEDBACK_MODES = ("replace", "additive")
+FEEDBACK_MODES = ("replace", "additive", "gated")
 
 
 class CORnetS100(CORnetBase, nn.Module):
@@ -44,7 +48,7 @@ class CORnetS100(CORnetBase, nn.Module):
         self.outer_times = outer_times
         self.feedback = feedback
         self.num_classes = num_classes
-        passes = outer_times if feedback == "additive" else 1
+        passes = 1 if feedback == "replace" else outer_times
         self.V1 = V1Stem(passes=passes)
         self.V2 = CORblock_S(64, 128, times=2, passes=passes)
         self.V4 = CORblock_S(128, 256, times=4, passes=passes)
@@ -53,6 +57,8 @@ class CORnetS100(CORnetBase, nn.Module):
         self.V4_to_V1 = nn.Conv2d(256, 3, kernel_size=1, stride=1,
                                   padding=1 if feedback == "replace" else 0, bias=False)
         he_fan_out_init(self)
+        if feedback == "gated":  # created after the init, so the other weights match the other designs'
+            self.V4_to_V1_gain = nn.Parameter(torch.zeros(1, 3, 1, 1))
 
     @property
     def area_time_steps(self) -> dict[str, int]:
@@ -71,6 +77,8 @@ class CORnetS100(CORnetBase, nn.Module):
             else:
                 fb = self.V4_to_V1(x)
                 fb = F.interpolate(fb, size=image.shape[-2:], mode="bilinear", align_corners=False)
+                if self.feedback == "gated":
+                    fb = self.V4_to_V1_gain * fb
                 x = self.V1(image + fb, pass_index=p)
                 x = self.V2(x, pass_index=p)
                 x = self.V4(x, pass_index=p)

@@ -1,0 +1,343 @@
+"""Does V4 -> V1 feedback help? CORnet-S100's ``outer_times`` x feedback designs, trained and compared.
+
+``run_feedback_study(output, ...)`` trains every (design, outer_times, seed) with the ordinary engine
+(``engine.train.train``), each in ``output/runs/<design>-o<k>-s<seed>``; ``outer_times = 1`` is the
+feed-forward network (CORnet-S; every design computes the same function there) and is trained once per
+seed as ``feedforward-o1-s<seed>``. A finished run is skipped and an interrupted one resumes from its
+``checkpoints/last.pt``, so re-running the same command continues a study, and adding seeds or
+designs trains only the new runs. Then it writes
+
+* ``feedback_study.csv`` / ``.md``: per design and ``outer_times``, the mean and sd over seeds of the
+  final-epoch val top-1, and the forward compute per image (multiply-accumulates of every conv and
+  linear layer, counted with hooks on one image);
+* ``feedback_study.png``: val top-1 against epoch and against training compute;
+* ``feedback_inside.csv`` / ``.png`` (``inside=True``): for every trained feedback model, how much
+  each pass changes V1's and V4's representation (linear CKA between consecutive passes, Kornblith
+  et al. 2019) and the val top-1 read out after each pass through the model's own IT and decoder.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from ..errors import ConfigError
+from ..files import write_json, write_records, write_text
+
+MODEL = "cornet_s100"
+DESIGNS = ("replace", "additive", "gated")
+FEEDFORWARD = "feedforward"
+#: settings that must not change between two invocations on the same study folder
+_FIXED = ("dataset", "epochs", "image_size", "batch_size", "lr")
+#: val images used for the inside analysis (the Gram matrices are n x n)
+INSIDE_MAX_IMAGES = 512
+
+
+@dataclass(frozen=True)
+class StudyRun:
+    design: str  # "feedforward" for outer_times 1
+    outer_times: int
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.design}-o{self.outer_times}-s{self.seed}"
+
+    @property
+    def label(self) -> str:
+        return "feed-forward (outer_times 1)" if self.design == FEEDFORWARD else f"{self.design}, outer_times {self.outer_times}"
+
+    def model_kwargs(self) -> dict:
+        if self.design == FEEDFORWARD:
+            return {"outer_times": 1}
+        return {"outer_times": self.outer_times, "feedback": self.design}
+
+
+def study_runs(outer_times, designs, seeds) -> list[StudyRun]:
+    """The grid in training order: by outer_times, then design (as given), then seed."""
+    runs = []
+    for k in sorted(set(outer_times)):
+        for d in ((FEEDFORWARD,) if k == 1 else tuple(dict.fromkeys(designs))):
+            runs.extend(StudyRun(d, k, s) for s in dict.fromkeys(seeds))
+    return runs
+
+
+def validate_study(outer_times, designs, seeds, epochs: int, image_size: int, batch_size: int, lr: float,
+                   dataset: str) -> None:
+    """Every option checked before anything is trained or written (one-line ConfigErrors)."""
+    if not outer_times or any(int(k) < 1 for k in outer_times):
+        raise ConfigError(f"--outer_times must be integers >= 1 (1 = no feedback), got {list(outer_times)}")
+    bad = [d for d in designs if d not in DESIGNS]
+    if bad or not designs:
+        raise ConfigError(f"--designs must be among {', '.join(DESIGNS)}, got {bad[0] if bad else 'none'}")
+    if not seeds:
+        raise ConfigError("--seeds needs at least one seed")
+    for flag, v in (("epochs", epochs), ("image_size", image_size), ("batch_size", batch_size)):
+        if int(v) <= 0:
+            raise ConfigError(f"--{flag} must be a positive integer, got {v}")
+    if not lr > 0:
+        raise ConfigError(f"--lr must be positive, got {lr}")
+    if dataset.partition(":")[0] not in ("digits", "digits-occluded"):
+        raise ConfigError(f"--dataset {dataset}: the study trains on the embedded sets, digits or "
+                          "digits-occluded[:LEVEL]")
+
+
+def run_config(run: StudyRun, run_dir: Path, dataset: str, epochs: int, image_size: int, batch_size: int,
+               lr: float, workers: int):
+    from ..engine.config import TrainConfig
+
+    return TrainConfig.build(
+        model=MODEL, model_kwargs=run.model_kwargs(), dataset=dataset, image_size=image_size,
+        batch_size=batch_size, lr=lr, epochs=epochs, seed=run.seed, workers=workers, output_path=str(run_dir),
+        keep_epochs=0, progress=False, log_every=10 ** 9,
+    ).validate()
+
+
+def run_state(run_dir: Path) -> str:
+    """``"finished"``, ``"partial"`` (a ``last.pt`` to resume from) or ``"new"``."""
+    from ..models.weights import read_checkpoint
+
+    last = run_dir / "checkpoints" / "last.pt"
+    if not last.is_file():
+        return "new"
+    return "finished" if read_checkpoint(last).get("finished") else "partial"
+
+
+def check_settings(output: Path, settings: dict) -> None:
+    """Refuse to mix two studies with different training settings in one folder."""
+    path = output / "study.json"
+    if not path.is_file():
+        return
+    old = json.loads(path.read_text())
+    for key in _FIXED:
+        if key in old and old[key] != settings[key]:
+            raise ConfigError(f"--output {output} holds a study with --{key} {old[key]} (this one: {settings[key]}); "
+                              "use the same value or another folder")
+
+
+def forward_macs(model: nn.Module, image_size: int) -> int:
+    """Multiply-accumulates of all conv and linear layers for one image (every call counted)."""
+    total = 0
+
+    def hook(mod, inp, out):
+        nonlocal total
+        if isinstance(mod, nn.Conv2d):
+            kh, kw = mod.kernel_size
+            total += out[0].numel() * (mod.in_channels // mod.groups) * kh * kw
+        else:
+            total += mod.in_features * mod.out_features
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, 3, image_size, image_size))
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return total
+
+
+def run_macs(run: StudyRun, image_size: int, num_classes: int) -> int:
+    from ..models.registry import create_model
+
+    return forward_macs(create_model(MODEL, num_classes=num_classes, **run.model_kwargs()), image_size)
+
+
+def val_curve(run_dir: Path) -> list[float]:
+    """Val top-1 at the end of each epoch, from the run's ``metrics.csv``."""
+    rows = list(csv.DictReader((run_dir / "metrics.csv").open()))
+    rows.sort(key=lambda r: float(r["epoch"]))
+    return [float(r["val_top1"]) if r.get("val_top1") not in (None, "") else math.nan for r in rows]
+
+
+@dataclass
+class StudyResult:
+    table: str
+    rows: list[dict]
+    files: dict
+
+
+def run_feedback_study(output: str | Path, dataset: str = "digits-occluded", outer_times=(1, 2, 3),
+                       designs=DESIGNS, seeds=(0, 1), epochs: int = 6, image_size: int = 32,
+                       batch_size: int = 32, lr: float = 0.01, workers: int = 0, inside: bool = True,
+                       train_missing: bool = True) -> StudyResult:
+    """Train the missing runs of the grid (``train_missing``), then write the table and figures."""
+    from ..engine.train import train
+
+    output = Path(output)
+    validate_study(outer_times, designs, seeds, epochs, image_size, batch_size, lr, dataset)
+    settings = {"dataset": dataset, "epochs": int(epochs), "image_size": int(image_size),
+                "batch_size": int(batch_size), "lr": float(lr)}
+    check_settings(output, settings)
+    runs = study_runs(outer_times, designs, seeds)
+    configs = {r: run_config(r, output / "runs" / r.name, dataset, epochs, image_size, batch_size, lr, workers)
+               for r in runs}
+    write_json(output / "study.json", {**settings, "outer_times": sorted(set(outer_times)),
+                                       "designs": list(designs), "seeds": list(seeds)})
+    for i, r in enumerate(runs, 1):
+        run_dir = output / "runs" / r.name
+        state = run_state(run_dir)
+        if state == "finished":
+            print(f"[{i}/{len(runs)}] {r.name}: finished, skipped")
+            continue
+        if not train_missing:
+            continue
+        print(f"[{i}/{len(runs)}] {r.name}: " + ("resuming" if state == "partial" else "training"), flush=True)
+        cfg = configs[r]
+        if state == "partial":
+            cfg = cfg.replace(resume=str(run_dir / "checkpoints" / "last.pt"))
+        train(cfg)
+    return write_study_results(output, runs, settings, inside=inside)
+
+
+def _mean_sd(values: list[float]) -> tuple[float, float]:
+    a = np.asarray(values, dtype=float)
+    return float(a.mean()), float(a.std(ddof=1)) if len(a) > 1 else 0.0
+
+
+def write_study_results(output: Path, runs: list[StudyRun], settings: dict, inside: bool = True) -> StudyResult:
+    """Table and figures from the finished runs (unfinished ones are left out and counted)."""
+    from ..data.embedded import DIGITS_CLASSES
+
+    num_classes = len(DIGITS_CLASSES)
+    curves: dict[tuple[str, int], list[list[float]]] = {}
+    finished: dict[tuple[str, int], list[StudyRun]] = {}
+    for r in runs:
+        run_dir = output / "runs" / r.name
+        if run_state(run_dir) != "finished":
+            continue
+        curves.setdefault((r.design, r.outer_times), []).append(val_curve(run_dir))
+        finished.setdefault((r.design, r.outer_times), []).append(r)
+    rows = []
+    for (design, k), cs in curves.items():
+        macs = run_macs(finished[(design, k)][0], settings["image_size"], num_classes)
+        mean, sd = _mean_sd([c[-1] for c in cs])
+        rows.append({"design": design, "outer_times": k, "seeds": len(cs), "epochs": len(cs[0]),
+                     "val_top1_mean": round(mean, 4), "val_top1_sd": round(sd, 4),
+                     "gmac_per_image": round(macs / 1e9, 4)})
+    ff = next((r["gmac_per_image"] for r in rows if r["design"] == FEEDFORWARD), None)
+    for r in rows:
+        r["compute_vs_feedforward"] = round(r["gmac_per_image"] / ff, 2) if ff else None
+    missing = [r.name for r in runs if (r.design, r.outer_times) not in finished or r not in finished[(r.design, r.outer_times)]]
+    columns = ["design", "outer_times", "seeds", "epochs", "val_top1_mean", "val_top1_sd", "gmac_per_image",
+               "compute_vs_feedforward"]
+    files = {"csv": write_records(output / "feedback_study.csv", columns, rows)}
+    table = markdown_table(rows, settings, missing)
+    files["md"] = write_text(output / "feedback_study.md", table + "\n")
+    if rows:
+        from ..plots.feedback import plot_study
+
+        files["figure"] = plot_study(curves, {(r["design"], r["outer_times"]): r["gmac_per_image"] for r in rows},
+                                     n_train_images(settings), output / "feedback_study.png", settings)
+    if inside:
+        inside_rows = [row for rs in finished.values() for r in rs if r.outer_times > 1
+                       for row in inside_analysis(output / "runs" / r.name, r, settings)]
+        if inside_rows:
+            from ..plots.feedback import plot_inside
+
+            cols = ["run", "design", "outer_times", "seed", "pass", "v1_cka_prev", "v4_cka_prev",
+                    "v1_cka_first", "v4_cka_first", "readout_top1"]
+            files["inside_csv"] = write_records(output / "feedback_inside.csv", cols, inside_rows)
+            files["inside_figure"] = plot_inside(inside_rows, output / "feedback_inside.png")
+    return StudyResult(table, rows, files)
+
+
+def n_train_images(settings: dict) -> int:
+    from ..data.embedded import digits_split
+
+    return len(digits_split()[0])
+
+
+def markdown_table(rows: list[dict], settings: dict, missing: list[str]) -> str:
+    head = ("| design | outer_times | seeds | epochs | val top-1 (mean ± sd) | GMAC / image | compute vs feed-forward |\n"
+            "|---|---|---|---|---|---|---|")
+    order = {FEEDFORWARD: 0, **{d: i + 1 for i, d in enumerate(DESIGNS)}}
+    body = [f"| {r['design']} | {r['outer_times']} | {r['seeds']} | {r['epochs']} | "
+            f"{r['val_top1_mean']:.3f} ± {r['val_top1_sd']:.3f} | {r['gmac_per_image']:.3f} | "
+            f"{r['compute_vs_feedforward']}x |"
+            for r in sorted(rows, key=lambda r: (r["outer_times"], order.get(r["design"], 9)))]
+    note = (f"\n\n{settings['dataset']}, {settings['image_size']} px, batch {settings['batch_size']}, "
+            f"lr {settings['lr']}, {settings['epochs']} epochs; val top-1 after the last epoch.")
+    if missing:
+        note += f" Not finished (left out): {', '.join(missing)}."
+    return "\n".join([head, *body]) + note
+
+
+# --------------------------------------------------------------------------- inside the loop
+
+
+def linear_cka(gx: torch.Tensor, gy: torch.Tensor) -> float:
+    """Linear CKA from two n x n Gram matrices (Kornblith et al. 2019, eq. for centred HSIC)."""
+    n = gx.shape[0]
+    h = torch.eye(n, dtype=gx.dtype) - 1.0 / n
+    cx, cy = h @ gx @ h, h @ gy @ h
+    den = torch.sqrt((cx * cx).sum() * (cy * cy).sum())
+    return float((cx * cy).sum() / den) if den > 0 else math.nan
+
+
+def inside_analysis(run_dir: Path, run: StudyRun, settings: dict) -> list[dict]:
+    """Per pass p: CKA of V1 / V4 with the previous and the first pass, and top-1 read out after pass p.
+
+    V4's representation of a pass is its last inner step (call ``4p + 3``). The read-out sends pass
+    p's V4 output through the model's own IT and decoder, so the last pass gives the model's accuracy.
+    """
+    from torch.utils.data import DataLoader, Subset
+
+    from ..data import load_datasets
+    from ..models.interface import record_activations
+    from ..models.registry import create_model, model_info
+    from ..models.weights import load_weights, read_checkpoint
+
+    ckpt = read_checkpoint(run_dir / "checkpoints" / "last.pt")
+    model = create_model(MODEL, num_classes=ckpt["num_classes"], **run.model_kwargs())
+    load_weights(model, ckpt["model"])
+    model.eval()
+    val = load_datasets(settings["dataset"], None, model_info(MODEL), settings["image_size"]).val
+    val = Subset(val, range(min(len(val), INSIDE_MAX_IMAGES)))
+    k = run.outer_times
+    grams = {(a, p): 0 for a in ("V1", "V4") for p in range(k)}
+    feats: dict[tuple[str, int], list[torch.Tensor]] = {key: [] for key in grams}
+    correct = np.zeros(k)
+    targets = []
+    with torch.no_grad(), record_activations(model, ["V1.output", "V4.output"]) as store:
+        for images, target in DataLoader(val, batch_size=64):
+            for v in store.values():
+                v.clear()
+            model(images)
+            for p in range(k):
+                v1, v4 = store["V1.output"][p], store["V4.output"][4 * p + 3]
+                feats[("V1", p)].append(v1.flatten(1).float())
+                feats[("V4", p)].append(v4.flatten(1).float())
+                pred = model.forward_head(model.IT(v4.clone())).argmax(1)
+                correct[p] += pred.eq(target).sum().item()
+            targets.append(target)
+    n = sum(len(t) for t in targets)
+    for key, chunks in feats.items():
+        x = torch.cat(chunks).double()
+        grams[key] = x @ x.T
+    rows = []
+    for p in range(k):
+        row = {"run": run.name, "design": run.design, "outer_times": k, "seed": run.seed, "pass": p,
+               "readout_top1": round(correct[p] / n, 4)}
+        for a in ("V1", "V4"):
+            row[f"{a.lower()}_cka_prev"] = round(linear_cka(grams[(a, p - 1)], grams[(a, p)]), 4) if p else None
+            row[f"{a.lower()}_cka_first"] = round(linear_cka(grams[(a, 0)], grams[(a, p)]), 4) if p else None
+        rows.append(row)
+    return rows
+
+
+def study_summary(result: StudyResult) -> str:
+    return result.table + "\n" + "saved " + ", ".join(str(p) for p in result.files.values())
+
+
+__all__ = ["DESIGNS", "StudyRun", "StudyResult", "forward_macs", "linear_cka", "run_feedback_study", "study_runs"]

@@ -1,0 +1,57 @@
+"""``ventralkit study feedback -o OUT``: does CORnet-S100's V4 -> V1 feedback help? One command.
+
+    ventralkit study feedback --dataset digits-occluded:0.5 --outer_times 1 2 3 \\
+        --designs gated additive replace --seeds 0 1 2 --epochs 6 -o studies/feedback
+
+Trains every design x outer_times x seed with the engine (each run in OUT/runs/<name>, skipped when
+finished and resumed when interrupted, so the same command continues a study), then writes
+feedback_study.csv/.md/.png and, per trained feedback model, feedback_inside.csv/.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub) -> None:
+    p = sub.add_parser("study", help="multi-run studies: 'study feedback' compares CORnet-S100 feedback designs",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    which = p.add_subparsers(dest="study", metavar="STUDY", parser_class=type(p))
+    f = which.add_parser("feedback", help="train outer_times x feedback designs x seeds; table and figures",
+                         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    f.add_argument("-o", "--output", required=True, help="study folder (runs/, tables, figures); re-use it to resume")
+    f.add_argument("--dataset", default="digits-occluded",
+                   help="digits or digits-occluded[:LEVEL] (LEVEL in [0, 1], default 0.5)")
+    f.add_argument("--outer_times", type=int, nargs="+", default=[1, 2, 3],
+                   help="passes over V1-V4 (1 = the feed-forward network, trained once per seed)")
+    f.add_argument("--designs", nargs="+", default=["gated", "additive", "replace"],
+                   help="feedback designs, trained in this order: gated, additive, replace")
+    f.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    f.add_argument("--epochs", type=int, default=6, help="the same for every run")
+    f.add_argument("--imsize", "--image_size", dest="image_size", type=int, default=32)
+    f.add_argument("--batch_size", type=int, default=32)
+    f.add_argument("--lr", type=float, default=0.01)
+    f.add_argument("-j", "--workers", type=int, default=0, help="DataLoader worker processes per run")
+    f.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    f.add_argument("--no_inside", action="store_true", help="skip the per-pass CKA / read-out analysis")
+    f.add_argument("--report_only", action="store_true", help="train nothing; tables and figures of finished runs")
+    f.set_defaults(func=run)
+    p.set_defaults(func=lambda args: p.print_help() or 2)
+
+
+def run(args) -> int:
+    from ..analysis.feedback_study import run_feedback_study, study_summary
+    from ..errors import ConfigError
+
+    if args.threads is not None:
+        if args.threads <= 0:
+            raise ConfigError(f"--threads must be a positive integer, got {args.threads}")
+        import torch
+
+        torch.set_num_threads(args.threads)
+    result = run_feedback_study(args.output, dataset=args.dataset, outer_times=args.outer_times,
+                                designs=args.designs, seeds=args.seeds, epochs=args.epochs,
+                                image_size=args.image_size, batch_size=args.batch_size, lr=args.lr,
+                                workers=args.workers, inside=not args.no_inside, train_missing=not args.report_only)
+    print(study_summary(result))
+    return 0
