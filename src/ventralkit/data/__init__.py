@@ -32,6 +32,13 @@ def load_datasets(dataset: str, data_path: str | None, info: ModelInfo, image_si
         size = image_size or 32
         train, val, classes = digits_datasets(eval_transform(info, size), eval_transform(info, size), image_size=size)
         return DataSplits(train, val, list(classes))
+    if dataset.partition(":")[0] == "digits-occluded":
+        from .embedded import occluded_digits_datasets, occlusion_level
+
+        size = image_size or 32
+        train, val, classes = occluded_digits_datasets(occlusion_level(dataset), eval_transform(info, size),
+                                                       eval_transform(info, size), image_size=size)
+        return DataSplits(train, val, list(classes))
     if dataset == "cifar100":
         from .cifar100 import cifar100_datasets
 

@@ -141,7 +141,7 @@ class TrainConfig:
         if self.num_classes is not None and self.num_classes <= 0:
             bad("num_classes", f"must be positive, got {self.num_classes}")
         choices = {
-            "dataset": ("folder", "digits", "cifar100"),
+            "dataset": ("folder", "digits", "digits-occluded", "cifar100"),
             "optimizer": ("sgd", "adam", "adamw"),
             "scheduler": ("step", "multistep", "cosine", "onecycle", "constant"),
             "amp": ("none", "bf16", "fp16"),
@@ -150,6 +150,11 @@ class TrainConfig:
             "augment": ("crop_flip", "flip", "none"),
             "eval_transform": ("resize_crop", "none"),
         }
+        if self.dataset.startswith("digits-occluded:"):  # the suffix is the difficulty: digits-occluded:0.7
+            from ..data.embedded import occlusion_level
+
+            occlusion_level(self.dataset)  # a one-line error for a bad level
+            choices["dataset"] += (self.dataset,)
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 bad(name, f"must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
