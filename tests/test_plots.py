@@ -116,3 +116,66 @@ def test_curves_of_a_run_without_any_finite_loss_say_so(tmp_path, monkeypatch):
     loss = seen["axes"][2]
     assert [t.get_text() for t in loss.texts] == ["no finite cross-entropy loss recorded"]
     assert loss.get_ylim() == (0, 1)  # not the +-0.04 of an empty axis
+
+
+# ---- robustness: the baseline caveat and what the figures show ---------------------------------------
+
+
+def _errors(corruptions, severities=(1, 2, 3, 4, 5), value=0.5):
+    return {c: {s: value for s in severities} for c in corruptions}
+
+
+def test_alexnet_baseline_on_other_images_warns_and_notes_it():
+    from ventralkit.analysis.robustness.metrics import BENCHMARK, alexnet_baseline, baseline_caveat, summarize
+
+    base = alexnet_baseline()
+    digits = [str(i) for i in range(10)]
+    with pytest.warns(UserWarning, match=r"ImageNet-C errors \(1000 classes\) but these images have 10 classes"):
+        summary = summarize(_errors(BENCHMARK), 0.1, base, classes=digits)
+    assert summary["baseline_caveat"] in summary["notes"] and "--baseline RUN_DIR" in summary["baseline_caveat"]
+    assert summary["mce"] is not None  # still computed, with the caveat next to it
+    # Tiny-ImageNet's 200 WordNet ids are another dataset too; ImageNet's 1000 are not
+    assert "200 classes" in baseline_caveat(base, [f"n{i:08d}" for i in range(200)])
+    assert baseline_caveat(base, [f"n{i:08d}" for i in range(1000)]) is None
+    assert baseline_caveat(base, 1000) is None and baseline_caveat(base, None) is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a run baseline (dataset unknown) and no baseline: no caveat
+        assert summarize(_errors(BENCHMARK), 0.1, None, classes=digits)["baseline_caveat"] is None
+
+
+def test_robustness_figures_show_missing_as_missing_and_name_the_groups(tmp_path, monkeypatch):
+    import ventralkit.plots.robustness as rp
+
+    figs = []
+    real = rp.save_figure
+    monkeypatch.setattr(rp, "save_figure", lambda fig, path, **kw: (figs.append(fig), real(fig, path, **kw))[1])
+    errors = _errors(["gaussian_noise", "shot_noise", "snow"], (1, 3))
+    del errors["snow"][3]
+    rp.plot_error_heatmap(errors, tmp_path / "h.png", title="m", mce=0.52, baseline_name="alexnet")
+    ax = figs[-1].axes[0]
+    texts = [t.get_text() for t in ax.texts]
+    # the noise group is complete: impulse_noise (not evaluated) is a row of n/a; snow has no severity 3;
+    # the weather group's frost, fog and brightness are shown as missing too
+    assert [t.get_text() for t in ax.get_yticklabels()][:3] == ["gaussian_noise", "shot_noise", "impulse_noise"]
+    assert texts.count("n/a") == 2 + 1 + 3 * 2
+    assert "mCE 52.0% vs alexnet" in ax.get_title()
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["noise", "weather"]
+
+    means = {"gaussian_noise": 0.4, "shot_noise": None}
+    rp.plot_corruption_bars(means, tmp_path / "b.png", baseline={"gaussian_noise": 0.88}, baseline_name="alexnet",
+                            mce=0.45, caveat="the alexnet baseline holds ImageNet-C errors")
+    fig = figs[-1]
+    ax = fig.axes[0]
+    heights = {t.get_text(): p.get_height() for t, p in zip(ax.get_xticklabels(), ax.patches)}
+    assert heights["gaussian_noise"] == pytest.approx(40)
+    assert "not evaluated" in [t.get_text() for t in ax.texts]  # shot_noise: a hatched slot, not a 0 bar
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend[:2] == ["noise", "not evaluated"] and "alexnet (another dataset, see note)" in legend
+    assert any("Note: the alexnet baseline holds ImageNet-C" in t.get_text() for t in fig.texts)
+
+    rp.plot_robustness_comparison({"a": {"snow": 0.5, "fog": 0.6}, "b": {"snow": 0.4}}, tmp_path / "c.png",
+                                  scores={"a": 0.5, "b": None}, severities={"a": [1, 2, 3, 4, 5], "b": [1, 3, 5]})
+    ax = figs[-1].axes[0]
+    assert "different severities" in ax.get_title()
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels[:3] == ["a (mCE 50.0%) [severities 1,2,3,4,5]", "b [severities 1,3,5]", "not evaluated"]

@@ -16,6 +16,8 @@ import csv
 import json
 import math
 import os
+import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +27,7 @@ from .names import ALL, BENCHMARK, EXTRA, ORIGINAL_CSV_ORDER, SEVERITIES, group_
 
 #: AlexNet top-1 error on ImageNet-C, mean over severities 1-5 (the 15 benchmark corruptions).
 #: Source: the AlexNet row of Hendrycks & Dietterich 2019 as tabulated in the hendrycks/robustness
-#: README sheet and reused by mmpretrain's mCE metric and easyrobust (spec ecosystem.md section 1.4).
+#: README sheet and reused by mmpretrain's mCE metric and easyrobust (docs/reference/ecosystem.md section 1.4).
 ALEXNET_MEAN_ERRORS: dict[str, float] = {
     "gaussian_noise": 0.886428,
     "shot_noise": 0.894468,
@@ -44,10 +46,10 @@ ALEXNET_MEAN_ERRORS: dict[str, float] = {
     "jpeg_compression": 0.606500,
 }
 #: AlexNet clean ImageNet top-1 error, used only for relative mCE: 1 - 0.56522 (torchvision's
-#: published AlexNet acc@1 56.522 %; spec ecosystem.md section 1.4 gives ~43.5 %).
+#: published AlexNet acc@1 56.522 %; docs/reference/ecosystem.md section 1.4 gives ~43.5 %).
 ALEXNET_CLEAN_ERROR = 0.43478
 
-#: header of eval/tiny_imagenet_c_eval.py's output (spec v1_resnet.md section 5)
+#: header of eval/tiny_imagenet_c_eval.py's output (docs/reference/v1_resnet.md section 5)
 RESULTS_HEADER = ("corruption_type", "difficulty", "valid_acc")
 RESULTS_CSV = "tinyimagenetc_results.csv"
 #: ventralkit's richer per-folder CSV (same first columns, plus a ``clean`` row)
@@ -57,25 +59,56 @@ SUMMARY_JSON = "summary.json"
 Errors = dict[str, dict[int, float]]
 
 
+#: ImageNet class folders are WordNet ids (n01440764, ...)
+_WNID = re.compile(r"^n\d{8}$")
+
+
 @dataclass
 class Baseline:
-    """Errors to normalise by: per severity (an earlier run) or only the mean over 1..5 (AlexNet)."""
+    """Errors to normalise by: per severity (an earlier run) or only the mean over 1..5 (AlexNet).
+
+    ``dataset``/``num_classes`` say what the baseline's errors were measured on, when known (AlexNet:
+    ImageNet-C, 1000 classes), so a run on other images can be told that its CE is a cross-dataset ratio.
+    """
 
     name: str
     errors: Errors | None = None
     mean_errors: dict[str, float] | None = None
     clean_error: float | None = None
+    dataset: str | None = None
+    num_classes: int | None = None
 
     def has(self, corruption: str) -> bool:
         return bool((self.errors or {}).get(corruption)) or corruption in (self.mean_errors or {})
 
     def describe(self) -> dict:
-        return {"name": self.name, "clean_error": self.clean_error}
+        return {"name": self.name, "clean_error": self.clean_error, "dataset": self.dataset}
 
 
 def alexnet_baseline(clean_error: float | None = None) -> Baseline:
     return Baseline("alexnet", mean_errors=dict(ALEXNET_MEAN_ERRORS),
-                    clean_error=ALEXNET_CLEAN_ERROR if clean_error is None else float(clean_error))
+                    clean_error=ALEXNET_CLEAN_ERROR if clean_error is None else float(clean_error),
+                    dataset="ImageNet-C", num_classes=1000)
+
+
+def baseline_caveat(baseline: Baseline | None, classes=None) -> str | None:
+    """A one-line warning when ``baseline`` was measured on another dataset than the evaluated images.
+
+    ``classes``: the evaluated class names (or their number). ImageNet-C has the 1000 ImageNet classes,
+    named by WordNet id; any other class set (digits, CIFAR, Tiny-ImageNet's 200) is another dataset,
+    whose errors differ from ImageNet's for reasons that have nothing to do with robustness.
+    """
+    if baseline is None or baseline.num_classes is None or classes is None:
+        return None
+    names = None if isinstance(classes, int) else [str(c) for c in classes]
+    count = classes if isinstance(classes, int) else len(names)
+    if count == baseline.num_classes and (names is None or all(_WNID.match(c) for c in names)):
+        return None
+    shown = f" ({', '.join(names[:3])}{', ...' if count > 3 else ''})" if names else ""
+    return (f"the {baseline.name} baseline holds {baseline.dataset} errors ({baseline.num_classes} classes) but "
+            f"these images have {count} classes{shown}: CE and mCE divide errors from two datasets, so they "
+            f"are not robustness relative to {baseline.name}; compare with a baseline run on the same images "
+            "(--baseline RUN_DIR)")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -128,8 +161,13 @@ def _mean(values) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def summarize(errors: Errors, clean_error: float | None = None, baseline: Baseline | None = None) -> dict:
-    """Per-corruption mean error, CE and relative CE, and their means over the benchmark corruptions."""
+def summarize(errors: Errors, clean_error: float | None = None, baseline: Baseline | None = None,
+              classes=None) -> dict:
+    """Per-corruption mean error, CE and relative CE, and their means over the benchmark corruptions.
+
+    ``classes`` (the evaluated class names, or their number) lets the summary warn, in its notes and
+    as a ``UserWarning``, when the baseline's errors come from another dataset (``baseline_caveat``).
+    """
     rows = []
     for corruption in ALL:
         per_sev = {int(s): float(e) for s, e in (errors.get(corruption) or {}).items()}
@@ -155,6 +193,10 @@ def summarize(errors: Errors, clean_error: float | None = None, baseline: Baseli
     if baseline is not None and baseline.name == "alexnet" and any(len(r["errors"]) != 5 for r in bench):
         notes.append("the AlexNet table holds means over severities 1-5, so CE needs all five severities")
     complete = len(bench) == len(BENCHMARK) and all(len(r["errors"]) == len(SEVERITIES) for r in bench)
+    caveat = baseline_caveat(baseline, classes)
+    if caveat:
+        notes.insert(0, caveat)
+        warnings.warn(caveat, stacklevel=2)
     return {
         "clean_error": clean_error,
         "baseline": baseline.describe() if baseline is not None else None,
@@ -165,6 +207,8 @@ def summarize(errors: Errors, clean_error: float | None = None, baseline: Baseli
         "mce_corruptions": len(ce_rows),
         "extra_mean_error": _mean(r["mean_error"] for r in extra),
         "complete": complete,
+        "severities": sorted({int(s) for r in rows for s in r["errors"]}),
+        "baseline_caveat": caveat,
         "notes": notes,
     }
 
