@@ -9,12 +9,17 @@ from __future__ import annotations
 import importlib
 
 from .errors import VentralkitError
-from .models import count_parameters, create_model, list_models, model_info, record_activations
 
 __version__ = "0.1.0"
 
-# public name -> module that defines it (loaded lazily)
+# public name -> module that defines it (loaded lazily: the command line's torch-free commands import
+# ventralkit without paying for torch)
 _LAZY = {
+    "count_parameters": "ventralkit.models",
+    "create_model": "ventralkit.models",
+    "list_models": "ventralkit.models",
+    "model_info": "ventralkit.models",
+    "record_activations": "ventralkit.models",
     "TrainConfig": "ventralkit.engine.config",
     "train": "ventralkit.engine.train",
     "evaluate": "ventralkit.engine.evaluate",
@@ -26,15 +31,7 @@ _LAZY = {
     "neural_fit": "ventralkit.analysis.neural",
 }
 
-__all__ = [
-    "VentralkitError",
-    "count_parameters",
-    "create_model",
-    "list_models",
-    "model_info",
-    "record_activations",
-    *_LAZY,
-]
+__all__ = ["VentralkitError", *_LAZY]
 
 
 def __getattr__(name: str):

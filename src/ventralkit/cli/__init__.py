@@ -2,6 +2,9 @@
 
 Each command lives in its own module exposing ``register(subparsers)``, which adds a parser whose
 ``func(args)`` makes one API call. A ``VentralkitError`` becomes one line on stderr and exit code 2.
+Only the chosen command's module is imported (the others are listed from ``COMMAND_MODULES``), so
+commands that do not need torch (``--help``, ``corrupt``, ``plot``, ``compare``, ``prepare``,
+``models``) start without importing it.
 """
 
 from __future__ import annotations
@@ -12,43 +15,58 @@ import sys
 
 from ..errors import VentralkitError
 
-#: command modules, in the order ``ventralkit --help`` lists them
-COMMAND_MODULES = [
-    "models",
-    "train",
-    "test",
-    "features",
-    "plot",
-    "prepare",
-    "demo",
-    "corrupt",
-    "robustness",
-    "compare",
-    "v1_probe",
-    "study",
-    "neural",
+#: (command, module in ventralkit.cli, one-line help) in the order ``ventralkit --help`` lists them; the help
+#: must be the one the module's ``register`` gives (a test checks). A bare module name also works, but that
+#: module is then imported for every command.
+COMMAND_MODULES: list[tuple[str, str, str] | str] = [
+    ("models", "models", "list registered models"),
+    ("train", "train", "train a model (CORnet run.py flags accepted)"),
+    ("test", "test", "features of an image folder (CORnet run.py test) or evaluation on val/"),
+    ("features", "features", "extract features of an image folder (any layers, every time step)"),
+    ("plot", "plot", "draw training curves of one or more run folders"),
+    ("prepare", "prepare", "lay out a downloaded dataset as train/ and val/ class folders"),
+    ("demo", "demo", "train CORnet-Z on the embedded digits dataset (no download)"),
+    ("corrupt", "corrupt", "make a corrupted copy of an image folder (ImageNet-C style)"),
+    ("robustness", "robustness", "evaluate a model on a corrupted dataset (CE, mCE) or compare earlier runs"),
+    ("compare", "compare", "compare finished runs: head, parameters, top-1/top-5/superclass accuracy"),
+    ("v1-probe", "v1_probe", "grating experiments on a layer's units; V1 property distributions vs monkey data"),
+    ("study", "study", "multi-run studies: 'study feedback' compares CORnet-S100 feedback designs"),
+    ("neural", "neural", "model-brain comparison: PLS / ridge predictivity, RDM and CKA per layer"),
 ]
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # argparse's own errors: one line, exit 2
-        self.exit(2, f"ventralkit {self.prog.split()[-1]}: error: {message}\n")
+    def error(self, message):  # argparse's own errors: one line, exit 2 (prog is "ventralkit [command ...]")
+        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _chosen_command(argv: list[str]) -> str | None:
+    """The command word of ``argv`` (its first argument that is not an option), or None."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser for ``argv``: full for the command it names, a one-line stub for every other command.
+
+    ``argv=None`` imports and registers every command (for tests and documentation)."""
     parser = _Parser(prog="ventralkit", description="Brain-like vision models: build, train, evaluate, probe.")
     from .. import __version__
 
     parser.add_argument("--version", action="version", version=f"ventralkit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"{__name__}.{name}")
-        except ModuleNotFoundError as err:
-            if err.name == f"{__name__}.{name}":
-                continue  # command not built yet
-            raise
-        module.register(sub)
+    chosen = None if argv is None else _chosen_command(argv)
+    for entry in COMMAND_MODULES:
+        command, module_name, help_text = (None, entry, None) if isinstance(entry, str) else entry
+        if argv is None or command is None or command == chosen:
+            try:
+                module = importlib.import_module(f"{__name__}.{module_name}")
+            except ModuleNotFoundError as err:
+                if err.name == f"{__name__}.{module_name}":
+                    continue  # command not built yet
+                raise
+            module.register(sub)
+        else:
+            sub.add_parser(command, help=help_text, add_help=False)
     return parser
 
 
@@ -63,16 +81,22 @@ def one_line(err: Exception) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    import warnings
+
+    # a warning is one line for the user, not Python's "file:line: UserWarning" plus the source line
+    warnings.formatwarning = lambda message, category, *_a, **_k: f"warning: {message}\n"
     try:
         result = args.func(args)
     except VentralkitError as err:
-        print(f"ventralkit {args.command}: error: {one_line(err)}", file=sys.stderr)
-        return 2
+        code = getattr(err, "exit_code", 2)  # 3: a run that stopped on purpose (diverged); 128+N: signal N
+        print(f"ventralkit {args.command}: {'error: ' if code == 2 else ''}{one_line(err)}", file=sys.stderr)
+        return code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

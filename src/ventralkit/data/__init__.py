@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-from torch.utils.data import Dataset
+from typing import TYPE_CHECKING
 
 from ..models.registry import ModelInfo
+
+if TYPE_CHECKING:  # annotations only: data.listing (folder scanning) is usable without importing torch
+    from torch.utils.data import Dataset
 
 
 @dataclass

@@ -12,65 +12,20 @@ import os
 import warnings
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from ..errors import DataError
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
-
-#: names accepted for the validation split, in order (CORnet upstream uses val_in_folders)
-VAL_NAMES = ("val", "val_in_folders")
-
-
-def is_image(path: str | os.PathLike) -> bool:
-    return str(path).lower().endswith(IMAGE_EXTENSIONS)
-
-
-def split_dir(root: str | os.PathLike, split: str) -> Path:
-    """``root/train`` or ``root/val`` (``val_in_folders`` accepted), with a one-line error."""
-    root = Path(root)
-    if not root.is_dir():
-        raise DataError(f"--data_path {root} is not a folder; give the dataset root with train/ and val/ inside")
-    names = VAL_NAMES if split in VAL_NAMES else (split,)
-    for name in names:
-        if (root / name).is_dir():
-            return root / name
-    raise DataError(
-        f"--data_path {root} has no {' or '.join(n + '/' for n in names)} folder; "
-        f"put class sub-folders of images under {root / names[0]}"
-    )
-
-
-def scan_classes(folder: str | os.PathLike) -> tuple[list[str], list[tuple[str, int]]]:
-    """Sorted class names and (path, label) samples; errors for no classes or an empty class."""
-    folder = Path(folder)
-    if (folder / "val_annotations.txt").is_file() and (folder / "images").is_dir():  # raw Tiny-ImageNet val/
-        raise DataError(f"{folder} is Tiny-ImageNet's val/ as downloaded (images/ + val_annotations.txt); sort it "
-                        f"into class folders first: ventralkit prepare tiny-imagenet {folder.parent}")
-    classes = sorted(e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith("."))
-    if not classes:
-        raise DataError(f"{folder} has no class sub-folders; put images in {folder}/<class name>/")
-    samples: list[tuple[str, int]] = []
-    for label, name in enumerate(classes):
-        files = sorted(
-            os.path.join(dp, f)
-            for dp, _, fs in os.walk(folder / name, followlinks=True)
-            for f in fs
-            if is_image(f)
-        )
-        if not files:
-            raise DataError(f"class folder {folder / name} has no images ({', '.join(IMAGE_EXTENSIONS[:3])}, ...); "
-                            "add images or remove the folder")
-        samples += [(f, label) for f in files]
-    return classes, samples
-
-
-def open_rgb(path: str) -> Image.Image:
-    with open(path, "rb") as fh:
-        img = Image.open(fh)
-        img.load()
-    return img if img.mode == "RGB" else img.convert("RGB")
+from .listing import (  # noqa: F401  (re-exported: the torch-free half of this module lives in listing.py)
+    BAD_IMAGE_ERRORS,
+    IMAGE_EXTENSIONS,
+    VAL_NAMES,
+    is_image,
+    list_images,
+    open_rgb,
+    scan_classes,
+    split_dir,
+    walk_images,
+)
 
 
 class ImageFolderDataset(Dataset):
@@ -100,7 +55,7 @@ class ImageFolderDataset(Dataset):
             path, label = self.samples[(index + attempt) % len(self.samples)]
             try:
                 img = open_rgb(path)
-            except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as err:
+            except BAD_IMAGE_ERRORS as err:
                 if self.on_bad_image == "error":
                     raise DataError(f"cannot read image {path} ({err}); fix or delete it, "
                                     "or pass --on_bad_image skip") from None
@@ -108,19 +63,6 @@ class ImageFolderDataset(Dataset):
                 continue
             return (self.transform(img) if self.transform else img), label
         raise DataError(f"no readable image in {self.root}")
-
-
-def list_images(folder: str | os.PathLike) -> list[Path]:
-    """Sorted image files directly inside ``folder`` (CORnet ``test`` reads a flat folder)."""
-    folder = Path(folder)
-    if folder.is_file():
-        return [folder]
-    if not folder.is_dir():
-        raise DataError(f"--data_path {folder} does not exist; give a folder of images")
-    files = sorted(p for p in folder.iterdir() if p.is_file() and is_image(p))
-    if not files:
-        raise DataError(f"--data_path {folder} has no image files ({', '.join(IMAGE_EXTENSIONS[:4])}, ...)")
-    return files
 
 
 class ImageListDataset(Dataset):
@@ -137,6 +79,6 @@ class ImageListDataset(Dataset):
         path = self.paths[index]
         try:
             img = open_rgb(str(path))
-        except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as err:
+        except BAD_IMAGE_ERRORS as err:
             raise DataError(f"cannot read image {path} ({err}); fix or remove it") from None
         return (self.transform(img) if self.transform else img), index

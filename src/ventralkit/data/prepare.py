@@ -28,7 +28,7 @@ from typing import Callable
 
 from ..errors import ConfigError, DataError
 from ..files import atomic_path, write_json
-from .folders import is_image
+from .listing import is_image
 
 MARKER = ".ventralkit-prepared.json"
 PLAN = ".ventralkit-preparing.json"

@@ -11,11 +11,12 @@ import dataclasses
 import difflib
 import fnmatch
 from dataclasses import dataclass, field
-from typing import Callable
-
-import torch.nn as nn
+from typing import TYPE_CHECKING, Callable
 
 from ..errors import ModelNotFoundError
+
+if TYPE_CHECKING:  # only in annotations: the names and metadata are usable without importing torch
+    import torch.nn as nn
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

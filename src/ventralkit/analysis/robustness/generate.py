@@ -34,7 +34,7 @@ from PIL import Image, UnidentifiedImageError
 from ...engine.progress import progress_bar
 from ...errors import ConfigError, DataError
 from ...files import ensure_writable_dir, write_json
-from ...data.folders import VAL_NAMES, is_image, open_rgb, scan_classes
+from ...data.listing import VAL_NAMES, is_image, open_rgb, scan_classes
 from .names import ALL, resolve_corruptions, resolve_severities
 
 #: JPEG outputs use Hendrycks' setting for the released -C sets: quality 85, optimize=True
