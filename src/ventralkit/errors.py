@@ -23,3 +23,23 @@ class DataError(VentralkitError):
 
 class ConfigError(VentralkitError):
     """A flag, option or config-file value that is out of range or inconsistent."""
+
+
+class TrainingStopped(VentralkitError):
+    """A run that stopped on purpose: its message says why and how to go on; ``exit_code`` is the CLI's."""
+
+    exit_code = 3
+
+
+class TrainingDiverged(TrainingStopped):
+    """The loss or the gradients became non-finite (exit code 3); nothing non-finite was saved."""
+
+    exit_code = 3
+
+
+class TrainingInterrupted(TrainingStopped):
+    """A signal (SIGTERM / SIGINT / SIGUSR1) asked the run to stop; ``last.pt`` was written to resume from."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.exit_code = 128 + signum  # the shell's convention for a process ended by a signal

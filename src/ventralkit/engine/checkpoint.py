@@ -36,6 +36,51 @@ def save_atomic(obj, path: str | os.PathLike) -> Path:
     return path
 
 
+def write_checkpoint(state: dict, path: Path) -> Path:
+    """``save_atomic`` that turns a failed write (disk full, permissions) into one line; the old file stays."""
+    try:
+        return save_atomic(state, path)
+    except (OSError, RuntimeError) as err:  # torch.save reports a full disk as a RuntimeError
+        why = getattr(err, "strerror", None) or str(err).strip().splitlines()[0][:120]
+        raise CheckpointError(f"could not write {path} ({why}); the previous checkpoint is intact. Free space or "
+                              f"fix permissions, then resume with: ventralkit train --resume {path.parent / 'last.pt'}"
+                              ) from None
+
+
+def link_checkpoint(source: Path, target: Path) -> None:
+    """``target`` holds the same bytes as ``source`` without a second copy (a hard link; a copy where
+    the file system has none). ``last.pt`` is later replaced by rename, so the link keeps this epoch."""
+    import shutil
+
+    with atomic_path(target) as tmp:
+        tmp.unlink()
+        try:
+            os.link(source, tmp)
+        except OSError:
+            shutil.copyfile(source, tmp)
+
+
+def check_finite(model: torch.nn.Module, what: str) -> None:
+    """Refuse weights with NaN or inf (a checkpoint saved by a diverged run of an older version)."""
+    bad = [n for n, t in model.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    if bad:
+        raise CheckpointError(f"{what} holds non-finite weights ({bad[0]}{' ...' if len(bad) > 1 else ''}); "
+                              "resume from an earlier checkpoint")
+
+
+def disk_note(model: torch.nn.Module, optimizer: torch.optim.Optimizer, cfg) -> str:
+    """The disk a run's checkpoints need, printed at the start (epoch snapshots are hard links of last.pt)."""
+    weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    slots = {"sgd": 1 if cfg.momentum else 0, "adam": 2, "adamw": 2}.get(cfg.optimizer, 2)
+    trainable = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
+    last = weights + slots * trainable
+    keep = cfg.keep_epochs if cfg.keep_epochs >= 0 else cfg.epochs
+    mb = 1 / 2**20
+    return (f"checkpoints: last.pt ~{last * mb:.0f} MB, best.pt (weights) ~{weights * mb:.0f} MB, up to "
+            f"{min(keep, cfg.epochs)} epoch snapshots as hard links of last.pt (~{last * mb:.0f} MB each once "
+            f"last.pt moves on): at most ~{(last * (1 + min(keep, cfg.epochs)) + weights) * mb:.0f} MB")
+
+
 def rng_state() -> dict:
     """Every generator's state as tensors and plain numbers, so the checkpoint loads with ``weights_only``."""
     kind, keys, pos, has_gauss, gauss = np.random.get_state()

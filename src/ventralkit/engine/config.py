@@ -22,6 +22,10 @@ else:  # pragma: no cover
 from ..errors import ConfigError
 
 RECIPE_DIR = Path(__file__).resolve().parent.parent / "recipes"
+#: the smallest input that every registered model can take; smaller sizes are refused up front
+MIN_IMAGE_SIZE = 16
+#: options that belong to one run folder, never copied when a run is repeated with --config
+RUN_SPECIFIC = frozenset({"output_path", "resume", "overwrite", "stage"})
 
 
 @dataclass
@@ -35,6 +39,7 @@ class TrainConfig:
     reset_classifier: bool = False  # after loading weights, a fresh classifier of num_classes
     trainable: list = field(default_factory=list)  # module-name prefixes to train; empty = all
     frozen_bn: str = "eval"  # eval: frozen parts keep their BN statistics | train: main.py's model.train()
+    trust_checkpoint: bool = False  # allow weight files that need full unpickling (they can run code)
     # data
     dataset: str = "folder"  # folder | digits | cifar100
     data_path: str | None = None
@@ -43,7 +48,7 @@ class TrainConfig:
     on_bad_image: str = "skip"  # skip | error
     augment: str = "crop_flip"  # crop_flip: RandomResizedCrop + flip | flip: flip only, native size | none
     eval_transform: str = "resize_crop"  # resize_crop: Resize(s*256/224) + CenterCrop(s) | none: native size
-    workers: int = 4
+    workers: int | None = None  # None: one per CPU core, at most 8
     batch_size: int = 256
     # optimisation
     epochs: int = 20
@@ -63,6 +68,8 @@ class TrainConfig:
     label_smoothing: float = 0.0
     mixup_alpha: float = 0.0
     cutmix_alpha: float = 0.0
+    on_nonfinite: str = "stop"  # stop: a non-finite loss/gradient ends the run (exit 3) | skip: drop that step
+    sync_bn: bool = False  # DDP: BatchNorm statistics over all processes (small per-GPU batches)
     # speed
     amp: str = "none"  # none | bf16 | fp16
     channels_last: bool = False
@@ -76,7 +83,8 @@ class TrainConfig:
     save_every_minutes: float = 10.0  # 0: after every step
     keep_epochs: int = 3  # epoch snapshots kept (0 none, -1 all)
     max_steps_per_epoch: int | None = None
-    resume: str | None = None
+    resume: str | None = None  # a last.pt, or "auto": the run folder's last.pt if there is one, else a new run
+    overwrite: bool = False  # replace the run already in output_path
     tensorboard: bool = False
     progress: bool = True
     recipe: str | None = None
@@ -101,26 +109,49 @@ class TrainConfig:
 
     @classmethod
     def build(cls, recipe: str | None = None, config_file: str | None = None, **overrides) -> "TrainConfig":
-        """Defaults < recipe < config file < overrides (``None`` overrides are ignored).
+        """Defaults < dataset < recipe < config file < overrides (``None`` overrides are ignored).
 
-        Overrides win inside ``[[stage]]`` tables too: ``--epochs 1`` on a staged recipe runs every
-        stage for one epoch, although the stages set their own ``epochs``.
+        A built-in dataset brings its own defaults (``data.defaults``), chosen by whichever layer names
+        the dataset. Overrides win inside ``[[stage]]`` tables too: ``--epochs 1`` on a staged recipe
+        runs every stage for one epoch, although the stages set their own ``epochs``. ``sources`` on the
+        result says where each value that is not a default came from.
         """
-        values: dict[str, Any] = {}
+        from ..data.defaults import DATASET_DEFAULTS
+
+        layers: list[tuple[str, dict]] = []
         if recipe:
-            values.update(load_toml(recipe_path(recipe)))
-            values["recipe"] = recipe
+            layers.append(("recipe", {**load_toml(recipe_path(recipe)), "recipe": recipe}))
         if config_file:
-            values.update(load_config_file(config_file))
+            layers.append(("config", load_config_file(config_file)))
         given = {k: v for k, v in overrides.items() if v is not None}
-        values.update(given)
+        layers.append(("flag", given))
+        dataset = next((lv["dataset"] for _, lv in reversed(layers) if "dataset" in lv), cls.dataset)
+        layers.insert(0, ("dataset", dict(DATASET_DEFAULTS.get(str(dataset).partition(":")[0], {}))))
+        values: dict[str, Any] = {}
+        sources: dict[str, str] = {}
+        for source, layer in layers:
+            values.update(layer)
+            sources.update(dict.fromkeys(layer, source))
         if values.get("stages") and "stages" not in given:
             values["stages"] = [{**st, **{k: v for k, v in given.items() if k in st}} if isinstance(st, dict) else st
                                 for st in values["stages"]]
-        return cls.from_dict(values, source=config_file or recipe or "options")
+        cfg = cls.from_dict(values, source=config_file or recipe or "options")
+        cfg.sources = sources
+        return cfg
 
     def replace(self, **changes) -> "TrainConfig":
-        return dataclasses.replace(self, **changes)
+        new = dataclasses.replace(self, **changes)
+        new.sources = {**self.sources, **dict.fromkeys(changes, "set")}
+        return new
+
+    @property
+    def sources(self) -> dict[str, str]:
+        """Where each non-default value came from: dataset | recipe | config | flag | set (by the program)."""
+        return self.__dict__.get("_sources", {})
+
+    @sources.setter
+    def sources(self, value: dict[str, str]) -> None:
+        self.__dict__["_sources"] = dict(value)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -134,8 +165,14 @@ class TrainConfig:
             bad("batch_size", f"must be a positive integer, got {self.batch_size}")
         if self.epochs <= 0:
             bad("epochs", f"must be a positive integer, got {self.epochs}")
-        if self.workers < 0:
+        if self.workers is not None and self.workers < 0:
             bad("workers", f"must be >= 0, got {self.workers}")
+        if self.image_size is not None and self.image_size < MIN_IMAGE_SIZE:
+            bad("image_size", f"must be at least {MIN_IMAGE_SIZE} pixels, got {self.image_size}")
+        if self.keep_epochs < -1:
+            bad("keep_epochs", f"must be -1 (all), 0 (none) or a positive count, got {self.keep_epochs}")
+        if self.save_every_minutes < 0:
+            bad("save_every_minutes", f"must be >= 0, got {self.save_every_minutes}")
         if self.lr <= 0:
             bad("lr", f"must be positive, got {self.lr}")
         if self.num_classes is not None and self.num_classes <= 0:
@@ -149,6 +186,7 @@ class TrainConfig:
             "frozen_bn": ("eval", "train"),
             "augment": ("crop_flip", "flip", "none"),
             "eval_transform": ("resize_crop", "none"),
+            "on_nonfinite": ("stop", "skip"),
         }
         if self.dataset.startswith("digits-occluded:"):  # the suffix is the difficulty: digits-occluded:0.7
             from ..data.embedded import occlusion_level
@@ -194,10 +232,13 @@ class TrainConfig:
         return self
 
     def describe(self) -> str:
-        """The resolved config as aligned ``key = value`` lines (printed at the start of a run)."""
+        """The resolved config as aligned ``key = value  (source)`` lines (printed at the start of a run)."""
         d = self.to_dict()
         width = max(map(len, d))
-        return "\n".join(f"  {k.ljust(width)} = {json.dumps(v)}" for k, v in d.items())
+        vwidth = min(max(len(json.dumps(v)) for v in d.values()), 40)
+        src = self.sources
+        return "\n".join(f"  {k.ljust(width)} = {json.dumps(v).ljust(vwidth)}  ({src.get(k, 'default')})"
+                         for k, v in d.items())
 
 
 def recipe_path(name: str) -> Path:
@@ -240,5 +281,6 @@ def load_config_file(path: str) -> dict:
         except json.JSONDecodeError as err:
             raise ConfigError(f"--config {p}: not valid JSON ({err.msg})") from None
         data = data.get("config", data)
-        return {k: v for k, v in data.items() if k in TrainConfig.field_names()}
+        # a repeated run writes a new folder: where and what the old run resumed/overwrote is not carried over
+        return {k: v for k, v in data.items() if k in TrainConfig.field_names() - RUN_SPECIFIC}
     return load_toml(p)

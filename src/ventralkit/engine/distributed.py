@@ -40,9 +40,20 @@ def setup(device: torch.device) -> DistInfo:
 
 
 def pick_device(name: str, dist_info: DistInfo | None = None) -> torch.device:
+    """``auto`` is CUDA when present; asking for CUDA without it is a one-line error, not a traceback."""
+    from ..errors import ConfigError
+
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"--device {name!r} is not a device; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {name} (or --ngpus >= 1) asks for CUDA, but no CUDA device is available here; "
+                          "use --device cpu (--ngpus 0)")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ConfigError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA devices")
     if device.type == "cuda" and device.index is None:
         local = int(os.environ.get("LOCAL_RANK", "0"))
         device = torch.device("cuda", local)
@@ -54,6 +65,13 @@ def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
     if dist.is_available() and dist.is_initialized():
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
     return t
+
+
+def broadcast_buffers(model: torch.nn.Module) -> None:
+    """Give every rank rank 0's buffers (BatchNorm running statistics), the ones rank 0 saves."""
+    if dist.is_available() and dist.is_initialized():
+        for buf in model.buffers():
+            dist.broadcast(buf, src=0)
 
 
 def barrier() -> None:

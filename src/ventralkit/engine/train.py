@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,18 +23,24 @@ from torch.utils.data import DataLoader
 from .. import __version__
 from ..data import load_datasets
 from ..data.sampling import EpochSampler, SeededDataset
-from ..errors import CheckpointError, ConfigError
+from ..errors import CheckpointError, ConfigError, TrainingInterrupted
 from ..files import write_json
-from ..models.registry import count_parameters, create_model, model_info
-from ..models.weights import extract_state_dict, load_weights, read_checkpoint
+from ..models.interface import check_input_size, unused_parameters
+from ..models.loading import load_model
+from ..models.registry import count_parameters, model_info
+from ..models.weights import load_weights, read_checkpoint
 from . import distributed as dist
 from .amp import autocast
-from .checkpoint import FORMAT, prune_epoch_snapshots, read_resume, rng_state, save_atomic, set_rng_state
+from .checkpoint import (FORMAT, check_finite, disk_note, link_checkpoint, prune_epoch_snapshots, read_resume,
+                         rng_state, set_rng_state, write_checkpoint)
 from .config import TrainConfig
 from .evaluate import EvalResult, evaluate, logits_of, topk_correct
+from .guard import NonFiniteGuard
 from .optim import build_optimizer, build_scheduler
 from .progress import progress_bar
+from .preempt import StopRequest
 from .records import RunRecords
+from .run_folder import RunFolder, check_ownership, check_writable
 
 
 @dataclass
@@ -54,6 +61,11 @@ def train(config: TrainConfig | dict | None = None, **overrides) -> TrainResult:
     else:
         cfg = config.replace(**overrides) if overrides else config
     cfg.validate()
+    if cfg.resume == "auto":  # a requeued job reruns the same command: continue if there is a run to continue
+        if not cfg.output_path:
+            raise ConfigError("--resume auto needs --output_path (the run folder to continue)")
+        last = Path(cfg.output_path) / "checkpoints" / "last.pt"
+        cfg = cfg.replace(resume=str(last) if last.is_file() and not cfg.stages else None)
     if not cfg.stages:
         return fit(cfg)
     return run_stages(cfg)
@@ -94,47 +106,20 @@ def git_commit() -> str | None:
         return None
 
 
-def check_writable(path: Path) -> None:
-    """Fail before any work if the run folder cannot be created or written (nothing half-written)."""
-    probe = path
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
-        raise ConfigError(f"--output_path {path} cannot be written ({probe} is not a writable folder); "
-                          "choose another folder")
-
-
-def prepare_run_dir(path: Path) -> Path:
-    try:
-        (path / "checkpoints").mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise ConfigError(f"--output_path {path} cannot be written ({err.strerror}); choose another folder") from None
-    return path
-
-
 def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
     """The model with its initial weights: fresh, pretrained, or a checkpoint (with a new head if asked)."""
-    if not cfg.reset_classifier:
-        return create_model(cfg.model, num_classes=num_classes, checkpoint=cfg.checkpoint,
-                            pretrained=cfg.pretrained, **cfg.model_kwargs)
-    model = create_model(cfg.model, **cfg.model_kwargs)
-    if cfg.checkpoint:
-        match_checkpoint_head(model, cfg.checkpoint)
-        load_weights(model, cfg.checkpoint)
-    elif cfg.pretrained:
-        from ..models.weights import pretrained_path
-
-        load_weights(model, pretrained_path(model.info))
-    model.reset_classifier(num_classes)
-    return model
+    return load_model(cfg.model, checkpoint=cfg.checkpoint, pretrained=cfg.pretrained, num_classes=num_classes,
+                      model_kwargs=cfg.model_kwargs, reset_classifier=cfg.reset_classifier,
+                      trust=cfg.trust_checkpoint).model
 
 
-def match_checkpoint_head(model: nn.Module, path: str) -> None:
-    """Give the model the checkpoint's class count, so a head of any size can be loaded, then replaced."""
-    state = extract_state_dict(read_checkpoint(path))
-    weight = state.get(model.classifier_name + ".weight")
-    if weight is not None and weight.shape[0] != model.get_classifier().weight.shape[0]:
-        model.reset_classifier(weight.shape[0])
+def default_workers() -> int:
+    """One DataLoader worker per CPU core this process may use, at most 8 (more only add start-up cost)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(0, min(8, cores))
 
 
 def freeze(model: nn.Module, trainable: list[str]) -> None:
@@ -171,7 +156,8 @@ def make_loader(ds, cfg: TrainConfig, shuffle: bool, dinfo: dist.DistInfo, devic
     sampler = EpochSampler(len(ds), shuffle=shuffle, seed=cfg.seed, rank=dinfo.rank,
                            world_size=dinfo.world_size, batch_size=cfg.batch_size, pad=shuffle)
     return DataLoader(SeededDataset(ds, cfg.seed), batch_size=cfg.batch_size, sampler=sampler,
-                      num_workers=cfg.workers, pin_memory=device.type == "cuda",
+                      num_workers=cfg.workers if cfg.workers is not None else default_workers(),
+                      pin_memory=device.type == "cuda",
                       persistent_workers=False, drop_last=False)
 
 
@@ -211,6 +197,7 @@ class Meters:
 
 
 def fit(cfg: TrainConfig) -> TrainResult:
+    """One training run: every input is checked, then the run folder is claimed, then the loop runs."""
     device = dist.pick_device(cfg.device)
     dinfo = dist.setup(device)
     if cfg.amp == "fp16" and device.type != "cuda":  # e.g. a GPU recipe tried on a laptop: keep it runnable
@@ -218,10 +205,14 @@ def fit(cfg: TrainConfig) -> TrainResult:
             print(f"note: amp fp16 needs CUDA; training in fp32 on {device.type} (pass --amp none to silence this)")
         cfg = cfg.replace(amp="none")
     torch.manual_seed(cfg.seed)
-    resume = read_resume(cfg.resume) if cfg.resume else None
-    run_dir = Path(cfg.output_path or (Path(cfg.resume).parent.parent if cfg.resume else default_output_path(cfg)))
+    resume = read_resume(cfg.resume, trust=cfg.trust_checkpoint) if cfg.resume else None
+    # --resume always writes beside its checkpoint; every run folder is stored as an absolute path
+    run_dir = (Path(cfg.resume).resolve().parent.parent if cfg.resume
+               else Path(cfg.output_path or default_output_path(cfg)).resolve())
+    cfg = cfg.replace(output_path=str(run_dir))
     if dinfo.is_main:
         check_writable(run_dir)
+        check_ownership(run_dir, resuming=resume is not None, overwrite=cfg.overwrite)
 
     # ---- data --------------------------------------------------------------------------------------
     info = model_info(cfg.model)
@@ -236,8 +227,11 @@ def fit(cfg: TrainConfig) -> TrainResult:
 
     # ---- model, optimizer, schedule ----------------------------------------------------------------
     model = build_model(cfg, num_classes)
+    check_input_size(model, cfg.image_size or info.input_size)
     cfg = cfg.replace(trainable=resolve_trainable(model, list(cfg.trainable)))
     freeze(model, cfg.trainable)
+    if dinfo.enabled and cfg.sync_bn:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model.to(device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -247,6 +241,7 @@ def fit(cfg: TrainConfig) -> TrainResult:
     clipping = cfg.clip_grad_value is not None or cfg.clip_grad_norm is not None
     clip_params = [p for g in optimizer.param_groups for p in g["params"]] if clipping else []
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    guard = NonFiniteGuard(cfg.on_nonfinite, device, model.parameters(), check_grads=cfg.amp != "fp16")
     mixer = build_mixer(cfg, num_classes)
     core = model  # the unwrapped model: what is saved and what owns head_loss
     head_loss = getattr(core, "head_loss", None)
@@ -258,6 +253,7 @@ def fit(cfg: TrainConfig) -> TrainResult:
         if resume.get("model_name") != cfg.model:
             raise CheckpointError(f"--resume {cfg.resume} is a {resume.get('model_name')} run, not {cfg.model}")
         load_weights(core, resume["model"])
+        check_finite(core, f"--resume {cfg.resume}")
         optimizer.load_state_dict(resume["optimizer"])
         saved_total = (resume.get("scheduler") or {}).get("total_steps")
         if cfg.scheduler == "onecycle" and saved_total not in (None, cfg.epochs * steps_per_epoch):
@@ -269,176 +265,234 @@ def fit(cfg: TrainConfig) -> TrainResult:
             scaler.load_state_dict(resume["scaler"])
         start_epoch, start_step = resume["epoch"], resume["step_in_epoch"]
         global_step, best_top1 = resume["global_step"], resume["best_top1"]
+        guard.skipped = int(resume.get("skipped_steps") or 0)
         meters_state = resume.get("meters")
         set_rng_state(resume["rng"])
     if dinfo.enabled:
-        model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        unused = unused_parameters(core, cfg.image_size or info.input_size, device)
+        if unused and dinfo.is_main:
+            print(f"note: {len(unused)} parameters get no gradient in this configuration (e.g. {unused[0]}); "
+                  "DDP looks for unused parameters every step")
+        model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
+                                                    find_unused_parameters=bool(unused))
     forward = torch.compile(model) if cfg.compile else model
     # validation runs the unwrapped model under DDP: no collective inside a forward, so uneven shards are safe
     val_forward = core if dinfo.enabled else forward
 
-    if dinfo.is_main:
-        prepare_run_dir(run_dir)
-    dist.barrier()
-    records = RunRecords(run_dir, enabled=dinfo.is_main, tensorboard=cfg.tensorboard)
+    if resume is not None and resume.get("finished") and dinfo.is_main:
+        print(f"{cfg.resume} is a finished run ({resume['epoch']} epochs); nothing to do (raise --epochs to train on)")
     if dinfo.is_main:
         n_params, n_train = count_parameters(core), count_parameters(core, trainable_only=True)
-        saved = {"config": cfg.to_dict(), **cfg.to_dict(), "ventralkit_version": __version__,
-                 "git_commit": git_commit(), "num_params": n_params, "num_trainable": n_train,
-                 "classes": splits.classes, "world_size": dinfo.world_size}
-        write_json(run_dir / "config.json", saved)
         print(f"ventralkit {__version__}: training {cfg.model} ({n_params:,} parameters, {n_train:,} trainable) "
               f"on {len(splits.train):,} images, {num_classes} classes, device {device}"
               + (f", {dinfo.world_size} processes" if dinfo.enabled else ""))
         print("config:\n" + cfg.describe())
-        if resume is not None:
-            records.truncate_after(global_step)
-            print(f"resuming from {cfg.resume}: epoch {start_epoch + 1}, step {start_step}")
+        print(disk_note(core, optimizer, cfg))
+        if resume is not None and not resume.get("finished"):
+            print(f"resuming from {cfg.resume}: after epoch {start_epoch} step {start_step} "
+                  f"(global step {global_step})" if start_step else
+                  f"resuming from {cfg.resume}: epoch {start_epoch + 1} of {cfg.epochs}")
+    with RunFolder(run_dir, overwrite=cfg.overwrite and resume is None, enabled=dinfo.is_main) as folder, \
+            StopRequest() as stop:
+        dist.barrier()
+        records = RunRecords(run_dir, enabled=dinfo.is_main, tensorboard=cfg.tensorboard)
+        if dinfo.is_main:
+            if resume is not None:
+                records.truncate_after(global_step)
+            saved = {"config": cfg.to_dict(), **cfg.to_dict(), "sources": cfg.sources,
+                     "ventralkit_version": __version__, "git_commit": git_commit(), "num_params": n_params,
+                     "num_trainable": n_train, "classes": splits.classes, "world_size": dinfo.world_size}
+            write_json(run_dir / "config.json", saved)
 
-    def checkpoint(path_name: str, epoch: int, step_in_epoch: int, finished: bool = False, meters=None) -> None:
-        if not dinfo.is_main:
-            return
-        state = {
-            "format": FORMAT, "model_name": cfg.model, "num_classes": num_classes, "classes": splits.classes,
-            "config": cfg.to_dict(), "model": core.state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict() if scaler.is_enabled() else None,
-            "epoch": epoch, "step_in_epoch": step_in_epoch, "global_step": global_step, "best_top1": best_top1,
-            "rng": rng_state(), "meters": meters, "finished": finished, "ventralkit_version": __version__,
-        }
-        save_atomic(state, run_dir / "checkpoints" / path_name)
+        def checkpoint(path_name: str, epoch: int, step_in_epoch: int, finished: bool = False, meters=None,
+                       weights_only: bool = False) -> None:
+            """``last.pt`` holds everything to resume; ``best.pt`` the weights and what describes them."""
+            guard.raise_if_diverged()  # never save non-finite weights (a host read, at save time only)
+            if not dinfo.is_main:
+                return
+            state = {
+                "format": FORMAT, "model_name": cfg.model, "num_classes": num_classes, "classes": splits.classes,
+                "config": cfg.to_dict(), "model": core.state_dict(), "epoch": epoch, "step_in_epoch": step_in_epoch,
+                "global_step": global_step, "best_top1": best_top1, "finished": finished,
+                "ventralkit_version": __version__,
+            }
+            if not weights_only:
+                state.update({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                              "scaler": scaler.state_dict() if scaler.is_enabled() else None, "rng": rng_state(),
+                              "meters": meters, "skipped_steps": guard.skipped})
+            write_checkpoint(state, run_dir / "checkpoints" / path_name)
 
-    def validate() -> tuple[EvalResult, float]:
-        t0 = time.perf_counter()
-        if len(val_loader) > 0:
-            res = evaluate(val_forward, val_loader, device=device, amp=cfg.amp, desc="val", progress=cfg.progress,
-                           num_classes=num_classes, channels_last=cfg.channels_last)
-        else:  # a rank whose validation shard is empty (fewer images than ranks)
-            res = EvalResult(0.0, 0.0, 0.0, 0, np.zeros(num_classes), np.zeros((num_classes, num_classes)),
-                             np.zeros(0, dtype=np.int64), None)
-        if dinfo.enabled:  # combine the ranks' shards: sums of per-image quantities, then divide
-            has_super = parent_targets is not None
-            t = torch.tensor([res.loss * res.n, res.top1 * res.n, res.top5 * res.n,
-                              (res.super_top1 or 0.0) * res.n, res.n], dtype=torch.float64, device=device)
-            dist.all_reduce_sum(t)
-            n = max(t[4].item(), 1.0)
-            res.loss, res.top1, res.top5, res.n = t[0].item() / n, t[1].item() / n, t[2].item() / n, int(t[4].item())
-            res.super_top1 = t[3].item() / n if has_super else None
-        return res, (time.perf_counter() - t0) / max(len(val_loader), 1)
+        def validate() -> tuple[EvalResult, float]:
+            guard.raise_if_diverged()
+            t0 = time.perf_counter()
+            if dinfo.enabled:  # every rank evaluates with rank 0's BatchNorm statistics: those that are saved
+                dist.broadcast_buffers(core)
+            if len(val_loader) > 0:
+                res = evaluate(val_forward, val_loader, device=device, amp=cfg.amp, desc="val", progress=cfg.progress,
+                               num_classes=num_classes, channels_last=cfg.channels_last)
+            else:  # a rank whose validation shard is empty (fewer images than ranks)
+                res = EvalResult(0.0, 0.0, 0.0, 0, np.zeros(num_classes), np.zeros((num_classes, num_classes)),
+                                 np.zeros(0, dtype=np.int64), None)
+            if dinfo.enabled:  # combine the ranks' shards: sums of per-image quantities, then divide
+                has_super = parent_targets is not None
+                t = torch.tensor([res.loss * res.n, res.top1 * res.n, res.top5 * res.n,
+                                  (res.super_top1 or 0.0) * res.n, res.n], dtype=torch.float64, device=device)
+                dist.all_reduce_sum(t)
+                n = max(t[4].item(), 1.0)
+                res.loss, res.top1, res.top5, res.n = t[0].item() / n, t[1].item() / n, t[2].item() / n, int(t[4].item())
+                res.super_top1 = t[3].item() / n if has_super else None
+            return res, (time.perf_counter() - t0) / max(len(val_loader), 1)
 
-    val_interval = max(1, round(cfg.val_every * steps_per_epoch))
-    save_interval = cfg.save_every_minutes * 60
-    last_val, last_save = None, time.monotonic()
-    total_steps = cfg.epochs * steps_per_epoch
-    train_meters, epoch_meters = Meters(device), Meters(device)
-    if meters_state is not None:
-        train_meters.load(meters_state[0])
-        epoch_meters.load(meters_state[1])
-    bar = progress_bar(total=total_steps, initial=global_step, desc="train", enabled=cfg.progress and dinfo.is_main,
-                       unit="step")
-    try:
-        for epoch in range(start_epoch, cfg.epochs):
-            epoch_start = time.monotonic()
-            set_train_mode(core, cfg.trainable, cfg.frozen_bn)
-            train_loader.sampler.set_epoch(epoch, start_step)
-            step_time, wait_time, n_timed = 0.0, 0.0, 0
-            t_ready = time.perf_counter()
-            step = start_step
-            for images, target in train_loader:
-                if step >= steps_per_epoch:
-                    break
-                t_got = time.perf_counter()
-                images = images.to(device, non_blocking=True)
-                target = target.to(device, non_blocking=True)
-                if cfg.channels_last:
-                    images = images.contiguous(memory_format=torch.channels_last)
-                soft = None
-                if mixer is not None:
-                    images, soft = mixer(images, target)
-                with autocast(device, cfg.amp):
-                    output = forward(images)
-                    logits = logits_of(output)
-                    if head_loss is not None:
-                        loss = head_loss(output, soft if soft is not None else target)
-                    else:
-                        loss = criterion(logits, soft if soft is not None else target)
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                if clip_params:
-                    scaler.unscale_(optimizer)  # clip the true gradients, not the fp16-scaled ones
-                    if cfg.clip_grad_value is not None:
-                        torch.nn.utils.clip_grad_value_(clip_params, cfg.clip_grad_value)
-                    if cfg.clip_grad_norm is not None:
-                        torch.nn.utils.clip_grad_norm_(clip_params, cfg.clip_grad_norm)
-                scaler.step(optimizer)
-                scaler.update()
-                scheduler.step()
-                c1, c5 = topk_correct(logits.detach().float(), target)
-                sc = None
-                if parent_targets is not None and isinstance(output, dict) and "parent_logits" in output:
-                    sc = output["parent_logits"].detach().argmax(1).eq(parent_targets(target)).sum()
-                train_meters.add(loss, c1, c5, len(target), sc)
-                epoch_meters.add(loss, c1, c5, len(target), sc)
-                global_step += 1
-                step += 1
-                t_done = time.perf_counter()
-                step_time += t_done - t_got
-                wait_time += t_got - t_ready
-                n_timed += 1
-                t_ready = t_done
-                bar.update(1)
-                epoch_float = epoch + step / steps_per_epoch
-                if global_step % cfg.log_every == 0 or step == steps_per_epoch:
-                    rec = {**train_meters.read(), "learning_rate": scheduler.get_last_lr()[0],
-                           "dur": step_time / max(n_timed, 1), "data_load_dur": wait_time / max(n_timed, 1)}
-                    records.log("train", epoch_float, global_step, rec)
-                    bar.set_postfix(loss=f"{rec['loss']:.3f}", top1=f"{rec['top1']:.3f}")
-                    train_meters.reset()
-                    step_time, wait_time, n_timed = 0.0, 0.0, 0
-                if global_step % val_interval == 0 or global_step == total_steps:
-                    res, val_dur = validate()
-                    last_val = {**res.record(), "dur": val_dur}
-                    records.log("val", epoch_float, global_step, last_val)
-                    if res.top1 > best_top1:
-                        best_top1 = res.top1
-                        checkpoint("best.pt", epoch, step, meters=None)
-                    set_train_mode(core, cfg.trainable, cfg.frozen_bn)
-                if step < steps_per_epoch and (save_interval <= 0 or time.monotonic() - last_save >= save_interval):
-                    checkpoint("last.pt", epoch, step, meters=[train_meters.state(), epoch_meters.state()])
-                    last_save = time.monotonic()
-            # ---- end of epoch: summary row and checkpoints ------------------------------------------
-            start_step = 0
-            ep = epoch_meters.read()
-            epoch_meters.reset()
-            if dinfo.is_main:
-                records.epoch_row({"epoch": epoch + 1, "train_loss": ep["loss"], "train_top1": ep["top1"],
-                                   "train_top5": ep["top5"], **({f"val_{k}": v for k, v in last_val.items()
-                                                                 if k != "dur"} if last_val else {}),
-                                   "learning_rate": scheduler.get_last_lr()[0],
-                                   "epoch_seconds": round(time.monotonic() - epoch_start, 3)})
-            finished = epoch + 1 == cfg.epochs
-            checkpoint("last.pt", epoch + 1, 0, finished=finished, meters=[train_meters.state(), [0.0] * 6])
-            last_save = time.monotonic()
-            if cfg.keep_epochs != 0 and dinfo.is_main:
-                checkpoint(f"epoch_{epoch + 1:02d}.pt", epoch + 1, 0, finished=finished)
-                prune_epoch_snapshots(run_dir / "checkpoints", cfg.keep_epochs)
-    finally:
-        bar.close()
-        records.close()
+        val_interval = max(1, round(cfg.val_every * steps_per_epoch))
+        save_interval = cfg.save_every_minutes * 60
+        last_val, last_save = None, time.monotonic()
+        total_steps = cfg.epochs * steps_per_epoch
+        train_meters, epoch_meters = Meters(device), Meters(device)
+        if meters_state is not None:
+            train_meters.load(meters_state[0])
+            epoch_meters.load(meters_state[1])
+        bar = progress_bar(total=total_steps, initial=global_step, desc="train", enabled=cfg.progress and dinfo.is_main,
+                           unit="step")
+        first_step = global_step
 
-    if dinfo.is_main:
-        from ..plots.curves import plot_runs
+        def stop_requested() -> bool:
+            """Under DDP the ranks agree at log steps (one small all-reduce), so all stop at the same step."""
+            if not dinfo.enabled:
+                return stop.requested
+            if global_step % cfg.log_every:
+                return False
+            flag = torch.tensor([float(stop.requested)], device=device)
+            return dist.all_reduce_sum(flag).item() > 0
 
         try:
-            plot_runs([run_dir], run_dir / "plots" / "curves.png")
-        except Exception as err:  # a figure must never cost the run
-            print(f"warning: could not draw curves: {err}")
-        summary = f"done: {cfg.epochs} epochs, best val top-1 {max(best_top1, 0):.4f}"
-        if last_val:
-            summary += f", last val top-1 {last_val['top1']:.4f} top-5 {last_val['top5']:.4f} loss {last_val['loss']:.4f}"
-        print(summary)
-        print(f"run folder: {run_dir}")
-    dist.barrier()
-    return TrainResult(run_dir, best_top1, last_val, cfg.epochs, core)
+            for epoch in range(start_epoch, cfg.epochs):
+                epoch_start = time.monotonic()
+                set_train_mode(core, cfg.trainable, cfg.frozen_bn)
+                train_loader.sampler.set_epoch(epoch, start_step)
+                step_time, wait_time, n_timed = 0.0, 0.0, 0
+                t_ready = time.perf_counter()
+                step = start_step
+                for images, target in train_loader:
+                    if step >= steps_per_epoch:
+                        break
+                    t_got = time.perf_counter()
+                    images = images.to(device, non_blocking=True)
+                    target = target.to(device, non_blocking=True)
+                    if cfg.channels_last:
+                        images = images.contiguous(memory_format=torch.channels_last)
+                    soft = None
+                    if mixer is not None:
+                        images, soft = mixer(images, target)
+                    with autocast(device, cfg.amp):
+                        output = forward(images)
+                        logits = logits_of(output)
+                        if head_loss is not None:
+                            loss = head_loss(output, soft if soft is not None else target)
+                        else:
+                            loss = criterion(logits, soft if soft is not None else target)
+                    optimizer.zero_grad(set_to_none=True)
+                    scaler.scale(loss).backward()
+                    if clip_params:
+                        scaler.unscale_(optimizer)  # clip the true gradients, not the fp16-scaled ones
+                        if cfg.clip_grad_value is not None:
+                            torch.nn.utils.clip_grad_value_(clip_params, cfg.clip_grad_value)
+                        if cfg.clip_grad_norm is not None:
+                            torch.nn.utils.clip_grad_norm_(clip_params, cfg.clip_grad_norm)
+                    applied = guard.step_ok(loss, global_step, epoch, step, scheduler.get_last_lr()[0])
+                    if applied:
+                        scaler.step(optimizer)
+                        scaler.update()
+                    else:  # --on_nonfinite skip: this step's update is dropped, as a grad scaler would
+                        optimizer.zero_grad(set_to_none=True)
+                    scheduler.step()
+                    if applied:
+                        c1, c5 = topk_correct(logits.detach().float(), target)
+                        sc = None
+                        if parent_targets is not None and isinstance(output, dict) and "parent_logits" in output:
+                            sc = output["parent_logits"].detach().argmax(1).eq(parent_targets(target)).sum()
+                        train_meters.add(loss, c1, c5, len(target), sc)
+                        epoch_meters.add(loss, c1, c5, len(target), sc)
+                    global_step += 1
+                    step += 1
+                    folder.commit()  # a step went through: from here on the run folder keeps what it holds
+                    t_done = time.perf_counter()
+                    step_time += t_done - t_got
+                    wait_time += t_got - t_ready
+                    n_timed += 1
+                    t_ready = t_done
+                    bar.update(1)
+                    epoch_float = epoch + step / steps_per_epoch
+                    if global_step % cfg.log_every == 0 or step == steps_per_epoch:
+                        guard.raise_if_diverged()
+                        rec = {**train_meters.read(), "learning_rate": scheduler.get_last_lr()[0],
+                               "dur": step_time / max(n_timed, 1), "data_load_dur": wait_time / max(n_timed, 1)}
+                        if guard.skipped:
+                            rec["skipped_steps"] = guard.skipped
+                        records.log("train", epoch_float, global_step, rec)
+                        bar.set_postfix(loss=f"{rec['loss']:.3f}", top1=f"{rec['top1']:.3f}")
+                        train_meters.reset()
+                        step_time, wait_time, n_timed = 0.0, 0.0, 0
+                    if global_step % val_interval == 0 or global_step == total_steps:
+                        res, val_dur = validate()
+                        last_val = {**res.record(), "dur": val_dur}
+                        records.log("val", epoch_float, global_step, last_val)
+                        if res.top1 > best_top1:
+                            best_top1 = res.top1
+                            checkpoint("best.pt", epoch, step, weights_only=True)
+                        set_train_mode(core, cfg.trainable, cfg.frozen_bn)
+                    if step < steps_per_epoch and (save_interval <= 0 or time.monotonic() - last_save >= save_interval):
+                        checkpoint("last.pt", epoch, step, meters=[train_meters.state(), epoch_meters.state()])
+                        last_save = time.monotonic()
+                    if stop_requested():
+                        checkpoint("last.pt", epoch, step, meters=[train_meters.state(), epoch_meters.state()])
+                        last = run_dir / "checkpoints" / "last.pt"
+                        raise TrainingInterrupted(
+                            f"stopped by {stop.name} at epoch {epoch + 1}, step {step} (global step {global_step}); "
+                            f"saved {last}; resume with: ventralkit train --resume {last} (or rerun the same command "
+                            "with --resume auto)", stop.signum or 15)
+                # ---- end of epoch: summary row and checkpoints ------------------------------------------
+                start_step = 0
+                ep = epoch_meters.read()
+                epoch_meters.reset()
+                if dinfo.is_main:
+                    records.epoch_row({"epoch": epoch + 1, "train_loss": ep["loss"], "train_top1": ep["top1"],
+                                       "train_top5": ep["top5"], **({f"val_{k}": v for k, v in last_val.items()
+                                                                     if k != "dur"} if last_val else {}),
+                                       "learning_rate": scheduler.get_last_lr()[0],
+                                       "epoch_seconds": round(time.monotonic() - epoch_start, 3)})
+                finished = epoch + 1 == cfg.epochs
+                checkpoint("last.pt", epoch + 1, 0, finished=finished, meters=[train_meters.state(), [0.0] * 6])
+                last_save = time.monotonic()
+                if cfg.keep_epochs != 0 and dinfo.is_main:  # the same bytes as last.pt: a hard link, not a copy
+                    link_checkpoint(run_dir / "checkpoints" / "last.pt", run_dir / "checkpoints" / f"epoch_{epoch + 1:02d}.pt")
+                    prune_epoch_snapshots(run_dir / "checkpoints", cfg.keep_epochs)
+        except KeyboardInterrupt:
+            if dinfo.is_main and (run_dir / "checkpoints" / "last.pt").is_file():
+                print(f"aborted: nothing saved since the last checkpoint; resume with: ventralkit train --resume "
+                      f"{run_dir / 'checkpoints' / 'last.pt'}", file=sys.stderr)
+            raise
+        finally:
+            bar.close()
+            records.close()
+
+        if dinfo.is_main and global_step == first_step:  # resumed a finished run: nothing was trained
+            print(f"run folder: {run_dir}")
+        elif dinfo.is_main:
+            from ..plots.curves import plot_runs
+
+            try:
+                plot_runs([run_dir], run_dir / "plots" / "curves.png")
+            except Exception as err:  # a figure must never cost the run
+                print(f"warning: could not draw curves: {err}")
+            summary = f"done: {cfg.epochs} epochs, best val top-1 {max(best_top1, 0):.4f}"
+            if guard.skipped:
+                summary += f", {guard.skipped} non-finite steps skipped"
+            if last_val:
+                summary += f", last val top-1 {last_val['top1']:.4f} top-5 {last_val['top5']:.4f} loss {last_val['loss']:.4f}"
+            print(summary)
+            print(f"run folder: {run_dir}")
+        dist.barrier()
+        return TrainResult(run_dir, best_top1, last_val, cfg.epochs, core)
 
 
 def build_mixer(cfg: TrainConfig, num_classes: int):

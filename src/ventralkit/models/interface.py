@@ -100,3 +100,45 @@ def count_calls(model: nn.Module, names: Iterable[str], x: torch.Tensor) -> dict
     with torch.no_grad(), record_activations(model, names, transform=lambda t: t[:0]) as store:
         model(x)
     return {n: len(v) for n, v in store.items()}
+
+
+def check_input_size(model: nn.Module, size: int) -> None:
+    """Refuse an input size the model cannot take, before any work: one forward on the meta device.
+
+    The meta device runs shapes only (no memory, no arithmetic), so a map that shrinks to nothing or a
+    polar grid that does not fit fails here, in one line, rather than inside the first training step."""
+    import copy
+
+    name = getattr(getattr(model, "info", None), "name", type(model).__name__)
+    try:
+        probe = copy.deepcopy(model).to("meta").eval()
+        with torch.no_grad():
+            probe(torch.empty(1, 3, size, size, device="meta"))
+    except NotImplementedError:
+        return  # an operation without a meta kernel: nothing can be concluded here
+    except (RuntimeError, ValueError, IndexError) as err:
+        first = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+        native = getattr(getattr(model, "info", None), "input_size", None)
+        raise ConfigError(f"--imsize {size} does not fit {name} ({first}); use a larger size"
+                          + (f" (it was designed for {native} px)" if native else "")) from None
+
+
+def unused_parameters(model: nn.Module, size: int, device) -> list[str]:
+    """Names of trainable parameters that get no gradient from a forward pass in this configuration.
+
+    DistributedDataParallel must be told about them (``find_unused_parameters``), e.g. CORnet-S100's
+    ``V4_to_V1`` at ``outer_times=1``. One forward/backward of a 2-image batch in eval mode: BatchNorm
+    statistics, dropout and the global random state are left untouched."""
+    was_training = model.training
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    x = torch.randn(2, 3, size, size, generator=gen).to(device)
+    model.eval()
+    try:
+        out = model(x)
+        tensors = [t for t in (out.values() if isinstance(out, dict) else [out]) if torch.is_tensor(t)]
+        sum(t.float().sum() for t in tensors).backward()
+        unused = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    finally:
+        model.zero_grad(set_to_none=True)
+        model.train(was_training)
+    return unused
