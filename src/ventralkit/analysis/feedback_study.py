@@ -12,8 +12,9 @@ designs trains only the new runs. Then it writes
   linear layer, counted with hooks on one image);
 * ``feedback_study.png``: val top-1 against epoch and against training compute;
 * ``feedback_inside.csv`` / ``.png`` (``inside=True``): for every trained feedback model, how much
-  each pass changes V1's and V4's representation (linear CKA between consecutive passes, Kornblith
-  et al. 2019) and the val top-1 read out after each pass through the model's own IT and decoder.
+  each pass changes V1's and V4's representation (linear CKA, Kornblith et al. 2019, between
+  consecutive passes and with the first) and the val top-1 read out after each pass through the
+  model's own IT and decoder.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ MODEL = "cornet_s100"
 DESIGNS = ("replace", "additive", "gated")
 FEEDFORWARD = "feedforward"
 #: settings that must not change between two invocations on the same study folder
-_FIXED = ("dataset", "epochs", "image_size", "batch_size", "lr")
+_FIXED = ("dataset", "epochs", "image_size", "batch_size", "lr", "max_steps_per_epoch")
 #: val images used for the inside analysis (the Gram matrices are n x n)
 INSIDE_MAX_IMAGES = 512
 
@@ -70,7 +71,7 @@ def study_runs(outer_times, designs, seeds) -> list[StudyRun]:
 
 
 def validate_study(outer_times, designs, seeds, epochs: int, image_size: int, batch_size: int, lr: float,
-                   dataset: str) -> None:
+                   dataset: str, max_steps_per_epoch: int | None = None) -> None:
     """Every option checked before anything is trained or written (one-line ConfigErrors)."""
     if not outer_times or any(int(k) < 1 for k in outer_times):
         raise ConfigError(f"--outer_times must be integers >= 1 (1 = no feedback), got {list(outer_times)}")
@@ -82,6 +83,8 @@ def validate_study(outer_times, designs, seeds, epochs: int, image_size: int, ba
     for flag, v in (("epochs", epochs), ("image_size", image_size), ("batch_size", batch_size)):
         if int(v) <= 0:
             raise ConfigError(f"--{flag} must be a positive integer, got {v}")
+    if max_steps_per_epoch is not None and int(max_steps_per_epoch) <= 0:
+        raise ConfigError(f"--max_steps_per_epoch must be a positive integer, got {max_steps_per_epoch}")
     if not lr > 0:
         raise ConfigError(f"--lr must be positive, got {lr}")
     if dataset.partition(":")[0] not in ("digits", "digits-occluded"):
@@ -90,13 +93,15 @@ def validate_study(outer_times, designs, seeds, epochs: int, image_size: int, ba
 
 
 def run_config(run: StudyRun, run_dir: Path, dataset: str, epochs: int, image_size: int, batch_size: int,
-               lr: float, workers: int):
+               lr: float, workers: int, max_steps_per_epoch: int | None = None):
     from ..engine.config import TrainConfig
 
     return TrainConfig.build(
         model=MODEL, model_kwargs=run.model_kwargs(), dataset=dataset, image_size=image_size,
         batch_size=batch_size, lr=lr, epochs=epochs, seed=run.seed, workers=workers, output_path=str(run_dir),
-        keep_epochs=0, progress=False, log_every=10 ** 9,
+        keep_epochs=0, progress=False, log_every=10 ** 9, max_steps_per_epoch=max_steps_per_epoch,
+        # pinned, so dataset defaults never change a study: CORnet's schedule (lr / 10 every 10 epochs)
+        scheduler="step", step_size=10, warmup_epochs=0.0, momentum=0.9, weight_decay=1e-4,
     ).validate()
 
 
@@ -117,7 +122,7 @@ def check_settings(output: Path, settings: dict) -> None:
         return
     old = json.loads(path.read_text())
     for key in _FIXED:
-        if key in old and old[key] != settings[key]:
+        if old.get(key) != settings[key]:
             raise ConfigError(f"--output {output} holds a study with --{key} {old[key]} (this one: {settings[key]}); "
                               "use the same value or another folder")
 
@@ -170,18 +175,18 @@ class StudyResult:
 def run_feedback_study(output: str | Path, dataset: str = "digits-occluded", outer_times=(1, 2, 3),
                        designs=DESIGNS, seeds=(0, 1), epochs: int = 6, image_size: int = 32,
                        batch_size: int = 32, lr: float = 0.01, workers: int = 0, inside: bool = True,
-                       train_missing: bool = True) -> StudyResult:
+                       train_missing: bool = True, max_steps_per_epoch: int | None = None) -> StudyResult:
     """Train the missing runs of the grid (``train_missing``), then write the table and figures."""
     from ..engine.train import train
 
     output = Path(output)
-    validate_study(outer_times, designs, seeds, epochs, image_size, batch_size, lr, dataset)
+    validate_study(outer_times, designs, seeds, epochs, image_size, batch_size, lr, dataset, max_steps_per_epoch)
     settings = {"dataset": dataset, "epochs": int(epochs), "image_size": int(image_size),
-                "batch_size": int(batch_size), "lr": float(lr)}
+                "batch_size": int(batch_size), "lr": float(lr), "max_steps_per_epoch": max_steps_per_epoch}
     check_settings(output, settings)
     runs = study_runs(outer_times, designs, seeds)
-    configs = {r: run_config(r, output / "runs" / r.name, dataset, epochs, image_size, batch_size, lr, workers)
-               for r in runs}
+    configs = {r: run_config(r, output / "runs" / r.name, dataset, epochs, image_size, batch_size, lr, workers,
+                             max_steps_per_epoch) for r in runs}
     write_json(output / "study.json", {**settings, "outer_times": sorted(set(outer_times)),
                                        "designs": list(designs), "seeds": list(seeds)})
     for i, r in enumerate(runs, 1):
@@ -276,15 +281,6 @@ def markdown_table(rows: list[dict], settings: dict, missing: list[str]) -> str:
 # --------------------------------------------------------------------------- inside the loop
 
 
-def linear_cka(gx: torch.Tensor, gy: torch.Tensor) -> float:
-    """Linear CKA from two n x n Gram matrices (Kornblith et al. 2019, eq. for centred HSIC)."""
-    n = gx.shape[0]
-    h = torch.eye(n, dtype=gx.dtype) - 1.0 / n
-    cx, cy = h @ gx @ h, h @ gy @ h
-    den = torch.sqrt((cx * cx).sum() * (cy * cy).sum())
-    return float((cx * cy).sum() / den) if den > 0 else math.nan
-
-
 def inside_analysis(run_dir: Path, run: StudyRun, settings: dict) -> list[dict]:
     """Per pass p: CKA of V1 / V4 with the previous and the first pass, and top-1 read out after pass p.
 
@@ -295,6 +291,7 @@ def inside_analysis(run_dir: Path, run: StudyRun, settings: dict) -> list[dict]:
 
     from ..data import load_datasets
     from ..models.interface import record_activations
+    from .neural.metrics import cka_from_grams
     from ..models.registry import create_model, model_info
     from ..models.weights import load_weights, read_checkpoint
 
@@ -324,14 +321,14 @@ def inside_analysis(run_dir: Path, run: StudyRun, settings: dict) -> list[dict]:
     n = sum(len(t) for t in targets)
     for key, chunks in feats.items():
         x = torch.cat(chunks).double()
-        grams[key] = x @ x.T
+        grams[key] = (x @ x.T).numpy()
     rows = []
     for p in range(k):
         row = {"run": run.name, "design": run.design, "outer_times": k, "seed": run.seed, "pass": p,
                "readout_top1": round(correct[p] / n, 4)}
         for a in ("V1", "V4"):
-            row[f"{a.lower()}_cka_prev"] = round(linear_cka(grams[(a, p - 1)], grams[(a, p)]), 4) if p else None
-            row[f"{a.lower()}_cka_first"] = round(linear_cka(grams[(a, 0)], grams[(a, p)]), 4) if p else None
+            row[f"{a.lower()}_cka_prev"] = round(cka_from_grams(grams[(a, p - 1)], grams[(a, p)]), 4) if p else None
+            row[f"{a.lower()}_cka_first"] = round(cka_from_grams(grams[(a, 0)], grams[(a, p)]), 4) if p else None
         rows.append(row)
     return rows
 
@@ -340,4 +337,4 @@ def study_summary(result: StudyResult) -> str:
     return result.table + "\n" + "saved " + ", ".join(str(p) for p in result.files.values())
 
 
-__all__ = ["DESIGNS", "StudyRun", "StudyResult", "forward_macs", "linear_cka", "run_feedback_study", "study_runs"]
+__all__ = ["DESIGNS", "StudyRun", "StudyResult", "forward_macs", "run_feedback_study", "study_runs"]

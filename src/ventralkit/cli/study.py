@@ -31,6 +31,7 @@ def register(sub) -> None:
     f.add_argument("--imsize", "--image_size", dest="image_size", type=int, default=32)
     f.add_argument("--batch_size", type=int, default=32)
     f.add_argument("--lr", type=float, default=0.01)
+    f.add_argument("--max_steps_per_epoch", type=int, default=None, help="cap on steps per epoch (quick tries)")
     f.add_argument("-j", "--workers", type=int, default=0, help="DataLoader worker processes per run")
     f.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     f.add_argument("--no_inside", action="store_true", help="skip the per-pass CKA / read-out analysis")
@@ -52,6 +53,7 @@ def run(args) -> int:
     result = run_feedback_study(args.output, dataset=args.dataset, outer_times=args.outer_times,
                                 designs=args.designs, seeds=args.seeds, epochs=args.epochs,
                                 image_size=args.image_size, batch_size=args.batch_size, lr=args.lr,
-                                workers=args.workers, inside=not args.no_inside, train_missing=not args.report_only)
+                                workers=args.workers, inside=not args.no_inside, train_missing=not args.report_only,
+                                max_steps_per_epoch=args.max_steps_per_epoch)
     print(study_summary(result))
     return 0

@@ -1,0 +1,128 @@
+"""Gated CORnet-S100 feedback, the occluded digits, and ``ventralkit study feedback`` end to end."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from ventralkit.cli import main
+from ventralkit.data.embedded import digits_datasets, occluded_digits_datasets, occlusion_level
+from ventralkit.engine.config import TrainConfig
+from ventralkit.errors import ConfigError
+from ventralkit.models import create_model
+
+
+def _s100(outer_times: int, feedback: str = "gated"):
+    torch.manual_seed(0)
+    return create_model("cornet_s100", num_classes=10, outer_times=outer_times, feedback=feedback)
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_gated_starts_as_the_feedforward_network(mode):
+    x = torch.randn(3, 3, 32, 32)
+    ref = _s100(1)
+    getattr(ref, mode)()
+    with torch.no_grad():
+        want = ref(x)
+    for k in (2, 3):
+        model = _s100(k)
+        model.load_state_dict(ref.state_dict(), strict=False)  # the shared weights; per-pass BNs are fresh
+        getattr(model, mode)()
+        with torch.no_grad():
+            assert torch.equal(model(x), want)
+
+
+def test_gated_gain_learns_from_zero_and_additive_differs():
+    x = torch.randn(4, 3, 32, 32)
+    model = _s100(2)
+    assert model.V4_to_V1_gain.shape == (1, 3, 1, 1) and not model.V4_to_V1_gain.any()
+    model(x).logsumexp(1).sum().backward()
+    assert model.V4_to_V1_gain.grad.abs().sum() > 0  # the gate gets a gradient although it is zero
+    ref, additive = _s100(1), _s100(2, "additive")
+    additive.load_state_dict(ref.state_dict(), strict=False)
+    ref.eval(), additive.eval()
+    with torch.no_grad():
+        assert not torch.allclose(additive(x), ref(x))  # without the gate, feedback changes the function
+
+
+def _pixels(ds, n=None):
+    n = len(ds) if n is None else n
+    return np.stack([np.asarray(ds.image(i), dtype=np.float32)[..., 0].ravel() for i in range(n)])
+
+
+def _nearest_mean_accuracy(train, val) -> float:
+    """Nearest class mean on raw pixels: a model-free measure of how hard the images are."""
+    xt, yt = _pixels(train), np.array(train.targets)
+    xv, yv = _pixels(val), np.array(val.targets)
+    means = np.stack([xt[yt == c].mean(0) for c in range(10)])
+    pred = ((xv[:, None, :] - means[None]) ** 2).sum(-1).argmin(1)
+    return float((pred == yv).mean())
+
+
+def test_occluded_digits_deterministic_and_degraded():
+    a_train, a_val, classes = occluded_digits_datasets(0.5, image_size=16)
+    b_train, _, _ = occluded_digits_datasets(0.5, image_size=16)
+    clean_train, clean_val, _ = digits_datasets(image_size=16)
+    assert classes == [str(d) for d in range(10)] and len(a_train) == 1438 and len(a_val) == 359
+    assert np.array_equal(_pixels(a_train, 20), _pixels(b_train, 20))  # same pixels every time
+    assert a_train.targets == clean_train.targets
+    level0, _, _ = occluded_digits_datasets(0.0, image_size=16)
+    assert np.array_equal(_pixels(level0, 20), _pixels(clean_train, 20))
+    clean_acc = _nearest_mean_accuracy(clean_train, clean_val)
+    occluded_acc = _nearest_mean_accuracy(a_train, a_val)
+    hard_acc = _nearest_mean_accuracy(*occluded_digits_datasets(1.0, image_size=16)[:2])
+    assert clean_acc > 0.85 and occluded_acc < clean_acc - 0.1 and hard_acc < occluded_acc
+
+
+def test_occlusion_level_option():
+    assert occlusion_level("digits-occluded") == 0.5
+    assert occlusion_level("digits-occluded:0.7") == 0.7
+    TrainConfig(dataset="digits-occluded:0.25").validate()
+    for bad in ("digits-occluded:1.5", "digits-occluded:x", "digits-occluded:nan"):
+        with pytest.raises(ConfigError, match="occlusion level"):
+            TrainConfig(dataset=bad).validate()
+
+
+def _study(tmp_path, *extra):
+    return main(["study", "feedback", "-o", str(tmp_path / "study"), "--outer_times", "1", "2", "--designs", "gated",
+                 "--seeds", "0", "--epochs", "1", "--imsize", "16", "--batch_size", "8",
+                 "--max_steps_per_epoch", "1", *extra])
+
+
+@pytest.mark.slow
+def test_study_end_to_end_and_skips_finished_runs(tmp_path, capsys, monkeypatch):
+    import ventralkit.analysis.feedback_study as fs
+
+    monkeypatch.setattr(fs, "INSIDE_MAX_IMAGES", 40)
+    assert _study(tmp_path) == 0
+    out = tmp_path / "study"
+    runs = sorted(p.name for p in (out / "runs").iterdir())
+    assert runs == ["feedforward-o1-s0", "gated-o2-s0"]
+    rows = list(__import__("csv").DictReader((out / "feedback_study.csv").open()))
+    assert [(r["design"], r["outer_times"], r["seeds"]) for r in rows] == [("feedforward", "1", "1"),
+                                                                          ("gated", "2", "1")]
+    assert float(rows[1]["gmac_per_image"]) > float(rows[0]["gmac_per_image"])
+    assert (out / "feedback_study.png").stat().st_size > 0 and (out / "feedback_study.md").is_file()
+    inside = list(__import__("csv").DictReader((out / "feedback_inside.csv").open()))
+    assert [r["pass"] for r in inside] == ["0", "1"] and (out / "feedback_inside.png").is_file()
+    for r in inside:
+        assert 0 <= float(r["readout_top1"]) <= 1
+    assert -1 <= float(inside[1]["v1_cka_prev"]) <= 1.0001
+    stamp = (out / "runs" / "gated-o2-s0" / "checkpoints" / "last.pt").stat().st_mtime_ns
+    capsys.readouterr()
+    assert _study(tmp_path, "--no_inside") == 0
+    printed = capsys.readouterr().out
+    assert printed.count("finished, skipped") == 2 and "training" not in printed
+    assert (out / "runs" / "gated-o2-s0" / "checkpoints" / "last.pt").stat().st_mtime_ns == stamp
+    assert _study(tmp_path, "--lr", "0.1") == 2  # another setting in the same folder is refused
+    assert json.loads((out / "study.json").read_text())["lr"] == 0.01
+
+
+def test_study_bad_options_exit_2_before_writing(tmp_path, capsys):
+    assert _study(tmp_path, "--designs", "gated", "sideways") == 2
+    assert "--designs" in capsys.readouterr().err
+    assert _study(tmp_path, "--dataset", "folder") == 2
+    assert not (tmp_path / "study").exists()
