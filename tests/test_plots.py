@@ -179,3 +179,79 @@ def test_robustness_figures_show_missing_as_missing_and_name_the_groups(tmp_path
     assert "different severities" in ax.get_title()
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert labels[:3] == ["a (mCE 50.0%) [severities 1,2,3,4,5]", "b [severities 1,3,5]", "not evaluated"]
+
+
+# ---- V1 probe figures ----------------------------------------------------------------------------------
+
+
+def _capture(monkeypatch, module):
+    figs = []
+    real = module.save_figure
+    monkeypatch.setattr(module, "save_figure", lambda fig, path, **kw: (figs.append(fig), real(fig, path, **kw))[1])
+    return figs
+
+
+def test_v1_histograms_label_every_panel_round_ticks_and_silent_panels(tmp_path, monkeypatch):
+    import ventralkit.plots.v1 as pv
+    from ventralkit.analysis.v1_probe.compare import REFERENCES
+
+    figs = _capture(monkeypatch, pv)
+    rng = np.random.default_rng(0)
+    columns = {"peak_sf": rng.uniform(0.5, 10, 50), "preferred_orientation": rng.uniform(0, 180, 50),
+               "surround_diameter": np.full(50, np.nan)}  # no unit with a defined value
+    pv.plot_property_histograms(columns, REFERENCES, tmp_path / "h.png", title="t",
+                                properties=["peak_sf", "preferred_orientation", "surround_diameter"])
+    axes = [ax for ax in figs[-1].axes if ax.get_visible() and ax.axison]
+    assert [ax.get_ylabel() for ax in axes] == ["fraction of units"] * 3
+    assert [ax.get_xlabel() for ax in axes] == ["peak spatial frequency (cycles/deg)", "preferred orientation (deg)",
+                                                "surround diameter (deg)"]
+    # log bins 0.35..22.4 cycles/deg: 1-2-5 ticks; orientations: multiples of 45 deg
+    assert [t.get_text() for t in axes[0].get_xticklabels()] == ["0.5", "1", "2", "5", "10", "20"]
+    assert [t.get_text() for t in axes[1].get_xticklabels()] == ["0", "45", "90", "135"]
+    assert "no responsive units" in [t.get_text() for t in axes[2].texts]
+    assert "n=0 units" in axes[2].get_title()
+    legend = [t.get_text() for lg in figs[-1].legends for t in lg.get_texts()]
+    assert legend == ["model (responsive units)", "monkey V1 (published)"]
+
+
+def test_v1_tuning_curves_explain_the_baseline_and_say_when_nothing_responds(tmp_path, monkeypatch):
+    import ventralkit.plots.v1 as pv
+
+    figs = _capture(monkeypatch, pv)
+    n = 3
+    curves = {"orientation_axis": np.arange(0, 180, 15.0), "orientation": np.zeros((n, 12)),
+              "contrast_axis": np.array([0.05, 0.1, 0.5, 1.0]), "contrast": np.zeros((n, 4))}
+    columns = {"responsive_orientation": np.zeros(n), "circular_variance": np.full(n, np.nan),
+               "baseline": np.zeros(n), "c50": np.full(n, np.nan)}
+    pv.plot_tuning_curves(curves, columns, tmp_path / "t.png", title="cornet_rt V2.output")
+    fig = figs[-1]
+    assert fig._suptitle.get_text() == "cornet_rt V2.output: no responsive units (rows show silent units)"
+    caption = " ".join(" ".join(t.get_text().split()) for t in fig.texts)
+    assert "dashed grey: its response to a blank grey screen" in caption and "c50 = contrast giving half" in caption
+    assert [t.get_text() for lg in fig.legends for t in lg.get_texts()] == ["response", "baseline (blank screen)"]
+    assert all("no response" in [t.get_text() for t in ax.texts] for ax in fig.axes)
+    contrast_ax = fig.axes[1]
+    assert contrast_ax.get_xscale() == "log"
+    labels = [t.get_text() for t in contrast_ax.get_xticklabels() if t.get_text()]
+    assert labels and all("^" not in t for t in labels)  # 0.05, 0.1, ... not 10^-1
+
+
+def test_v1_runs_are_named_by_their_folder_unless_labelled(tmp_path, monkeypatch):
+    import ventralkit.plots.v1 as pv
+    from ventralkit.analysis.v1_probe.compare import comparison, load_run
+
+    rows = "property,score\npeak_sf,0.5\n"
+    for name, meta in (("rt_step0", {"label": "cornet_rt", "model": "cornet_rt"}),
+                       ("rt_step4", {"label": "RT last step", "model": "cornet_rt"})):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "summary.csv").write_text(rows)
+        (tmp_path / name / "run.json").write_text(json.dumps({**meta, "mean_score": None}))
+    runs = [load_run(tmp_path / "rt_step0"), load_run(tmp_path / "rt_step4")]
+    assert [r.label for r in runs] == ["rt_step0", "RT last step"]
+    header, table = comparison(runs, "score")
+    figs = _capture(monkeypatch, pv)
+    pv.plot_comparison(header, table, tmp_path / "c.png")
+    ax = figs[-1].axes[0]
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == ["rt_step0", "RT last step", "no score"]  # the NaN mean scores: hatched, not 0 bars
+    assert ax.get_ylabel() == "score (similarity / ceiling)"

@@ -314,7 +314,8 @@ def test_cli_cornet_z_writes_csv_summary_figures_and_compares(cli, tmp_path):
             "c50"} <= set(header)
     code, stdout, stderr = cli("v1-probe", "--compare", out, out, "-o", tmp_path / "cmp")
     assert code == 0, stderr
-    assert "cornet_z (2)" in stdout and (tmp_path / "cmp" / "comparison.csv").is_file()
+    # runs without --label are named by their folder (the default label is only the model's name)
+    assert "z (2)" in stdout and "cornet_z (2)" not in stdout and (tmp_path / "cmp" / "comparison.csv").is_file()
     code, _, stderr = cli("v1-probe", "--model", "Z", "--random_init", "--layer", "V9.output", "--imsize", "64", "-o", tmp_path / "bad")
     assert code == 2 and "no layer 'V9.output'" in stderr and len(stderr.strip().splitlines()) == 1
 

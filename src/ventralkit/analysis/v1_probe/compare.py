@@ -1,7 +1,7 @@
 """Compare a model's property distributions with monkey V1, and several probe runs with each other.
 
 Scoring follows Marques, Schrimpf & DiCarlo (2021) as implemented in Brain-Score
-(``metrics/distribution_similarity``; spec ``ecosystem.md`` section 7.4):
+(``metrics/distribution_similarity``; docs/reference/ecosystem.md section 7.4):
 
 * both distributions are histogrammed on the reference's fixed bins (values clipped to the bin range,
   undefined values (NaN) left out);
@@ -305,7 +305,7 @@ def load_references(path: str | Path | None = None, base: dict[str, Reference] |
 #: 0/1 properties: their "median" in summaries is the fraction of units with 1
 BINARY_PROPERTIES = ("orientation_selective", "sf_selective", "strongly_suppressed")
 
-#: Brain-Score's V1 benchmark groups (spec ecosystem.md 7.3): a property's score is averaged within its
+#: Brain-Score's V1 benchmark groups (docs/reference/ecosystem.md 7.3): a property's score is averaged within its
 #: group, then the groups are averaged (property -> group -> Marques2020), so a group with three
 #: properties weighs as much as one with a single property
 PROPERTY_GROUPS = {
@@ -453,6 +453,15 @@ class RunSummary:
     meta: dict = field(default_factory=dict)
 
 
+def run_label(folder: Path, meta: dict) -> str:
+    """A run's name in tables and figures: its ``--label`` when one was given, else its folder's name
+    (the default label is only the model's name, which does not tell two runs of one model apart)."""
+    label = meta.get("label")
+    if label and label != meta.get("model"):
+        return str(label)
+    return folder.resolve().name
+
+
 def load_run(path: str | Path) -> RunSummary:
     """A finished probe run (its ``summary.csv`` and ``run.json``) from an output folder."""
     d = Path(path)
@@ -460,8 +469,8 @@ def load_run(path: str | Path) -> RunSummary:
         raise DataError(f"{d} is not a v1-probe output folder (no summary.csv)")
     meta = json.loads((d / "run.json").read_text()) if (d / "run.json").is_file() else {}
     rows = read_summary_csv(d / "summary.csv")
-    label = meta.get("label") or d.name
-    return RunSummary(label, rows, float(meta.get("mean_score", float("nan"))), meta)
+    label = run_label(d, meta)
+    return RunSummary(label, rows, float(meta["mean_score"] if meta.get("mean_score") is not None else "nan"), meta)
 
 
 def comparison(runs: list[RunSummary], value: str = "score") -> tuple[list[str], list[list]]:
