@@ -328,7 +328,7 @@ def inside_analysis(run_dir: Path, run: StudyRun, settings: dict) -> list[dict]:
                "readout_top1": round(correct[p] / n, 4)}
         for a in ("V1", "V4"):
             row[f"{a.lower()}_cka_prev"] = round(cka_from_grams(grams[(a, p - 1)], grams[(a, p)]), 4) if p else None
-            row[f"{a.lower()}_cka_first"] = round(cka_from_grams(grams[(a, 0)], grams[(a, p)]), 4) if p else None
+            row[f"{a.lower()}_cka_first"] = round(cka_from_grams(grams[(a, 0)], grams[(a, p)]), 4) if p else 1.0
         rows.append(row)
     return rows
 

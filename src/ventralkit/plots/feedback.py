@@ -41,6 +41,7 @@ def plot_study(curves: dict, gmac: dict, n_train: int, output: str | Path, setti
             ax.plot(x, mean, label=f"{_label(design, k)} (n={len(a)})", **style)
             ax.fill_between(x, mean - sd, mean + sd, color=style["color"], alpha=0.15, lw=0)
     axes[0].set_xlabel("epoch")
+    axes[0].xaxis.get_major_locator().set_params(integer=True)
     axes[1].set_xlabel("training compute (TMAC, 3 x forward)")
     axes[0].set_ylabel("val top-1 (mean ± sd over seeds)")
     for ax in axes:
@@ -55,8 +56,8 @@ def plot_study(curves: dict, gmac: dict, n_train: int, output: str | Path, setti
 
 
 def plot_inside(rows: list[dict], output: str | Path) -> Path:
-    """Per pass: CKA with the previous pass (V1, V4) and top-1 read out after the pass (mean over seeds)."""
-    panels = (("v1_cka_prev", "V1: CKA(pass p-1, pass p)"), ("v4_cka_prev", "V4: CKA(pass p-1, pass p)"),
+    """Per pass: CKA with the first, feed-forward pass (V1, V4) and top-1 read out after it (mean over seeds)."""
+    panels = (("v1_cka_first", "V1: CKA(pass 0, pass p)"), ("v4_cka_first", "V4: CKA(pass 0, pass p)"),
               ("readout_top1", "val top-1 read out after pass p"))
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
     groups: dict[tuple[str, int], dict[int, list[dict]]] = {}
