@@ -255,3 +255,39 @@ def test_v1_runs_are_named_by_their_folder_unless_labelled(tmp_path, monkeypatch
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
     assert legend == ["rt_step0", "RT last step", "no score"]  # the NaN mean scores: hatched, not 0 bars
     assert ax.get_ylabel() == "score (similarity / ceiling)"
+
+
+# ---- class names in any script -----------------------------------------------------------------------
+
+
+def test_class_names_the_default_font_draws_are_kept():
+    from ventralkit.plots.text import drawable_labels
+
+    labels = drawable_labels(["cat", "café", "жук", "λ"])  # DejaVu Sans, matplotlib's default, has these
+    assert (labels.texts, labels.family, labels.note) == (["cat", "café", "жук", "λ"], None, None)
+
+
+def test_cjk_and_emoji_names_use_a_font_that_has_them_or_become_indices(tmp_path, monkeypatch):
+    from matplotlib import font_manager
+
+    import ventralkit.plots.text as text
+    from ventralkit.plots.evaluation import confusion_matrix_png
+
+    names = ["cat", "猫", "🐍 snake"]
+    # a machine without any font for them (matplotlib ships none): indices and a note
+    dejavu = [e for e in font_manager.fontManager.ttflist if e.name.startswith("DejaVu")]
+    monkeypatch.setattr(font_manager.fontManager, "ttflist", dejavu)
+    labels = text.drawable_labels(names)
+    assert labels.texts == ["cat", "1", "2"] and labels.replaced == [1, 2]
+    assert labels.note.startswith("2 class names use characters no installed font can draw")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # matplotlib warns "Glyph ... missing from font(s)" when it draws boxes
+        out = confusion_matrix_png(np.eye(3) * 4 + 1, names, tmp_path / "confusion.png")
+    assert out.is_file()
+    # a machine with a font that has them (a CJK font, say): the names stay, drawn with that font as fallback
+    fake = font_manager.FontEntry(fname="/fonts/NotoSansCJK.ttc", name="Noto Sans CJK JP")
+    monkeypatch.setattr(font_manager.fontManager, "ttflist", dejavu + [fake])
+    real = text._charmap
+    monkeypatch.setattr(text, "_charmap", lambda path: frozenset(map(ord, "猫🐍")) if path == fake.fname else real(path))
+    labels = text.drawable_labels(names)
+    assert labels.texts == names and labels.family == ["DejaVu Sans", "Noto Sans CJK JP"] and labels.note is None
