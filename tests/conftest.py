@@ -41,7 +41,10 @@ def cli(capsys):
     from ventralkit.cli import main
 
     def run(*argv):
-        code = main([str(a) for a in argv])
+        try:
+            code = main([str(a) for a in argv])
+        except SystemExit as exc:  # argparse's own errors (a bad flag value) exit from inside parse_args
+            code = exc.code
         out = capsys.readouterr()
         return code, out.out, out.err
 

@@ -93,8 +93,8 @@ def add_data_args(p: argparse.ArgumentParser, required: bool = False) -> None:
     g.add_argument("--dataset", default=None, help="'folder' (default with --data_path), 'digits' (embedded), 'cifar100'")
     g.add_argument("-j", "--workers", type=int, default=None, help="DataLoader worker processes")
     g.add_argument("--batch_size", type=int, default=None)
-    g.add_argument("--imsize", "--image_size", dest="image_size", type=int, default=None,
-                   help="input size in pixels (default: the model's)")
+    g.add_argument("--imsize", "--image_size", dest="image_size", type=image_size_arg, default=None,
+                   help="input size in pixels (default: the checkpoint's training size, else the model's)")
 
 
 def positive_int(value: str) -> int:
@@ -104,6 +104,16 @@ def positive_int(value: str) -> int:
         raise argparse.ArgumentTypeError(f"{value!r} is not an integer") from None
     if v <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {v}")
+    return v
+
+
+def image_size_arg(value: str) -> int:
+    """``--imsize``: one rule for every command (the engine's ``MIN_IMAGE_SIZE``)."""
+    from ..engine.config import MIN_IMAGE_SIZE
+
+    v = positive_int(value)
+    if v < MIN_IMAGE_SIZE:
+        raise argparse.ArgumentTypeError(f"must be at least {MIN_IMAGE_SIZE} pixels, got {v}")
     return v
 
 

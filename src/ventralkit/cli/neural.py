@@ -65,7 +65,6 @@ def run(args) -> int:
 
     import numpy as np
 
-    from ..analysis.features import image_paths
     from ..analysis.neural import check_inputs, neural_fit
     from ..analysis.neural.io import match_stimuli, read_features, read_lines, read_responses
     from ..analysis.neural.report import plot_scores, write_run, write_scores
@@ -85,6 +84,8 @@ def run(args) -> int:
     if args.features is not None:
         feats, images = read_features(args.features)
     else:
+        from ..analysis.features import image_paths
+
         feats, images = None, [str(p) for p in image_paths(args.data_path)]
     rows = None
     if args.stimuli:

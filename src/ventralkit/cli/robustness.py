@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import ConfigError
-from .common import add_model_args, model_name, positive_int
+from .common import add_model_args, image_size_arg, model_name, positive_int
 
 
 def register(sub) -> None:
@@ -27,7 +27,7 @@ def register(sub) -> None:
     g.add_argument("--severities", nargs="+", type=int, default=None, metavar="S", help="only these severities")
     g.add_argument("-j", "--workers", type=int, default=None, help="DataLoader worker processes")
     g.add_argument("--batch_size", type=positive_int, default=128)
-    g.add_argument("--imsize", "--image_size", dest="image_size", type=positive_int, default=None,
+    g.add_argument("--imsize", "--image_size", dest="image_size", type=image_size_arg, default=None,
                    help="input size in pixels (default: the model's)")
     g.add_argument("--preprocess", choices=["auto", "eval", "direct"], default=None,
                    help="eval: the model's eval transform; direct: resize+crop to the input size only (for "

@@ -23,8 +23,11 @@ def register(sub) -> None:
     g.add_argument("--recipe", default=None, help="named recipe (see `ventralkit train --list_recipes`) or a .toml file")
     g.add_argument("--config", default=None, help="a run folder / config.json to repeat, or a TOML file")
     g.add_argument("-o", "--output_path", default=None, help="run folder (default runs/<model>-<time>)")
-    g.add_argument("--resume", "--restore_path", dest="resume", default=None,
-                   help="continue an interrupted run from its checkpoints/last.pt")
+    g.add_argument("--resume", "--restore_path", dest="resume", default=None, metavar="LAST_PT|auto",
+                   help="continue an interrupted run from its checkpoints/last.pt; 'auto': from -o's last.pt when "
+                        "there is one, else start (a requeued job reruns the same command)")
+    g.add_argument("--overwrite", action="store_true", default=None,
+                   help="replace the run already in --output_path (default: refuse to mix two runs)")
     g.add_argument("--list_recipes", action="store_true", help="print the named recipes and exit")
     o = p.add_argument_group("optimisation")
     o.add_argument("--epochs", type=int, default=None)
@@ -54,11 +57,17 @@ def register(sub) -> None:
                    help="validation preprocessing: Resize + CenterCrop (default) or the images as they are")
     o.add_argument("--reset_classifier", action="store_true", default=None,
                    help="after loading --ckpt_path, a fresh classifier of --num_classes")
+    o.add_argument("--no-pretrained", "--no_pretrained", dest="no_pretrained", action="store_true",
+                   help="start from random weights although the recipe loads published ones")
+    o.add_argument("--on_nonfinite", default=None, choices=["stop", "skip"],
+                   help="a non-finite loss or gradient: stop the run (default, exit code 3) or drop that step")
     s = p.add_argument_group("speed and bookkeeping")
     s.add_argument("--ngpus", type=int, default=None, help="0 = CPU, >=1 = CUDA (several GPUs: use torchrun)")
     s.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N")
     s.add_argument("--amp", default=None, choices=["none", "bf16", "fp16"])
     s.add_argument("--channels_last", action="store_true", default=None)
+    s.add_argument("--sync_bn", action="store_true", default=None,
+                   help="under torchrun: BatchNorm statistics over all processes (small per-GPU batches)")
     s.add_argument("--compile", action="store_true", default=None)
     s.add_argument("--seed", type=int, default=None)
     s.add_argument("--log_every", type=int, default=None, help="steps between train records")
@@ -84,13 +93,20 @@ def config_from_args(args):
         "cutmix_alpha", "trainable", "reset_classifier",
         "frozen_bn", "augment", "eval_transform",
         "device", "amp", "channels_last", "compile", "seed", "log_every", "val_every", "save_every_minutes",
-        "keep_epochs", "max_steps_per_epoch", "on_bad_image", "tensorboard")}
+        "keep_epochs", "max_steps_per_epoch", "on_bad_image", "tensorboard", "overwrite", "on_nonfinite",
+        "sync_bn")}
     if args.model:
         flags["model"] = model_name(args.model)
     if args.ckpt_path:
         flags["checkpoint"] = args.ckpt_path
+    if args.pretrained and args.no_pretrained:
+        raise ConfigError("give --pretrained or --no-pretrained, not both")
     if args.pretrained:
         flags["pretrained"] = True
+    if args.no_pretrained:
+        flags["pretrained"] = False
+    if args.trust_checkpoint:
+        flags["trust_checkpoint"] = True
     if args.no_progress:
         flags["progress"] = False
     if args.ngpus is not None and args.device is None:
@@ -98,10 +114,11 @@ def config_from_args(args):
         if args.ngpus > 1:
             print("note: --ngpus > 1 runs on one GPU; use `torchrun --nproc_per_node N -m ventralkit.cli train` for DDP")
     config_file = args.config
-    if args.resume and not args.config and not args.recipe:
+    if args.resume and args.resume != "auto" and not args.config and not args.recipe:
         from ..engine.checkpoint import read_resume
 
-        base = read_resume(args.resume)["config"]
+        base = read_resume(args.resume, trust=args.trust_checkpoint)["config"]
+        base.pop("output_path", None)  # the run folder is where the checkpoint is
         base.update({k: v for k, v in flags.items() if v is not None})
         base["resume"] = args.resume
         cfg = TrainConfig.from_dict(base, source=args.resume)
@@ -117,9 +134,9 @@ def config_from_args(args):
 
 def run(args) -> int:
     if args.list_recipes:
-        from ..engine.config import list_recipes
+        from ..engine.config import recipe_table
 
-        print("\n".join(list_recipes()))
+        print(recipe_table())
         return 0
     from ..engine.train import train
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import ConfigError
-from .common import add_model_args, positive_float, positive_int
+from .common import add_model_args, image_size_arg, positive_float, positive_int
 
 
 def register(sub) -> None:
@@ -34,7 +34,7 @@ def register(sub) -> None:
     g.add_argument("--quick", action="store_true", help="about 1/6 of the stimuli (4 phases, fewer SFs/sizes)")
     g.add_argument("--visual_degrees", type=positive_float, default=None,
                    help="field of view of the input image in degrees (default 8)")
-    g.add_argument("--imsize", "--image_size", dest="image_size", type=positive_int, default=None,
+    g.add_argument("--imsize", "--image_size", dest="image_size", type=image_size_arg, default=None,
                    help="input size in pixels (default: the model's)")
     g.add_argument("--no_contrast", action="store_true", help="skip the contrast response series")
     g.add_argument("--batch_size", type=positive_int, default=None, help="images per forward pass (default 16 on CPU, 128 on GPU)")

@@ -44,8 +44,12 @@ def scan_classes(folder: str | os.PathLike) -> tuple[list[str], list[tuple[str, 
     if not classes:
         raise DataError(f"{folder} has no class sub-folders; put images in {folder}/<class name>/")
     samples: list[tuple[str, int]] = []
+    # a file that lies in one class folder but is also reached through a link from another keeps the
+    # label of the folder it lies in, and is counted once
+    homes = {os.path.realpath(folder / n) + os.sep: label for label, n in enumerate(classes)}
     for label, name in enumerate(classes):
-        files = walk_images(folder / name)
+        files = [f for f in walk_images(folder / name)
+                 if next((lab for home, lab in homes.items() if os.path.realpath(f).startswith(home)), label) == label]
         if not files:
             raise DataError(f"class folder {folder / name} has no images ({', '.join(IMAGE_EXTENSIONS[:3])}, ...); "
                             "add images or remove the folder")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -168,7 +169,7 @@ class TrainConfig:
         if self.workers is not None and self.workers < 0:
             bad("workers", f"must be >= 0, got {self.workers}")
         if self.image_size is not None and self.image_size < MIN_IMAGE_SIZE:
-            bad("image_size", f"must be at least {MIN_IMAGE_SIZE} pixels, got {self.image_size}")
+            bad("imsize", f"(image_size) must be at least {MIN_IMAGE_SIZE} pixels, got {self.image_size}")
         if self.keep_epochs < -1:
             bad("keep_epochs", f"must be -1 (all), 0 (none) or a positive count, got {self.keep_epochs}")
         if self.save_every_minutes < 0:
@@ -255,6 +256,36 @@ def recipe_path(name: str) -> Path:
 
 def list_recipes() -> list[str]:
     return sorted(p.stem for p in RECIPE_DIR.glob("*.toml"))
+
+
+#: the work each recipe family reproduces (sources in docs/reference/)
+RECIPE_PAPERS = {
+    "cornet-s100": "CORnet-100, CORnet-S with V4->V1 feedback (chanelfcheng/CORnet-100)",
+    "cornet": "Kubilius et al. 2018/2019, CORnet (dicarlolab/CORnet)",
+    "v1": "Pogoncheff et al. 2023, V1-constrained ResNet50s (gpogoncheff/explaining_v1)",
+    "cifar100": "the CIFAR-100 factorized/hierarchical heads study (PhiNet, ResNet-9)",
+    "demo": "ventralkit's quick start",
+}
+
+
+def recipe_table() -> str:
+    """One line per recipe: name, model, dataset, what it reproduces, and its own first comment line."""
+    lines = []
+    for name in list_recipes():
+        path = RECIPE_DIR / f"{name}.toml"
+        values = load_toml(path)
+        head = []
+        for ln in path.read_text().splitlines():  # the leading comment's first clause
+            if not ln.startswith("#"):
+                break
+            head.append(ln[1:].strip())
+        first = re.split(r" \(|: ", " ".join(head), maxsplit=1)[0].strip()
+        paper = next((v for k, v in RECIPE_PAPERS.items() if name.startswith(k)), "")
+        lines.append(f"{name}\n    model {values.get('model', '?')}, dataset {values.get('dataset', 'folder')}"
+                     f"{'; ' + str(len(values['stages'])) + ' stages' if values.get('stages') else ''}"
+                     f"{', pretrained weights (--no-pretrained to start from random)' if values.get('pretrained') else ''}"
+                     f"\n    reproduces: {paper}\n    {first}")
+    return "\n".join(lines)
 
 
 def load_toml(path: Path) -> dict:

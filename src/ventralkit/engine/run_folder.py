@@ -5,7 +5,7 @@
 - While a run writes, it holds an ``fcntl`` lock on ``.lock`` in the folder; a second process is
   refused with the owner's pid and host. The operating system drops the lock when its holder dies,
   so a lock left by a killed job is simply taken over (the requeued job can start at once).
-- Until the run has committed (its first step went through), a failure removes what the start
+- Until the run has committed (its first checkpoint is written), a failure removes what the run
   created, so a failed start leaves the folder as it found it.
 """
 

@@ -321,7 +321,7 @@ def fit(cfg: TrainConfig) -> TrainResult:
                               "scaler": scaler.state_dict() if scaler.is_enabled() else None, "rng": rng_state(),
                               "meters": meters, "skipped_steps": guard.skipped})
             write_checkpoint(state, run_dir / "checkpoints" / path_name)
-
+            folder.commit()  # there is something to resume from: the folder keeps what the run wrote
         def validate() -> tuple[EvalResult, float]:
             guard.raise_if_diverged()
             t0 = time.perf_counter()
@@ -414,7 +414,6 @@ def fit(cfg: TrainConfig) -> TrainResult:
                         epoch_meters.add(loss, c1, c5, len(target), sc)
                     global_step += 1
                     step += 1
-                    folder.commit()  # a step went through: from here on the run folder keeps what it holds
                     t_done = time.perf_counter()
                     step_time += t_done - t_got
                     wait_time += t_got - t_ready
