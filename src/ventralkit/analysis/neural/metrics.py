@@ -125,12 +125,80 @@ def spearman_brown(r, n: float = 2.0):
 # --------------------------------------------------------------------------- regression metrics
 
 
+class PLS:
+    """PLS regression exactly as scikit-learn's ``PLSRegression(n_components, scale=False)`` computes it.
+
+    scikit-learn finds each component's weight vector by NIPALS: a power iteration
+    ``x_w <- X_k^T Y_k Y_k^T X_k x_w`` (normalised), started from ``X_k^T`` times the first non-zero
+    column of ``Y_k``, stopped when ``|x_w - x_w_old|^2 < 1e-6`` or after 500 steps. Every step only
+    needs the cross-covariance ``C_k = X_k^T Y_k`` (features x neuroids), which deflation changes by a
+    rank-one term (``C_{k+1} = C_k - (t^T t) p q^T``, since ``X_{k+1}^T t = 0``), so the same iterates are
+    computed here on C in O(features x neuroids) per step instead of O(stimuli x features x 2).
+    Scores, loadings, deflation and the prediction ``(X - mean) W (P^T W)^+ Q^T + mean_y`` are
+    ``PLSRegression``'s; predictions agree with it to rounding (``tests/test_neural.py``).
+    """
+
+    max_iter, tol = 500, 1e-6  # PLSRegression's defaults
+
+    def __init__(self, n_components: int = PLS_COMPONENTS):
+        self.n_components = n_components
+
+    def _weights(self, c: np.ndarray, yk: np.ndarray, eps: float) -> np.ndarray | None:
+        nonzero = np.nonzero(np.any(np.abs(yk) > eps, axis=0))[0]
+        if nonzero.size == 0:
+            return None  # "y residual is constant": scikit-learn stops adding components
+        x_w = c[:, nonzero[0]].copy()
+        old = None
+        for _ in range(self.max_iter):
+            if old is not None:
+                x_w = c @ (c.T @ old)
+            x_w /= np.sqrt(x_w @ x_w) + eps
+            if yk.shape[1] == 1 or (old is not None and ((x_w - old) @ (x_w - old)) < self.tol):
+                break
+            old = x_w
+        return x_w
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> "PLS":
+        x = np.asarray(x, dtype=np.float64)
+        y = np.asarray(y, dtype=np.float64)
+        self.x_mean, self.y_mean = x.mean(axis=0), y.mean(axis=0)
+        xk, yk = x - self.x_mean, y - self.y_mean
+        eps = np.finfo(np.float64).eps
+        c = xk.T @ yk
+        ws, ps, qs = [], [], []
+        for _ in range(self.n_components):
+            small = np.all(np.abs(yk) < 10 * eps, axis=0)  # as scikit-learn: near-zero residual columns -> 0
+            yk[:, small] = 0.0
+            c[:, small] = 0.0
+            w = self._weights(c, yk, eps)
+            if w is None:
+                break
+            t = xk @ w
+            tt = t @ t
+            p = xk.T @ t / tt
+            q = yk.T @ t / tt
+            xk -= np.outer(t, p)
+            yk -= np.outer(t, q)
+            c -= tt * np.outer(p, q)
+            ws.append(w), ps.append(p), qs.append(q)
+        if not ws:
+            self.coef = np.zeros((x.shape[1], y.shape[1]))
+            return self
+        w, p, q = np.array(ws).T, np.array(ps).T, np.array(qs).T
+        from scipy.linalg import pinv
+
+        self.coef = w @ pinv(p.T @ w, check_finite=False) @ q.T
+        return self
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return (np.asarray(x, dtype=np.float64) - self.x_mean) @ self.coef + self.y_mean
+
+
 def _regressor(metric: str, n_components: int):
-    from sklearn.cross_decomposition import PLSRegression
     from sklearn.linear_model import Ridge, RidgeCV
 
     if metric == "pls":
-        return PLSRegression(n_components=n_components, scale=False)
+        return PLS(n_components=n_components)
     if metric == "ridge":
         return Ridge(alpha=RIDGE_ALPHA)
     if metric == "ridgecv":

@@ -90,8 +90,12 @@ def plot_scores(result: NeuralResult, path: Path, title: str = "") -> Path:
                        fontsize=8)
     ax.set_xlabel("layer and time step (feature file)")
     ax.set_ylabel("raw score (dashed: ceiling)")
-    top = np.nanmax([*(r["raw"] for r in result.rows), *result.ceilings.values(), 0.0])
-    ax.set_ylim(min(0.0, np.nanmin([r["raw"] for r in result.rows] + [0.0])) - 0.05, max(1.0, top) + 0.05)
+    values = np.array([r["raw"] for r in result.rows] + [c for c in result.ceilings.values()], dtype=float)
+    values = values[np.isfinite(values)]
+    if values.size:  # zoomed to the data: differences between layers are often a few hundredths
+        lo, hi = float(values.min()), float(values.max())
+        pad = 0.1 * (hi - lo) + 0.02
+        ax.set_ylim(lo - pad, hi + pad)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0, title="star: best layer",
               title_fontsize=8)
