@@ -435,6 +435,40 @@ def test_evaluate_robustness_api(corrupted, tmp_path):
     assert rows[0]["fog"] == rows[1]["fog"] and (tmp_path / "comparison.png").is_file()
 
 
+@pytest.mark.parametrize(("preprocess", "size", "workers"), [("direct", 32, 0), ("eval", 28, 1)])
+def test_one_pass_over_the_grid_scores_each_folder_as_the_engine_does(corrupted, preprocess, size, workers):
+    """Batches that straddle folders (5 images per batch, 3 per forward pass, 4 images per folder), uint8
+    decoding in a thread or a worker, channels_last: the same numbers as the engine's evaluate per folder."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    import ventralkit
+    from ventralkit.data.folders import ImageFolderDataset
+    from ventralkit.data.transforms import eval_transform, normalize
+    from ventralkit.engine.evaluate import evaluate
+    from torchvision import transforms as T
+
+    val, c_root = corrupted
+    torch.manual_seed(0)
+    model = ventralkit.create_model("cornet_z", num_classes=2)
+    report = ventralkit.evaluate_robustness(model, c_root, clean_path=val, batch_size=5, forward_batch=3,
+                                            workers=workers, image_size=size, preprocess=preprocess,
+                                            corruptions=["gaussian_noise", "fog", "pixelate"], progress=False)
+    assert report.summary["preprocess_used"] == [preprocess]
+    if preprocess == "direct":
+        reference = T.Compose([T.Resize(size), T.CenterCrop(size), T.ToTensor(), normalize(model.info)])
+    else:
+        reference = eval_transform(model.info, size)
+    for d in report.details:
+        folder = val if d["corruption_type"] == "clean" else c_root / d["corruption_type"] / str(d["difficulty"])
+        loader = DataLoader(ImageFolderDataset(folder, reference), batch_size=4)
+        expected = evaluate(model, loader, device="cpu", progress=False)
+        assert (d["n"], d["valid_acc"], d["top5_acc"]) == (expected.n, expected.top1, expected.top5), d
+        assert d["loss"] == pytest.approx(expected.loss, rel=1e-5), d
+    assert not next(model.parameters()).is_contiguous(memory_format=torch.channels_last) or \
+        next(model.parameters()).is_contiguous()  # the model's layout is given back
+
+
 def _misnamed_corruption(c_root, root):
     (root / "gausian_noise/1/class_0").mkdir(parents=True)
     return "gausian_noise is not a corruption name (did you mean gaussian_noise?)"
