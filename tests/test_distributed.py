@@ -50,3 +50,23 @@ def test_torchrun_two_processes_gloo(tmp_path):
     ref = evaluate(model, DataLoader(ds, batch_size=2), device="cpu", progress=False)
     assert ref.n == 3
     assert val[-1]["top1"] == pytest.approx(ref.top1) and val[-1]["loss"] == pytest.approx(ref.loss, rel=1e-5)
+
+
+@pytest.mark.slow
+def test_every_registered_model_trains_under_ddp(tmp_path):
+    """Issue 12 item 5: two DDP steps of each registered model (cornet_s100 at outer_times=1, whose V4_to_V1
+    gets no gradient, included); a BatchNorm model's sharded validation equals a single-process one."""
+    import ventralkit as vk
+
+    data = make_image_folder(tmp_path / "data", classes=2, train_per_class=4, val_per_class=2, size=64)
+    out = tmp_path / "runs"
+    script = os.path.join(os.path.dirname(__file__), "scripts", "ddp_every_model.py")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29523",
+           script, str(data), str(out)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "VENTRALKIT_NO_PROGRESS": "1"}
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    done = json.loads((out / "done.json").read_text())
+    assert [m for m in vk.list_models() if not done.get(m)] == []
+    ddp, single = done["cornet_s_val"]["ddp"], done["cornet_s_val"]["single"]
+    assert ddp[0] == pytest.approx(single[0]) and ddp[1] == pytest.approx(single[1], rel=1e-5)
