@@ -205,14 +205,15 @@ def run_feedback_study(output: str | Path, dataset: str = "digits-occluded", out
     return write_study_results(output, runs, settings, inside=inside)
 
 
-def _mean_sd(values: list[float]) -> tuple[float, float]:
+def _mean_sd(values: list[float]) -> tuple[float, float | None]:
+    """Mean and sample sd (None for one seed: no spread to report)."""
     a = np.asarray(values, dtype=float)
-    return float(a.mean()), float(a.std(ddof=1)) if len(a) > 1 else 0.0
+    return float(a.mean()), float(a.std(ddof=1)) if len(a) > 1 else None
 
 
 def write_study_results(output: Path, runs: list[StudyRun], settings: dict, inside: bool = True) -> StudyResult:
     """Table and figures from the finished runs (unfinished ones are left out and counted)."""
-    from ..data.embedded import DIGITS_CLASSES
+    from ..data.embedded import DIGITS_CLASSES, digits_split
 
     num_classes = len(DIGITS_CLASSES)
     curves: dict[tuple[str, int], list[list[float]]] = {}
@@ -228,12 +229,12 @@ def write_study_results(output: Path, runs: list[StudyRun], settings: dict, insi
         macs = run_macs(finished[(design, k)][0], settings["image_size"], num_classes)
         mean, sd = _mean_sd([c[-1] for c in cs])
         rows.append({"design": design, "outer_times": k, "seeds": len(cs), "epochs": len(cs[0]),
-                     "val_top1_mean": round(mean, 4), "val_top1_sd": round(sd, 4),
+                     "val_top1_mean": round(mean, 4), "val_top1_sd": None if sd is None else round(sd, 4),
                      "gmac_per_image": round(macs / 1e9, 4)})
     ff = next((r["gmac_per_image"] for r in rows if r["design"] == FEEDFORWARD), None)
     for r in rows:
         r["compute_vs_feedforward"] = round(r["gmac_per_image"] / ff, 2) if ff else None
-    missing = [r.name for r in runs if (r.design, r.outer_times) not in finished or r not in finished[(r.design, r.outer_times)]]
+    missing = [r.name for r in runs if r not in finished.get((r.design, r.outer_times), [])]
     columns = ["design", "outer_times", "seeds", "epochs", "val_top1_mean", "val_top1_sd", "gmac_per_image",
                "compute_vs_feedforward"]
     files = {"csv": write_records(output / "feedback_study.csv", columns, rows)}
@@ -243,7 +244,7 @@ def write_study_results(output: Path, runs: list[StudyRun], settings: dict, insi
         from ..plots.feedback import plot_study
 
         files["figure"] = plot_study(curves, {(r["design"], r["outer_times"]): r["gmac_per_image"] for r in rows},
-                                     n_train_images(settings), output / "feedback_study.png", settings)
+                                     len(digits_split()[0]), output / "feedback_study.png", settings)
     if inside:
         inside_rows = [row for rs in finished.values() for r in rs if r.outer_times > 1
                        for row in inside_analysis(output / "runs" / r.name, r, settings)]
@@ -251,16 +252,10 @@ def write_study_results(output: Path, runs: list[StudyRun], settings: dict, insi
             from ..plots.feedback import plot_inside
 
             cols = ["run", "design", "outer_times", "seed", "pass", "v1_cka_prev", "v4_cka_prev",
-                    "v1_cka_first", "v4_cka_first", "readout_top1"]
+                    "v1_cka_first", "v4_cka_first", "readout_top1", "gain"]
             files["inside_csv"] = write_records(output / "feedback_inside.csv", cols, inside_rows)
             files["inside_figure"] = plot_inside(inside_rows, output / "feedback_inside.png")
     return StudyResult(table, rows, files)
-
-
-def n_train_images(settings: dict) -> int:
-    from ..data.embedded import digits_split
-
-    return len(digits_split()[0])
 
 
 def markdown_table(rows: list[dict], settings: dict, missing: list[str]) -> str:
@@ -268,7 +263,8 @@ def markdown_table(rows: list[dict], settings: dict, missing: list[str]) -> str:
             "|---|---|---|---|---|---|---|")
     order = {FEEDFORWARD: 0, **{d: i + 1 for i, d in enumerate(DESIGNS)}}
     body = [f"| {r['design']} | {r['outer_times']} | {r['seeds']} | {r['epochs']} | "
-            f"{r['val_top1_mean']:.3f} ± {r['val_top1_sd']:.3f} | {r['gmac_per_image']:.3f} | "
+            f"{r['val_top1_mean']:.3f} ± {'–' if r['val_top1_sd'] is None else format(r['val_top1_sd'], '.3f')} | "
+            f"{r['gmac_per_image']:.3f} | "
             f"{r['compute_vs_feedforward']}x |"
             for r in sorted(rows, key=lambda r: (r["outer_times"], order.get(r["design"], 9)))]
     note = (f"\n\n{settings['dataset']}, {settings['image_size']} px, batch {settings['batch_size']}, "
@@ -322,10 +318,12 @@ def inside_analysis(run_dir: Path, run: StudyRun, settings: dict) -> list[dict]:
     for key, chunks in feats.items():
         x = torch.cat(chunks).double()
         grams[key] = (x @ x.T).numpy()
+    gain = getattr(model, "V4_to_V1_gain", None)  # gated: how far training opened the loop (R, G, B)
+    gain = " ".join(f"{v:.4g}" for v in gain.flatten().tolist()) if gain is not None else None
     rows = []
     for p in range(k):
         row = {"run": run.name, "design": run.design, "outer_times": k, "seed": run.seed, "pass": p,
-               "readout_top1": round(correct[p] / n, 4)}
+               "readout_top1": round(correct[p] / n, 4), "gain": gain}
         for a in ("V1", "V4"):
             row[f"{a.lower()}_cka_prev"] = round(cka_from_grams(grams[(a, p - 1)], grams[(a, p)]), 4) if p else None
             row[f"{a.lower()}_cka_first"] = round(cka_from_grams(grams[(a, 0)], grams[(a, p)]), 4) if p else 1.0
