@@ -133,11 +133,12 @@ def resolve_time_steps(layer: str, fires: int, time_steps: TimeSteps) -> list[in
     steps = [time_steps] if isinstance(time_steps, (int, np.integer)) else list(time_steps)
     if not steps:
         raise ConfigError(f"no time step given for {layer}")
-    for k in steps:
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 0 <= k < fires:
+    for k in steps:  # negative steps count from the last, as everywhere in ventralkit (-1 = last)
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not -fires <= k < fires:
             times = "once" if fires == 1 else f"{fires} times"
-            raise ConfigError(f"{layer} fires {times}; --time_step {k} is out of range 0..{fires - 1}")
-    return sorted({int(k) for k in steps})
+            raise ConfigError(f"{layer} fires {times}; --time_step {k} is out of range 0..{fires - 1} "
+                              f"(or -{fires}..-1 from the last)")
+    return sorted({int(k) % fires for k in steps})
 
 
 # --------------------------------------------------------------------------- output sinks
@@ -226,7 +227,7 @@ def _build_transform(transform, info: ModelInfo, image_size: int | None, uint8: 
         make = vt.square_resize_transform if transform == "square" else vt.eval_transform
         return make(info, image_size)
     size = int(image_size or info.input_size)
-    resize = [T.Resize((size, size))] if transform == "square" else [T.Resize(round(size * 256 / 224)),
+    resize = [T.Resize((size, size))] if transform == "square" else [T.Resize(vt.resize_size(size)),
                                                                       T.CenterCrop(size)]
     return T.Compose([T.Lambda(vt.to_rgb), *resize, T.Lambda(pil_to_hwc_uint8)])  # normalised in the loop
 
@@ -437,7 +438,7 @@ def extract_features(
             if state["first"]:  # steps not known yet: keep a CPU copy of every call
                 flat = out.reshape(out.shape[0], -1).to("cpu", torch.float32, copy=True)
                 first_batch[layer].append((tuple(out.shape[1:]), flat))
-                return out[:0]
+                return None
             o = outputs.get((layer, k))
             if o is not None:
                 start, b = state["start"], out.shape[0]
@@ -446,7 +447,7 @@ def extract_features(
                 else:
                     dst = torch.from_numpy(o.sink[start:start + b])
                 dst.view(out.shape).copy_(out, non_blocking=cuda)
-            return out[:0]
+            return None  # nothing kept: even out[:0] would hold the whole output until the end of the run
 
         return sink
 

@@ -33,7 +33,7 @@ def register(sub) -> None:
     g.add_argument("--layers", nargs="+", default=None, metavar="MODULE",
                    help="module names, e.g. V1.output V4.output (default: the model's areas)")
     g.add_argument("--time_steps", "--time_step", dest="time_steps", type=int, nargs="+", default=None,
-                   metavar="K", help="which calls of recurrent modules (default: all)")
+                   metavar="K", help="which calls of recurrent modules, 0 = first, -1 = last (default: all)")
     g.add_argument("--format", choices=["npy", "hdf5"], default="npy")
     g.add_argument("--transform", choices=["square", "center"], default="square",
                    help="square Resize((s, s)) as CORnet run.py test (default) or Resize + CenterCrop")

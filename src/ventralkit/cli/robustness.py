@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import ConfigError
-from .common import add_model_args, image_size_arg, model_name, positive_int
+from .common import add_model_args, image_size_arg, positive_int
 
 
 def register(sub) -> None:
@@ -71,13 +71,12 @@ def run(args) -> int:
         # as `ventralkit test`: a ventralkit checkpoint supplies the model, its options, class count and
         # class names, the image size it was trained at and its evaluation preprocessing
         loaded = load_model_from_args(args)
-        preprocess = args.preprocess or checkpoint_preprocess(loaded)
-        name = args.name or model_name(args.model) + (f" ({Path(args.ckpt_path).stem})" if args.ckpt_path else "")
+        name = args.name or loaded.name + (f" ({Path(args.ckpt_path).stem})" if args.ckpt_path else "")
         report = evaluate_robustness(
             loaded.model, args.data_path, clean_path=args.clean_path, batch_size=args.batch_size,
             workers=args.workers, device=args.device, baseline=args.baseline, output_dir=out,
             image_size=args.image_size or loaded.image_size, amp=args.amp,
-            preprocess=preprocess, corruptions=args.corruptions, severities=args.severities,
+            preprocess=args.preprocess, corruptions=args.corruptions, severities=args.severities,
             baseline_clean_error=args.baseline_clean_error, name=name, progress=not args.quiet,
             classes=loaded.classes,
         )
@@ -94,12 +93,3 @@ def run(args) -> int:
         print(f"wrote {out / COMPARISON_PNG} ({len(rows)} runs)")
     return 0
 
-
-def checkpoint_preprocess(loaded) -> str:
-    """The preprocessing a trained checkpoint was validated with, in `robustness`'s terms.
-
-    ``resize_crop`` is the model's eval transform ("eval"); ``none`` (native-size images) is "direct",
-    which leaves images already at the input size unchanged. Published weights: "auto"."""
-    if loaded.weights != "checkpoint" or not loaded.config:
-        return "auto"
-    return "direct" if loaded.eval_transform == "none" else "eval"

@@ -46,7 +46,7 @@ def register(sub) -> None:
     g.add_argument("--layer", default=None, help="module of the original test (default: decoder / Decoder)")
     g.add_argument("--sublayer", default=None,
                    help="its sub-module (default: avgpool; S100: output; 'output' for an area like V4)")
-    g.add_argument("--time_step", type=int, default=0, help="which call of a recurrent module (default 0)")
+    g.add_argument("--time_step", type=int, default=0, help="which call of a recurrent module: 0 = first (default, as the original), -1 = last")
     g.add_argument("--evaluate", action="store_true",
                    help="evaluate on class folders (DATA/val/ or DATA/<class>/) even if unclear from the layout")
     g.add_argument("--transform", choices=["square", "center"], default="square",

@@ -237,9 +237,9 @@ class TrainConfig:
         d = self.to_dict()
         width = max(map(len, d))
         vwidth = min(max(len(json.dumps(v)) for v in d.values()), 40)
-        src = self.sources
-        return "\n".join(f"  {k.ljust(width)} = {json.dumps(v).ljust(vwidth)}  ({src.get(k, 'default')})"
-                         for k, v in d.items())
+        defaults = TrainConfig().to_dict()
+        src = {k: self.sources.get(k) or ("default" if v == defaults[k] else "given") for k, v in d.items()}
+        return "\n".join(f"  {k.ljust(width)} = {json.dumps(v).ljust(vwidth)}  ({src[k]})" for k, v in d.items())
 
 
 def recipe_path(name: str) -> Path:

@@ -120,7 +120,8 @@ def load_model(
     weights = "checkpoint" if checkpoint is not None else "pretrained" if pretrained else "random"
     image_size = int(config.get("image_size") or info.input_size)
     # the model itself remembers the size it was trained at, so every analysis feeds it that size
-    model.info = dataclasses.replace(model.info, input_size=image_size)
+    extra = {**model.info.extra, "eval_transform": _eval_transform(config)} if config else model.info.extra
+    model.info = dataclasses.replace(model.info, input_size=image_size, extra=extra)
     return LoadedModel(model, name, weights, source, classes, image_size=image_size,
                        eval_transform=_eval_transform(config), config=config)
 

@@ -325,6 +325,16 @@ def _score_grid(model, grid: _Grid, n_groups: int, device, batch_size: int, work
             for i in range(n_groups)]
 
 
+def checkpoint_preprocess(info) -> str:
+    """The preprocessing a checkpoint's model was validated with, in this module's terms ('auto' if unknown).
+
+    ``models.loading`` records the training run's ``eval_transform`` in ``info.extra``: ``resize_crop`` is
+    the model's eval transform ('eval'); ``none`` (native-size images) is 'direct', which leaves images
+    already at the input size unchanged."""
+    trained = (getattr(info, "extra", None) or {}).get("eval_transform")
+    return {"resize_crop": "eval", "none": "direct"}.get(trained, "auto")
+
+
 def evaluate_robustness(
     model,
     data_path: str | os.PathLike,
@@ -336,7 +346,7 @@ def evaluate_robustness(
     output_dir: str | os.PathLike | None = None,
     image_size: int | None = None,
     amp: str = "none",
-    preprocess: str = "auto",
+    preprocess: str | None = None,
     corruptions=None,
     severities=None,
     baseline_clean_error: float | None = None,
@@ -355,7 +365,9 @@ def evaluate_robustness(
     preprocess: ``'eval'`` = the model's eval transform (Resize(s*256/224) + CenterCrop(s));
         ``'direct'`` = Resize(s) + CenterCrop(s), the reference evaluators' protocol for released -C
         images that already are s x s; ``'auto'`` = 'direct' for a folder whose images are s x s,
-        'eval' otherwise.
+        'eval' otherwise; None (default) = what the model was validated with when it came from a
+        ventralkit checkpoint (as ``test`` evaluates it: 'eval', or 'direct' for native-size training),
+        else 'auto'.
     output_dir: when given, the CSVs, summary and figures are written there (checked before any work).
     classes: the model's training classes in label order (a ventralkit checkpoint stores them); each
         class folder is then labelled by its position in this list, so a folder with a subset of the
@@ -372,6 +384,8 @@ def evaluate_robustness(
     from ...engine.evaluate import default_device
     from ..features import _compute_threads, default_workers, pil_to_hwc_uint8
 
+    if preprocess is None:
+        preprocess = checkpoint_preprocess(getattr(model, "info", None))
     if preprocess not in PREPROCESS:
         raise ConfigError(f"--preprocess must be one of {', '.join(PREPROCESS)}, got {preprocess!r}")
     if batch_size is None or int(batch_size) <= 0:
