@@ -11,6 +11,7 @@ the best of ``--repeats`` runs of each is reported, and the two results are chec
     OMP_NUM_THREADS=2 python benchmarks/bench_features.py            # CPU, CORnet-Z and CORnet-S
     python benchmarks/bench_features.py --device cuda --images 512   # GPU
     python benchmarks/bench_features.py --write                      # append to benchmarks/RESULTS.md
+    python benchmarks/bench_features.py --memory --before OLD/src     # peak RSS, 32 vs 320 images
 """
 
 from __future__ import annotations
@@ -121,6 +122,70 @@ def machine() -> str:
             + load)
 
 
+def memory_child(folder: str, n: int, imsize: int, layer: str, fmt: str) -> None:
+    """One extraction in a fresh process; prints its peak RSS (``ru_maxrss``) in MB."""
+    import resource
+
+    from ventralkit import create_model
+    from ventralkit.analysis.features import extract_features
+
+    torch.manual_seed(0)
+    model = create_model("cornet_z").eval()
+    paths = sorted(Path(folder).glob("*.jpg"))[:n]
+    with tempfile.TemporaryDirectory() as out:
+        extract_features(model, paths, layers=[layer], image_size=imsize, output_dir=out, format=fmt,
+                         progress=False)
+    print(f"PEAK_RSS_MB {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.1f}")
+
+
+def memory(args) -> int:
+    """Peak RSS of ``extract_features`` for two image counts, for this tree and optionally another (``--before``).
+
+    Each run is a fresh process (``ru_maxrss`` is a high-water mark); the features go to ``--format``
+    (hdf5 by default: written through h5py, so the output's pages do not count as the process's memory,
+    as they would for a memory-mapped .npy).
+    """
+    import subprocess
+
+    counts = args.memory_images
+    tmp = tempfile.TemporaryDirectory(prefix="vk-bench-mem-")
+    folder = Path(tmp.name) / "jpegs"
+    make_jpegs(folder, max(counts), args.jpeg_size)
+    trees = ([("before", args.before)] if args.before else []) + [("after", str(HERE.parent / "src"))]
+    layer = f"{args.layer}.{args.sublayer}" if args.layer != "decoder" else "V1.output"
+    rows = []
+    for label, src in trees:
+        peaks = []
+        for n in counts:
+            env = dict(os.environ, PYTHONPATH=src)
+            code = (f"import sys; sys.path.insert(0, {str(HERE)!r}); import bench_features as b; "
+                    f"b.memory_child({str(folder)!r}, {n}, {args.imsize}, {layer!r}, {args.memory_format!r})")
+            out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+            if out.returncode:
+                print(out.stderr[-2000:], file=sys.stderr)
+                return 1
+            peaks.append(float(out.stdout.split("PEAK_RSS_MB")[-1]))
+            print(f"{label}: {n} images: peak RSS {peaks[-1]:.0f} MB", file=sys.stderr)
+        per_image = (peaks[-1] - peaks[0]) / (counts[-1] - counts[0])
+        rows.append(f"| {label} | " + " | ".join(f"{p:.0f}" for p in peaks) + f" | {per_image:+.2f} |")
+    table = "\n".join([
+        "| code | " + " | ".join(f"{n} images (MB)" for n in counts) + " | MB per extra image |",
+        "|---|" + "---:|" * (len(counts) + 1),
+        *rows,
+    ])
+    print(table)
+    if args.write:
+        when = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
+        block = (f"\n## Feature extraction memory (bench_features.py --memory), {when}\n\n"
+                 f"Machine: {machine()}.\nSettings: cornet_z (random weights) {layer}, {args.jpeg_size}-px JPEGs -> "
+                 f"{args.imsize} px, --format {args.memory_format}, default batch sizes; peak RSS (ru_maxrss) of "
+                 f"a fresh process per run. 'before': record_activations kept every batch's output (out[:0] "
+                 f"holds the whole storage); 'after': hooks keep nothing.\n\n{table}\n")
+        with open(HERE / "RESULTS.md", "a") as fh:
+            fh.write(block)
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", nargs="+", default=["cornet_z", "cornet_s"])
@@ -139,7 +204,15 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--data", default=None, help="folder for the JPEGs (default: a temporary one)")
     p.add_argument("--write", action="store_true", help="append the table to benchmarks/RESULTS.md")
+    p.add_argument("--memory", action="store_true",
+                   help="instead of speed: peak RSS of extraction for --memory_images counts (V1.output)")
+    p.add_argument("--memory_images", type=int, nargs="+", default=[32, 320])
+    p.add_argument("--memory_format", choices=["hdf5", "npy"], default="hdf5")
+    p.add_argument("--before", default=None, metavar="SRC",
+                   help="--memory: also measure the ventralkit package under SRC (e.g. an older checkout's src/)")
     args = p.parse_args(argv)
+    if args.memory:
+        return memory(args)
 
     os.environ.setdefault("VENTRALKIT_NO_PROGRESS", "1")
     if args.threads:

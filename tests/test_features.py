@@ -235,3 +235,79 @@ def test_uint8_transport_matches_the_float_pipeline(images, z):
         x = normalize_hwc_uint8(u8[None], mean, std)
         assert x.is_contiguous(memory_format=torch.channels_last)
         assert torch.equal(x[0], ref)
+
+
+# --------------------------------------------------------------------------- bounded memory
+
+
+def _anon_rss_mb() -> float:
+    """Anonymous resident memory of this process (Linux): torch's CPU tensors, not the page cache of output files."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1]) / 1024
+    pytest.skip("no RssAnon in /proc/self/status")
+
+
+class _RandomImages(torch.utils.data.Dataset):
+    def __init__(self, n: int, size: int):
+        self.n, self.size = n, size
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        return torch.rand(3, self.size, self.size, generator=torch.Generator().manual_seed(i))
+
+
+class _Meter(torch.nn.Module):
+    """Reads this process's anonymous memory on every forward pass."""
+
+    def __init__(self):
+        super().__init__()
+        self.readings: list[float] = []
+
+    def forward(self, x):
+        self.readings.append(_anon_rss_mb())
+        return x
+
+
+def test_extraction_memory_does_not_grow_with_the_number_of_images(tmp_path):
+    """Each forward pass makes a 4 MB map (8 images x 32 x 64 x 64 float32); 240 images = 120 MB if kept."""
+    torch.manual_seed(0)
+    meter = _Meter()
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 32, 3, padding=1), meter)
+    feats = extract_features(model, _RandomImages(240, 64), layers=["0"], batch_size=8, output_dir=tmp_path,
+                             progress=False, channels_last=False)
+    assert feats["0-t0"].shape == (240, 32 * 64 * 64)
+    r = meter.readings
+    assert len(r) == 30
+    assert r[-1] - r[3] < 40, f"anonymous memory grew {r[-1] - r[3]:.0f} MB over {len(r) - 4} batches"
+
+
+def test_record_activations_keeps_only_what_the_transform_returns():
+    from ventralkit.models import record_activations
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU())
+    x = torch.rand(2, 3, 8, 8)
+    seen = []
+    with record_activations(model, ["0"], transform=lambda t: seen.append(t.shape) or None) as store:
+        model(x)
+        model(x)
+    assert seen == [(2, 4, 6, 6)] * 2 and store == {"0": []}  # None keeps nothing
+    with record_activations(model, ["0"]) as store:
+        model(x)
+    assert store["0"][0].shape == (2, 4, 6, 6)
+
+
+@pytest.mark.parametrize("shape", [(4, 8, 9, 9), (4, 8, 1, 1), (4, 40)])
+def test_v1_probe_selection_is_a_copy_not_a_view_of_the_map(shape):
+    """A view would keep every full activation map of a run alive (the centre of a map reshapes to one)."""
+    from ventralkit.analysis.v1_probe.responses import LayerProbe
+
+    out = torch.rand(*shape)
+    probe = LayerProbe(layer="x", call_index=0, n_calls=1, out_shape=tuple(shape[1:]), positions=1)
+    sel = probe.select(out)
+    assert sel.untyped_storage().data_ptr() != out.untyped_storage().data_ptr()
+    assert sel.untyped_storage().nbytes() == sel.numel() * 4
+    expected = out[:, :, shape[2] // 2, shape[3] // 2] if len(shape) == 4 else out
+    assert torch.equal(sel, expected)

@@ -68,9 +68,13 @@ def record_activations(
 ) -> Iterator[dict[str, list[torch.Tensor]]]:
     """Collect the output of each named module at every call during the ``with`` block.
 
-    ``transform`` (e.g. flatten, move to CPU) is applied to each output when it is recorded,
-    which keeps memory low when only a reduced view is needed. The dict's lists are cleared by
-    the caller between batches (``for v in acts.values(): v.clear()``).
+    ``transform`` (e.g. flatten, select units, move to CPU) is applied to each output when it is
+    recorded; what it returns is kept, and ``None`` keeps nothing (for a hook that writes the output
+    somewhere itself). Whatever is kept holds its memory until the caller drops it: a slice or view
+    of the output (even ``out[:0]``) keeps the whole output alive, so a transform that keeps a part
+    must copy it (``.clone()``, or ``.to(..., copy=True)``). Without a transform the full outputs are
+    kept; the caller clears the lists between batches (``for v in acts.values(): v.clear()``) so
+    that at most one batch of activations is held.
     """
     names = list(dict.fromkeys(names))
     store: dict[str, list[torch.Tensor]] = {n: [] for n in names}
@@ -80,7 +84,9 @@ def record_activations(
 
         def hook(_mod, _inp, out, n=n):
             out = out.detach()
-            store[n].append(transform(out) if transform is not None else out)
+            kept = transform(out) if transform is not None else out
+            if kept is not None:
+                store[n].append(kept)
 
         handles.append(module.register_forward_hook(hook))
     try:
@@ -97,7 +103,7 @@ def time_step_names(store: dict[str, list[torch.Tensor]]) -> dict[str, torch.Ten
 
 def count_calls(model: nn.Module, names: Iterable[str], x: torch.Tensor) -> dict[str, int]:
     """How many times each named module runs in one forward pass (its number of time steps)."""
-    with torch.no_grad(), record_activations(model, names, transform=lambda t: t[:0]) as store:
+    with torch.no_grad(), record_activations(model, names, transform=lambda t: torch.empty(0)) as store:
         model(x)
     return {n: len(v) for n, v in store.items()}
 

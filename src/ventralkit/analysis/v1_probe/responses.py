@@ -79,11 +79,14 @@ class LayerProbe:
         return r0, c0, k
 
     def select(self, out: torch.Tensor) -> torch.Tensor:
-        """``(N, units)``: channels at the ``positions x positions`` window around ``center``, channel-major."""
+        """``(N, units)``: channels at the ``positions x positions`` window around ``center``, channel-major.
+
+        Always a copy: a view (the centre of a map reshapes to one) would keep the whole map alive.
+        """
         if out.dim() == 4:
             r0, c0, k = self._window(*out.shape[-2:])
             out = out[:, :, r0:r0 + k, c0:c0 + k]
-        return out.reshape(out.shape[0], -1).float().cpu()
+        return out.reshape(out.shape[0], -1).to("cpu", torch.float32, copy=True)
 
     def unit_coords(self) -> dict[str, np.ndarray]:
         """Per unit: channel, row and column in the layer's output map (-1 for flat outputs)."""
