@@ -74,3 +74,15 @@ def test_recipes_list_and_switch_off(cli):
     args = parser.parse_args(["train", "--recipe", "cifar100-finetune", "--no-pretrained", "--data_path", "x"])
     cfg = config_from_args(args)
     assert cfg.pretrained is False and cfg.sources["pretrained"] == "flag" and cfg.sources["epochs"] == "recipe"
+
+
+def test_plot_accepts_a_staged_run_as_compare_does(cli, tmp_path):
+    """Issue 13 item 14: `plot` and `compare` read a staged run's root through the same function."""
+    root = tmp_path / "staged"
+    for stage in ("joint", "children"):
+        vk.train(vk.TrainConfig(model="cornet_z", dataset="digits", image_size=32, epochs=1, max_steps_per_epoch=2,
+                                batch_size=16, workers=0, progress=False, output_path=str(root / stage)))
+    code, stdout, stderr = cli("plot", root)
+    assert code == 0, stderr
+    assert (root / "plots" / "curves.png").is_file()
+    assert cli("compare", root, "-o", tmp_path / "cmp")[0] == 0

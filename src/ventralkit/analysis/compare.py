@@ -196,22 +196,13 @@ def summarize_folder(folder: Path, name: str) -> RunRow:
     )
 
 
-def _is_run(folder: Path) -> bool:
-    return (folder / "config.json").is_file() and (folder / "metrics.jsonl").is_file()
-
-
 def summarize_run(run_dir: str | os.PathLike) -> list[RunRow]:
     """The rows of one run folder: itself if it is a run, plus one per stage sub-folder (in run order)."""
+    from ..engine.records import run_folders
+
     run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise DataError(f"run folder {run_dir} does not exist")
-    rows = [summarize_folder(run_dir, run_dir.name)] if _is_run(run_dir) else []
-    stages = [d for d in run_dir.iterdir() if d.is_dir() and _is_run(d)]
-    stages.sort(key=lambda d: ((d / "metrics.jsonl").stat().st_mtime, d.name))
-    rows += [summarize_folder(d, f"{run_dir.name}/{d.name}") for d in stages]
-    if not rows:
-        raise DataError(f"{run_dir} is not a run folder: it has no config.json and metrics.jsonl (nor stage folders with them)")
-    return rows
+    return [summarize_folder(d, run_dir.name if d == run_dir else f"{run_dir.name}/{d.name}")
+            for d in run_folders(run_dir)]
 
 
 def format_table(rows: list[RunRow]) -> str:

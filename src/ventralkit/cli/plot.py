@@ -15,8 +15,10 @@ def register(sub) -> None:
 def run(args) -> int:
     from pathlib import Path
 
+    from ..engine.records import run_folders
     from ..plots.curves import plot_runs
 
+    runs = [r for given in args.runs for r in run_folders(given)]  # a staged run: one curve per stage
     out = args.output or (Path(args.runs[0]) / "plots" / "curves.png" if len(args.runs) == 1 else "curves.png")
-    print(plot_runs(args.runs, out, title=args.title, zoom=args.zoom))
+    print(plot_runs(runs, out, title=args.title, zoom=args.zoom))
     return 0

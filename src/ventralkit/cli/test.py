@@ -224,7 +224,7 @@ def run_features(args, loaded, path: Path, out: Path | None, device) -> int:
         print(f"predicted classes: {pred.tolist()}")
         names = read_class_names(args.classes_path) if args.classes_path else loaded.classes
         if names:
-            print(f"predicted names: {sorted({names[i] for i in pred if 0 <= i < len(names)})}")
+            print(f"predicted names: {[names[i] if 0 <= i < len(names) else str(i) for i in pred]}")
     if out is None:
         print("nothing written: give -o/--output_path to save the features")
     else:

@@ -84,6 +84,29 @@ class RunRecords:
             self.tb.close()
 
 
+def is_run_folder(folder: Path) -> bool:
+    return (folder / "config.json").is_file() and (folder / "metrics.jsonl").is_file()
+
+
+def run_folders(path: str | Path) -> list[Path]:
+    """The run folders under ``path``: itself if it is one, plus its stage sub-folders in run order.
+
+    A staged recipe writes one run folder per stage (``<run>/<stage>/``); `plot` and `compare` both
+    accept the staged run's root through this one function."""
+    from ..errors import DataError
+
+    path = Path(path)
+    if not path.is_dir():
+        raise DataError(f"run folder {path} does not exist")
+    runs = [path] if is_run_folder(path) else []
+    stages = [d for d in path.iterdir() if d.is_dir() and is_run_folder(d)]
+    runs += sorted(stages, key=lambda d: ((d / "metrics.jsonl").stat().st_mtime, d.name))
+    if not runs:
+        raise DataError(f"{path} is not a run folder: it has no config.json and metrics.jsonl (nor stage folders "
+                        "with them)")
+    return runs
+
+
 def read_metrics(run_dir: str | Path) -> list[dict]:
     """All records of a run folder's ``metrics.jsonl``."""
     path = Path(run_dir) / "metrics.jsonl"
