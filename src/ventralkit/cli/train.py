@@ -69,6 +69,9 @@ def register(sub) -> None:
     s.add_argument("--sync_bn", action="store_true", default=None,
                    help="under torchrun: BatchNorm statistics over all processes (small per-GPU batches)")
     s.add_argument("--compile", action="store_true", default=None)
+    s.add_argument("--data_backend", default=None, choices=["cpu", "gpu"],
+                   help="image folders: decode JPEGs and crop/flip in CPU workers (cpu, default) or on the "
+                        "training device (gpu; workers only read the files)")
     s.add_argument("--seed", type=int, default=None)
     s.add_argument("--log_every", type=int, default=None, help="steps between train records")
     s.add_argument("--val_every", type=float, default=None, help="epochs between validations (0.5 = twice)")
@@ -94,7 +97,7 @@ def config_from_args(args):
         "frozen_bn", "augment", "eval_transform",
         "device", "amp", "channels_last", "compile", "seed", "log_every", "val_every", "save_every_minutes",
         "keep_epochs", "max_steps_per_epoch", "on_bad_image", "tensorboard", "overwrite", "on_nonfinite",
-        "sync_bn")}
+        "sync_bn", "data_backend")}
     if args.model:
         flags["model"] = model_name(args.model)
     if args.ckpt_path:

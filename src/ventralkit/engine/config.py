@@ -50,6 +50,7 @@ class TrainConfig:
     augment: str = "crop_flip"  # crop_flip: RandomResizedCrop + flip | flip: flip only, native size | none
     eval_transform: str = "resize_crop"  # resize_crop: Resize(s*256/224) + CenterCrop(s) | none: native size
     workers: int | None = None  # None: one per CPU core, at most 8
+    data_backend: str = "cpu"  # cpu: PIL in the workers | gpu: JPEG decode + crop/flip on the device (folders)
     batch_size: int = 256
     # optimisation
     epochs: int = 20
@@ -188,6 +189,7 @@ class TrainConfig:
             "augment": ("crop_flip", "flip", "none"),
             "eval_transform": ("resize_crop", "none"),
             "on_nonfinite": ("stop", "skip"),
+            "data_backend": ("cpu", "gpu"),
         }
         if self.dataset.startswith("digits-occluded:"):  # the suffix is the difficulty: digits-occluded:0.7
             from ..data.embedded import occlusion_level
@@ -200,6 +202,8 @@ class TrainConfig:
         if self.dataset != "folder" and (self.augment != "crop_flip" or self.eval_transform != "resize_crop"):
             flag = "augment" if self.augment != "crop_flip" else "eval_transform"
             bad(flag, f"applies to image folders (--dataset folder); {self.dataset} has its own transforms")
+        if self.data_backend == "gpu" and (self.dataset != "folder" or self.augment != "crop_flip"):
+            bad("data_backend", "gpu applies to image folders (--dataset folder) with --augment crop_flip; use cpu")
         if self.dataset in ("folder", "cifar100") and not self.data_path:
             bad("data_path", f"is required for --dataset {self.dataset} (or use --dataset digits, the embedded set)")
         if self.scheduler == "step" and self.step_size <= 0:

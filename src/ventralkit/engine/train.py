@@ -156,6 +156,7 @@ def make_loader(ds, cfg: TrainConfig, shuffle: bool, dinfo: dist.DistInfo, devic
     sampler = EpochSampler(len(ds), shuffle=shuffle, seed=cfg.seed, rank=dinfo.rank,
                            world_size=dinfo.world_size, batch_size=cfg.batch_size, pad=shuffle)
     return DataLoader(SeededDataset(ds, cfg.seed), batch_size=cfg.batch_size, sampler=sampler,
+                      collate_fn=getattr(ds, "collate", None),
                       num_workers=cfg.workers if cfg.workers is not None else default_workers(),
                       pin_memory=device.type == "cuda",
                       persistent_workers=False, drop_last=False)
@@ -219,7 +220,12 @@ def fit(cfg: TrainConfig) -> TrainResult:
     splits = load_datasets(cfg.dataset, cfg.data_path, info, cfg.image_size, cfg.val_split, cfg.on_bad_image,
                            cfg.augment, cfg.eval_transform)
     num_classes = cfg.num_classes or len(splits.classes)
-    train_loader = make_loader(splits.train, cfg, True, dinfo, device)
+    train_set = splits.train
+    if cfg.data_backend == "gpu":  # workers read bytes; decoding and crop/flip happen in images.to(device)
+        from ..data.device_decode import RawCropDataset
+
+        train_set = RawCropDataset(splits.train, cfg.image_size or info.input_size, info.mean, info.std)
+    train_loader = make_loader(train_set, cfg, True, dinfo, device)
     val_loader = make_loader(splits.val, cfg, False, dinfo, device)
     steps_per_epoch = len(train_loader)
     if cfg.max_steps_per_epoch:
