@@ -202,6 +202,14 @@ def test_corrupt_never_writes_the_clean_image_for_spatter(tmp_path):
     assert result.redrawn == {f"spatter/1/{rel}": 1}
     manifest = json.loads((tmp_path / "c" / generate.MANIFEST).read_text())
     assert manifest["redrawn"] == {f"spatter/1/{rel}": 1}
+    assert not (tmp_path / "c" / generate.REDRAW_LOG).exists()  # folded into the manifest
+
+    # a killed run leaves the workers' log behind; the next run (even with nothing to do) folds it in
+    (tmp_path / "c" / generate.REDRAW_LOG).write_text('{"spatter/1/class_0/other.png": 2}\n{"spatter/1/cl')
+    again = rb.corrupt_dataset(src, tmp_path / "c", corruptions=["spatter"], severities=[1], seed=226, workers=0)
+    assert again.written == 0
+    manifest = json.loads((tmp_path / "c" / generate.MANIFEST).read_text())
+    assert manifest["redrawn"] == {"spatter/1/class_0/other.png": 2, f"spatter/1/{rel}": 1}
 
 
 @pytest.mark.parametrize(

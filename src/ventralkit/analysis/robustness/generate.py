@@ -47,6 +47,9 @@ _SEED_ARGUMENT = ("glass_blur", "impulse_noise")
 #: further seeds tried for one output whose corruption keeps returning non-finite pixels
 MAX_REDRAWS = 20
 MANIFEST = "ventralkit_corrupt.json"
+#: outputs that workers drew again, one JSON object per line, appended before the output is written and folded
+#: into the manifest at the start of a run (which covers a run that was killed) and at its end
+REDRAW_LOG = ".ventralkit_corrupt_redrawn.jsonl"
 _TEMP = re.compile(r"^\..+\.\d+\.tmp$")
 
 
@@ -272,11 +275,22 @@ def _corrupt_one(job: tuple) -> tuple[int, dict[str, int], str | None, str | Non
         except Exception:
             return written, redrawn, "bug", (f"{corruption} severity {severity} failed on {src_path}:\n"
                                              f"{traceback.format_exc()}")
+        if redraws:
+            key = f"{corruption}/{severity}/{rel}"
+            redrawn[key] = redraws
+            _log_redraw(dst, key, redraws)
         save_image_atomic(out, out_path, quality)
         written += 1
-        if redraws:
-            redrawn[f"{corruption}/{severity}/{rel}"] = redraws
     return written, redrawn, None, None
+
+
+def _log_redraw(dst: str, key: str, redraws: int) -> None:
+    """One line appended in a single write (workers share the file; short appends do not interleave)."""
+    fd = os.open(os.path.join(dst, REDRAW_LOG), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, (json.dumps({key: redraws}) + "\n").encode())
+    finally:
+        os.close(fd)
 
 
 def _pool_context(warm: bool = False):
@@ -416,10 +430,20 @@ def _check_manifest(dst: Path, settings: dict, corruptions: list[str], severitie
     return manifest
 
 
-def _record_redraws(dst: Path, manifest: dict, redrawn: dict[str, int]) -> None:
-    """Add outputs that needed further seeds to the manifest (rare, so it is rewritten each time)."""
-    manifest["redrawn"] = dict(sorted({**manifest.get("redrawn", {}), **redrawn}.items()))
+def _fold_redraw_log(dst: Path, manifest: dict) -> None:
+    """Move the workers' redraw records into the manifest (when no worker runs)."""
+    log = dst / REDRAW_LOG
+    if not log.is_file():
+        return
+    found = {}
+    for line in log.read_text().splitlines():
+        try:
+            found.update(json.loads(line))
+        except ValueError:  # a line cut short by a kill; that output is drawn (and logged) again on resume
+            continue
+    manifest["redrawn"] = dict(sorted({**manifest.get("redrawn", {}), **found}.items()))
     write_json(dst / MANIFEST, manifest)
+    log.unlink()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -469,6 +493,7 @@ def corrupt_dataset(
     settings = {"seed": int(seed), "size": None if size is None else int(size), "jpeg_quality": int(jpeg_quality)}
     ensure_writable_dir(dst, flag="DST")
     manifest = _check_manifest(dst, settings, corruptions, severities, src_abs)
+    _fold_redraw_log(dst, manifest)
 
     listings: dict[Path, set[str]] = {}
 
@@ -511,9 +536,7 @@ def corrupt_dataset(
         with progress_bar(total=total, desc="corrupt", enabled=progress, unit="img") as bar:
             for written, redrawn, kind, message in results:
                 run.written += written
-                if redrawn:
-                    run.redrawn.update(redrawn)
-                    _record_redraws(dst, manifest, redrawn)
+                run.redrawn.update(redrawn)
                 bar.update(written)
                 if kind == "data":
                     raise DataError(message)
@@ -521,5 +544,6 @@ def corrupt_dataset(
                     raise RuntimeError(message)
     finally:
         results.close()  # stops the pool now if we leave early
+        _fold_redraw_log(dst, manifest)
     run.redrawn = dict(sorted(run.redrawn.items()))
     return run
