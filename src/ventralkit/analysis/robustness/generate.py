@@ -109,8 +109,13 @@ def _rgb_array(image) -> np.ndarray:
     return arr
 
 
-def _corrupt_array(arr: np.ndarray, corruption: str, severity: int, seed: int | None) -> tuple[np.ndarray, int]:
-    """(uint8 output, number of redraws after non-finite draws)."""
+def _corrupt_array(arr: np.ndarray, corruption: str, severity: int, seed: int | None,
+                   keep_rng: bool = True) -> tuple[np.ndarray, int]:
+    """(uint8 output, number of redraws after non-finite draws).
+
+    keep_rng: give numpy's global RNG its state back afterwards (get_state + set_state cost ~0.4 ms, more
+    than a cheap corruption of a 64-px image; corrupt_dataset's workers reseed before every output anyway).
+    """
     from imagecorruptions import corruption_dict
 
     if corruption not in corruption_dict:
@@ -122,9 +127,11 @@ def _corrupt_array(arr: np.ndarray, corruption: str, severity: int, seed: int | 
         raise DataError(f"image is {w}x{h} pixels; corruptions need at least {MIN_SIZE}x{MIN_SIZE}")
     for redraws in range(MAX_REDRAWS + 1):
         draw_seed = None if seed is None else (int(seed) + redraws) % 2**32
-        out = _draw(corruption_dict[corruption], arr, corruption, int(severity), draw_seed)
+        out = _draw(corruption_dict[corruption], arr, corruption, int(severity), draw_seed, keep_rng)
         if out.shape != arr.shape:
             raise RuntimeError(f"{corruption} returned shape {out.shape} for an image of shape {arr.shape}")
+        if out.dtype == np.uint8:  # a PIL image (jpeg_compression, pixelate)
+            return out, redraws
         if out.dtype.kind != "f" or np.isfinite(out).all():
             # imagecorruptions.corrupt ends in np.uint8(...), i.e. truncation of values already clipped to 0..255
             return np.clip(out, 0, 255).astype(np.uint8), redraws
@@ -132,15 +139,16 @@ def _corrupt_array(arr: np.ndarray, corruption: str, severity: int, seed: int | 
                        f"row on a {w}x{h} image (from seed {seed}); the image cannot be corrupted this way")
 
 
-def _draw(function, arr: np.ndarray, corruption: str, severity: int, seed: int | None) -> np.ndarray:
+def _draw(function, arr: np.ndarray, corruption: str, severity: int, seed: int | None,
+          keep_rng: bool = True) -> np.ndarray:
     """One call of an imagecorruptions function, seeded as ``imagecorruptions.corrupt`` would be."""
     kwargs = {"seed": seed} if (corruption in _SEED_ARGUMENT and seed is not None) else {}
-    state = np.random.get_state() if seed is not None else None
+    state = np.random.get_state() if (seed is not None and keep_rng) else None
     try:
         if seed is not None:
             np.random.seed(seed)
         with np.errstate(invalid="ignore", divide="ignore"), _frost_pictures_cached(corruption == "frost"):
-            return np.asarray(function(Image.fromarray(arr), severity, **kwargs), dtype=np.float64)
+            return np.asarray(function(Image.fromarray(arr), severity, **kwargs))
     finally:
         if state is not None:
             np.random.set_state(state)
@@ -271,7 +279,8 @@ def _corrupt_one(job: tuple) -> tuple[int, dict[str, int], str | None, str | Non
     for corruption, severity in pairs:
         out_path = Path(dst, corruption, str(severity), rel)
         try:
-            out, redraws = _corrupt_array(arr, corruption, severity, job_seed(seed, corruption, severity, rel))
+            out, redraws = _corrupt_array(arr, corruption, severity, job_seed(seed, corruption, severity, rel),
+                                          keep_rng=False)
         except Exception:
             return written, redrawn, "bug", (f"{corruption} severity {severity} failed on {src_path}:\n"
                                              f"{traceback.format_exc()}")
