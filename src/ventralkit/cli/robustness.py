@@ -65,6 +65,7 @@ def run(args) -> int:
     if args.data_path is not None:
         from ..analysis.robustness.evaluate import scan_corruption_root
         from .common import load_model_from_args
+        from .test import resolve_device
 
         scan_corruption_root(args.data_path, args.corruptions, args.severities)  # a typo fails before the model loads
 
@@ -74,7 +75,7 @@ def run(args) -> int:
         name = args.name or loaded.name + (f" ({Path(args.ckpt_path).stem})" if args.ckpt_path else "")
         report = evaluate_robustness(
             loaded.model, args.data_path, clean_path=args.clean_path, batch_size=args.batch_size,
-            workers=args.workers, device=args.device, baseline=args.baseline, output_dir=out,
+            workers=args.workers, device=resolve_device(args), baseline=args.baseline, output_dir=out,
             image_size=args.image_size or loaded.image_size, amp=args.amp,
             preprocess=args.preprocess, corruptions=args.corruptions, severities=args.severities,
             baseline_clean_error=args.baseline_clean_error, name=name, progress=not args.quiet,

@@ -76,20 +76,13 @@ def add_inference_args(p: argparse.ArgumentParser) -> None:
 
 
 def resolve_device(args) -> "torch.device":  # noqa: F821
-    import torch
+    """--device, or the original --ngpus (0 = CPU), through the engine's one resolver."""
+    from ..engine.distributed import resolve_device as resolve
 
     name = args.device
-    if name is None and args.ngpus is not None:
+    if name is None and getattr(args, "ngpus", None) is not None:
         name = "cpu" if args.ngpus == 0 else "cuda"
-    if name in (None, "auto"):
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"--device {name!r} is not a device; use cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"--device {name} asks for CUDA but no CUDA device is available; use --device cpu")
-    return device
+    return resolve(name)
 
 
 def channels_last_flag(args, device, model=None) -> bool | None:

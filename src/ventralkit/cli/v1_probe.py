@@ -63,12 +63,9 @@ def run(args: argparse.Namespace) -> int:
     runs: list = []
     if probe:
         from .common import load_model_from_args
+        from .test import resolve_device
 
-        device = args.device
-        if device is None:
-            import torch
-
-            device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = resolve_device(args)
         loaded = load_model_from_args(args)
         model = loaded.model
         label = args.label or (f"{loaded.name}-{Path(loaded.source).stem}" if loaded.weights == "checkpoint"

@@ -39,11 +39,12 @@ def setup(device: torch.device) -> DistInfo:
     return info
 
 
-def pick_device(name: str, dist_info: DistInfo | None = None) -> torch.device:
-    """``auto`` is CUDA when present; asking for CUDA without it is a one-line error, not a traceback."""
+def resolve_device(name: str | None = "auto") -> torch.device:
+    """The one device resolver of every command: ``auto``/None is CUDA when present; a device that is not
+    there (CUDA without CUDA, cuda:3 on a 2-GPU machine) is a one-line error, not a traceback."""
     from ..errors import ConfigError
 
-    if name == "auto":
+    if name in (None, "auto"):
         name = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         device = torch.device(name)
@@ -54,6 +55,12 @@ def pick_device(name: str, dist_info: DistInfo | None = None) -> torch.device:
                           "use --device cpu (--ngpus 0)")
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
         raise ConfigError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA devices")
+    return device
+
+
+def pick_device(name: str, dist_info: DistInfo | None = None) -> torch.device:
+    """``resolve_device`` for training: under torchrun, CUDA means this process's GPU (LOCAL_RANK)."""
+    device = resolve_device(name)
     if device.type == "cuda" and device.index is None:
         local = int(os.environ.get("LOCAL_RANK", "0"))
         device = torch.device("cuda", local)

@@ -49,7 +49,9 @@ def topk_correct(logits: torch.Tensor, target: torch.Tensor, ks=(1, 5)) -> list[
 
 
 def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    from .distributed import resolve_device
+
+    return resolve_device("auto")
 
 
 @torch.inference_mode()
