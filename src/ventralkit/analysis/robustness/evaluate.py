@@ -4,7 +4,7 @@
 folder when given) first, then streams the whole grid through the model in one pass: one loader, one
 progress bar with ETA, hits and losses summed per folder, so the 75+ folders cost no start-up each.
 On the CPU images are decoded to uint8 in a background thread (PIL releases the GIL) while the model
-runs, normalised per batch straight into channels_last layout and fed in cache-sized forward batches.
+runs, and normalised per batch straight into channels_last layout.
 It then writes the original Tiny-ImageNet-C script's CSV, a details CSV, the summary (error per
 corruption, CE, mCE, relative mCE) and two figures. ``compare_robustness`` puts several runs in one
 table and figure.
@@ -47,9 +47,10 @@ COMPARISON_CSV = "comparison.csv"
 COMPARISON_TXT = "comparison.txt"
 COMPARISON_PNG = "comparison.png"
 PREPROCESS = ("auto", "eval", "direct")
-#: images per forward pass on the CPU (the loader's batch is split into these): ResNet-50 at 64 px on 2 cores,
-#: channels_last, see benchmarks/bench_robustness.py
-CPU_FORWARD_BATCH = 32
+#: ResNet-50 (200 outputs) at 64 px on 2 shared CPU cores, images/s, interleaved best of 3: channels_last
+#: 17.1 / 9.1 / 6.2 at 128 / 32 / 16 images per forward pass, NCHW 15.0 / 7.7 at 128 / 32 (the machine was
+#: loaded, where each pass's thread synchronisation costs most). So channels_last, and the whole loader batch
+#: per pass unless ``forward_batch`` says otherwise.
 
 
 @dataclass
@@ -375,8 +376,7 @@ def evaluate_robustness(
     workers: decoding processes; None = as ``features`` (none on a CPU with up to 4 cores, where a
         thread decodes ahead instead).
     channels_last: NHWC activations and weights; None = on (ResNet-50 at 64 px on 2 CPU cores is faster so).
-    forward_batch: images per forward pass (the loader's ``batch_size`` is split); None = 32 on the CPU,
-        ``batch_size`` on a GPU.
+    forward_batch: images per forward pass (the loader's ``batch_size`` is split); None = ``batch_size``.
     """
     import torch
 
@@ -414,7 +414,7 @@ def evaluate_robustness(
     if channels_last is None:
         channels_last = True
     if forward_batch is None:
-        forward_batch = int(batch_size) if device.type == "cuda" else CPU_FORWARD_BATCH
+        forward_batch = int(batch_size)
     name = name or (info.name if info is not None else type(model).__name__)
 
     reference: list[str] = []
