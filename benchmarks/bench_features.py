@@ -1,6 +1,6 @@
 """Feature extraction images/s: ventralkit's ``extract_features`` against CORnet ``run.py test``'s loop.
 
-The baseline is the original one-image-at-a-time loop (spec cornet.md section 3.4): open each file
+The baseline is the original one-image-at-a-time loop (docs/reference/cornet.md section 3.4): open each file
 with PIL (``convert('RGB')``), ``Resize((224, 224))``, ``ToTensor``, ``Normalize``, a forward pass on a
 batch of one under ``torch.no_grad``, a forward hook that copies the layer's output to numpy, and
 ``np.concatenate`` at the end. ventralkit extracts the same layer and time step from the same JPEG
