@@ -113,9 +113,10 @@ def test_study_end_to_end_and_skips_finished_runs(tmp_path, capsys, monkeypatch)
     assert -1 <= float(inside[1]["v1_cka_prev"]) <= 1.0001
     stamp = (out / "runs" / "gated-o2-s0" / "checkpoints" / "last.pt").stat().st_mtime_ns
     capsys.readouterr()
-    assert _study(tmp_path, "--no_inside") == 0
+    assert _study(tmp_path, "--no_inside", "--at_epoch", "1") == 0
     printed = capsys.readouterr().out
     assert printed.count("finished, skipped") == 2 and "training" not in printed
+    assert "val top-1 after epoch 1." in (out / "feedback_study.md").read_text()
     assert (out / "runs" / "gated-o2-s0" / "checkpoints" / "last.pt").stat().st_mtime_ns == stamp
     assert _study(tmp_path, "--lr", "0.1") == 2  # another setting in the same folder is refused
     assert json.loads((out / "study.json").read_text())["lr"] == 0.01
@@ -125,4 +126,5 @@ def test_study_bad_options_exit_2_before_writing(tmp_path, capsys):
     assert _study(tmp_path, "--designs", "gated", "sideways") == 2
     assert "--designs" in capsys.readouterr().err
     assert _study(tmp_path, "--dataset", "folder") == 2
+    assert _study(tmp_path, "--at_epoch", "2") == 2  # beyond --epochs 1
     assert not (tmp_path / "study").exists()

@@ -175,12 +175,19 @@ class StudyResult:
 def run_feedback_study(output: str | Path, dataset: str = "digits-occluded", outer_times=(1, 2, 3),
                        designs=DESIGNS, seeds=(0, 1), epochs: int = 6, image_size: int = 32,
                        batch_size: int = 32, lr: float = 0.01, workers: int = 0, inside: bool = True,
-                       train_missing: bool = True, max_steps_per_epoch: int | None = None) -> StudyResult:
-    """Train the missing runs of the grid (``train_missing``), then write the table and figures."""
+                       train_missing: bool = True, max_steps_per_epoch: int | None = None,
+                       at_epoch: int | None = None) -> StudyResult:
+    """Train the missing runs of the grid (``train_missing``), then write the table and figures.
+
+    ``at_epoch``: tabulate the val top-1 after that epoch, from every run that has reached it
+    (finished or not; the data order and the lr of the first epochs do not depend on ``epochs``
+    under the step schedule, so these are the numbers a run of ``at_epoch`` epochs gives)."""
     from ..engine.train import train
 
     output = Path(output)
     validate_study(outer_times, designs, seeds, epochs, image_size, batch_size, lr, dataset, max_steps_per_epoch)
+    if at_epoch is not None and not 0 < int(at_epoch) <= int(epochs):
+        raise ConfigError(f"--at_epoch must be between 1 and --epochs ({epochs}), got {at_epoch}")
     settings = {"dataset": dataset, "epochs": int(epochs), "image_size": int(image_size),
                 "batch_size": int(batch_size), "lr": float(lr), "max_steps_per_epoch": max_steps_per_epoch}
     check_settings(output, settings)
@@ -202,7 +209,7 @@ def run_feedback_study(output: str | Path, dataset: str = "digits-occluded", out
         if state == "partial":
             cfg = cfg.replace(resume=str(run_dir / "checkpoints" / "last.pt"))
         train(cfg)
-    return write_study_results(output, runs, settings, inside=inside)
+    return write_study_results(output, runs, settings, inside=inside, at_epoch=at_epoch)
 
 
 def _mean_sd(values: list[float]) -> tuple[float, float | None]:
@@ -211,18 +218,29 @@ def _mean_sd(values: list[float]) -> tuple[float, float | None]:
     return float(a.mean()), float(a.std(ddof=1)) if len(a) > 1 else None
 
 
-def write_study_results(output: Path, runs: list[StudyRun], settings: dict, inside: bool = True) -> StudyResult:
-    """Table and figures from the finished runs (unfinished ones are left out and counted)."""
+def write_study_results(output: Path, runs: list[StudyRun], settings: dict, inside: bool = True,
+                        at_epoch: int | None = None) -> StudyResult:
+    """Table and figures from the finished runs (unfinished ones are left out and named), or with
+    ``at_epoch`` from every run that has reached that epoch (the inside analysis: finished runs only)."""
     from ..data.embedded import DIGITS_CLASSES, digits_split
 
     num_classes = len(DIGITS_CLASSES)
     curves: dict[tuple[str, int], list[list[float]]] = {}
+    done_runs: list[StudyRun] = []
     finished: dict[tuple[str, int], list[StudyRun]] = {}
     for r in runs:
         run_dir = output / "runs" / r.name
-        if run_state(run_dir) != "finished":
+        done = run_state(run_dir) == "finished"
+        if done:
+            done_runs.append(r)
+        curve = val_curve(run_dir) if (run_dir / "metrics.csv").is_file() else []
+        if at_epoch is not None:
+            if len(curve) < at_epoch:
+                continue
+            curve = curve[:at_epoch]
+        elif not done:
             continue
-        curves.setdefault((r.design, r.outer_times), []).append(val_curve(run_dir))
+        curves.setdefault((r.design, r.outer_times), []).append(curve)
         finished.setdefault((r.design, r.outer_times), []).append(r)
     rows = []
     for (design, k), cs in curves.items():
@@ -238,7 +256,7 @@ def write_study_results(output: Path, runs: list[StudyRun], settings: dict, insi
     columns = ["design", "outer_times", "seeds", "epochs", "val_top1_mean", "val_top1_sd", "gmac_per_image",
                "compute_vs_feedforward"]
     files = {"csv": write_records(output / "feedback_study.csv", columns, rows)}
-    table = markdown_table(rows, settings, missing)
+    table = markdown_table(rows, settings, missing, at_epoch)
     files["md"] = write_text(output / "feedback_study.md", table + "\n")
     if rows:
         from ..plots.feedback import plot_study
@@ -246,7 +264,7 @@ def write_study_results(output: Path, runs: list[StudyRun], settings: dict, insi
         files["figure"] = plot_study(curves, {(r["design"], r["outer_times"]): r["gmac_per_image"] for r in rows},
                                      len(digits_split()[0]), output / "feedback_study.png", settings)
     if inside:
-        inside_rows = [row for rs in finished.values() for r in rs if r.outer_times > 1
+        inside_rows = [row for r in done_runs if r.outer_times > 1
                        for row in inside_analysis(output / "runs" / r.name, r, settings)]
         if inside_rows:
             from ..plots.feedback import plot_inside
@@ -258,7 +276,7 @@ def write_study_results(output: Path, runs: list[StudyRun], settings: dict, insi
     return StudyResult(table, rows, files)
 
 
-def markdown_table(rows: list[dict], settings: dict, missing: list[str]) -> str:
+def markdown_table(rows: list[dict], settings: dict, missing: list[str], at_epoch: int | None = None) -> str:
     head = ("| design | outer_times | seeds | epochs | val top-1 (mean ± sd) | GMAC / image | compute vs feed-forward |\n"
             "|---|---|---|---|---|---|---|")
     order = {FEEDFORWARD: 0, **{d: i + 1 for i, d in enumerate(DESIGNS)}}
@@ -268,9 +286,10 @@ def markdown_table(rows: list[dict], settings: dict, missing: list[str]) -> str:
             f"{r['compute_vs_feedforward']}x |"
             for r in sorted(rows, key=lambda r: (r["outer_times"], order.get(r["design"], 9)))]
     note = (f"\n\n{settings['dataset']}, {settings['image_size']} px, batch {settings['batch_size']}, "
-            f"lr {settings['lr']}, {settings['epochs']} epochs; val top-1 after the last epoch.")
+            f"lr {settings['lr']}, {settings['epochs']} epochs; val top-1 after "
+            + (f"epoch {at_epoch}." if at_epoch else "the last epoch."))
     if missing:
-        note += f" Not finished (left out): {', '.join(missing)}."
+        note += f" Left out ({'not at epoch ' + str(at_epoch) if at_epoch else 'not finished'}): {', '.join(missing)}."
     return "\n".join([head, *body]) + note
 
 

@@ -36,6 +36,8 @@ def register(sub) -> None:
     f.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     f.add_argument("--no_inside", action="store_true", help="skip the per-pass CKA / read-out analysis")
     f.add_argument("--report_only", action="store_true", help="train nothing; tables and figures of finished runs")
+    f.add_argument("--at_epoch", type=int, default=None,
+                   help="tabulate val top-1 after this epoch, from every run that reached it (default: the last)")
     f.set_defaults(func=run)
     p.set_defaults(func=lambda args: p.print_help() or 2)
 
@@ -54,6 +56,6 @@ def run(args) -> int:
                                 designs=args.designs, seeds=args.seeds, epochs=args.epochs,
                                 image_size=args.image_size, batch_size=args.batch_size, lr=args.lr,
                                 workers=args.workers, inside=not args.no_inside, train_missing=not args.report_only,
-                                max_steps_per_epoch=args.max_steps_per_epoch)
+                                max_steps_per_epoch=args.max_steps_per_epoch, at_epoch=args.at_epoch)
     print(study_summary(result))
     return 0
