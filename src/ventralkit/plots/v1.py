@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
-from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, MultipleLocator  # noqa: E402
 
 from . import save_figure  # noqa: E402
 
@@ -107,6 +107,7 @@ def plot_tuning_curves(curves: dict, columns: dict, path, units: list[int] | Non
                 ax.text(0.5, 0.5, "no response", transform=ax.transAxes, ha="center", va="center", fontsize=8,
                         color="0.4")
             if key == "orientation":
+                ax.xaxis.set_major_locator(MultipleLocator(45))  # 0, 45, 90, 135 deg
                 ax.set_ylabel(f"unit {u}\nresponse (spikes/s)", fontsize=8)
                 ax.set_title(f"CV {_column(columns, 'circular_variance', u):.2f}", fontsize=8)
             elif key == "spatial_frequency":
