@@ -477,6 +477,22 @@ def test_one_pass_over_the_grid_scores_each_folder_as_the_engine_does(corrupted,
         next(model.parameters()).is_contiguous()  # the model's layout is given back
 
 
+def test_an_unreadable_image_stops_the_pass_with_its_name(corrupted, tmp_path):
+    """The decoding thread's error reaches the caller as the one-line DataError (and the thread ends)."""
+    import shutil
+    import threading
+
+    import ventralkit
+
+    val, c_root = corrupted
+    shutil.copytree(c_root / "fog", tmp_path / "c/fog")
+    (tmp_path / "c/fog/3/class_1/broken.png").write_bytes(b"not a png")
+    model = ventralkit.create_model("cornet_z", num_classes=2)
+    with pytest.raises(DataError, match="cannot read image .*broken.png"):
+        ventralkit.evaluate_robustness(model, tmp_path / "c", batch_size=4, workers=0, image_size=32, progress=False)
+    assert not [t for t in threading.enumerate() if t.name == "robustness-decode"]
+
+
 def _misnamed_corruption(c_root, root):
     (root / "gausian_noise/1/class_0").mkdir(parents=True)
     return "gausian_noise is not a corruption name (did you mean gaussian_noise?)"
@@ -608,3 +624,26 @@ def test_corrupt_output_bytes_are_pinned(tmp_path):
                        size=40, workers=0, progress=False)
     got = {key: hashlib.sha256((tmp_path / key[0] / key[1]).read_bytes()).hexdigest()[:16] for key in PINNED_OUTPUTS}
     assert got == PINNED_OUTPUTS
+
+
+def test_alexnet_baseline_on_other_classes_is_flagged_in_summary_and_figures(corrupted, tmp_path, monkeypatch):
+    """AlexNet's ImageNet-C errors against 2-class images: warned, noted, drawn grey with the caveat; mCE in titles."""
+    import ventralkit
+    import ventralkit.plots.robustness as rp
+
+    figs = []
+    real = rp.save_figure
+    monkeypatch.setattr(rp, "save_figure", lambda fig, path, **kw: (figs.append(fig), real(fig, path, **kw))[1])
+    val, c_root = corrupted
+    model = ventralkit.create_model("cornet_z", num_classes=2)
+    with pytest.warns(UserWarning, match=r"ImageNet-C errors \(1000 classes\) but these images have 2 classes"):
+        report = ventralkit.evaluate_robustness(model, c_root, clean_path=val, batch_size=8, workers=0, image_size=32,
+                                                corruptions="benchmark", baseline="alexnet", output_dir=tmp_path,
+                                                progress=False)
+    caveat = report.summary["baseline_caveat"]
+    assert caveat in report.summary["notes"] and json.loads((tmp_path / "summary.json").read_text())["baseline_caveat"]
+    heatmap, bars = figs
+    mce = f"mCE {100 * report.mce:.1f}% vs alexnet"
+    assert mce in heatmap.axes[0].get_title() and mce in bars.axes[0].get_title()
+    assert "alexnet (another dataset, see note)" in [t.get_text() for t in bars.axes[0].get_legend().get_texts()]
+    assert any(caveat[:40] in " ".join(t.get_text().split()) for t in bars.texts)

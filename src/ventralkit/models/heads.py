@@ -615,15 +615,12 @@ def load_backbone_weights(backbone: nn.Module, source) -> None:
     Accepts whatever ``load_weights`` accepts, plus the checkpoint of a whole ``HeadModel``
     (its ``backbone.*`` tensors are used) and the family's own formats (via the registry's converter).
     """
-    from .registry import state_dict_converter
+    from .loading import model_state
     from .weights import extract_state_dict, load_weights, read_checkpoint
 
     ckpt = read_checkpoint(source) if not isinstance(source, dict) else source
-    state = extract_state_dict(ckpt)
     info = getattr(backbone, "info", None)
-    convert = state_dict_converter(info.name) if info is not None else None
-    if convert is not None:
-        state = convert(state)
+    state = model_state(info.name, ckpt) if info is not None else extract_state_dict(ckpt)
     state = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
     if state and any(k.startswith("backbone.") for k in state):
         state = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}

@@ -479,7 +479,8 @@ def evaluate_robustness(
             accuracies.setdefault(corruption, {})[severity] = score.top1
 
     errors = {c: {s: 1.0 - a for s, a in sev.items()} for c, sev in accuracies.items()}
-    summary = summarize(errors, None if clean_acc is None else 1.0 - clean_acc, base)
+    summary = summarize(errors, None if clean_acc is None else 1.0 - clean_acc, base,
+                        classes=list(classes) if classes is not None else reference)
     summary.update({"name": name, "data_path": str(data_path),
                     "clean_path": None if clean_dir is None else str(clean_dir), "image_size": size,
                     "preprocess": preprocess if transform is None else "custom", "preprocess_used": sorted(used),
@@ -510,8 +511,10 @@ def write_report(report: RobustnessReport, output_dir, baseline: Baseline | None
     files["summary_json"] = write_json(out / SUMMARY_JSON, report.summary)
     files["summary_csv"] = write_summary_csv(out / SUMMARY_CSV, report.summary)
     files["summary_txt"] = write_text(out / SUMMARY_TXT, report.table() + "\n")
+    caveat = report.summary.get("baseline_caveat")
     files["heatmap"] = plot_error_heatmap(report.errors, out / HEATMAP_PNG, title=report.name,
-                                          clean_error=report.clean_error)
+                                          clean_error=report.clean_error, mce=report.mce,
+                                          baseline_name=baseline.name if baseline else None, caveat=caveat)
     means = {r["corruption"]: r["mean_error"] for r in report.summary["corruptions"]}
     base_means = None
     if baseline is not None:
@@ -520,7 +523,8 @@ def write_report(report: RobustnessReport, output_dir, baseline: Baseline | None
             if sev:
                 base_means[c] = sum(sev.values()) / len(sev)
     files["bars"] = plot_corruption_bars(means, out / BARS_PNG, title=report.name, clean_error=report.clean_error,
-                                         baseline=base_means, baseline_name=baseline.name if baseline else "baseline")
+                                         baseline=base_means, baseline_name=baseline.name if baseline else "baseline",
+                                         mce=report.mce, caveat=caveat)
     report.files = files
     return files
 
@@ -583,7 +587,7 @@ def compare_robustness(runs, names=None, baseline=None, output_dir=None, baselin
         s = summarize(errors, clean, base)
         row = {"name": label, "clean_error": clean, "mean_error": s["mean_error"], "mce": s["mce"],
                "relative_mce": s["relative_mce"], "mce_corruptions": s["mce_corruptions"],
-               "extra_mean_error": s["extra_mean_error"]}
+               "extra_mean_error": s["extra_mean_error"], "severities": s["severities"]}
         row.update({c["corruption"]: c["mean_error"] for c in s["corruptions"]})
         rows.append(row)
     if output_dir is not None:
@@ -620,7 +624,8 @@ def write_comparison(rows: list[dict], output_dir, baseline: Baseline | None = N
     scores = {r["name"]: (r["mce"] if has_mce else r["mean_error"]) for r in rows}
     clean = {r["name"]: r["clean_error"] for r in rows}
     png = plot_robustness_comparison(table, out / COMPARISON_PNG, clean_errors=clean, scores=scores,
-                                     score_name="mCE" if has_mce else "mean error")
+                                     score_name="mCE" if has_mce else "mean error",
+                                     severities={r["name"]: r["severities"] for r in rows})
     return {"comparison_csv": out / COMPARISON_CSV, "comparison_txt": out / COMPARISON_TXT, "comparison_png": png}
 
 
