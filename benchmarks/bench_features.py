@@ -179,8 +179,7 @@ def memory(args) -> int:
         block = (f"\n## Feature extraction memory (bench_features.py --memory), {when}\n\n"
                  f"Machine: {machine()}.\nSettings: cornet_z (random weights) {layer}, {args.jpeg_size}-px JPEGs -> "
                  f"{args.imsize} px, --format {args.memory_format}, default batch sizes; peak RSS (ru_maxrss) of "
-                 f"a fresh process per run. 'before': record_activations kept every batch's output (out[:0] "
-                 f"holds the whole storage); 'after': hooks keep nothing.\n\n{table}\n")
+                 f"a fresh process per run. 'before': a ventralkit tree under --before; 'after': this one.\n\n{table}\n")
         with open(HERE / "RESULTS.md", "a") as fh:
             fh.write(block)
     return 0

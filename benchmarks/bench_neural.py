@@ -116,6 +116,8 @@ def speed(opts) -> None:
               f"{time.perf_counter() - t0:.0f} s to write")
         vk = spawn(["_child", "ventralkit", tmp, "10"])
         print(f"ventralkit: {vk}")
+        if opts.only == "ventralkit":
+            return
         sk = spawn(["_child", "sklearn", tmp, str(opts.baseline_splits)])
         print(f"sklearn loop: {sk}")
     sk_10 = sk["seconds"] * 10 / sk["splits"]
@@ -243,6 +245,7 @@ def main() -> None:
     s.add_argument("--d", type=int, default=50000)
     s.add_argument("--k", type=int, default=200)
     s.add_argument("--baseline_splits", type=int, default=10, help="baseline splits to time (scaled to 10)")
+    s.add_argument("--only", choices=["ventralkit"], default=None, help="time only ventralkit (no table)")
     s.add_argument("--write", action="store_true", help="append the table to benchmarks/RESULTS.md")
     a = sub.add_parser("agreement")
     a.add_argument("--python", required=True, help="python of a venv with brainscore-vision installed")

@@ -153,7 +153,8 @@ def test_list_of_paths_keeps_its_order_and_datasets_work(images, z):
 
 
 def test_errors_in_the_api(images, s, tmp_path):
-    with pytest.raises(ConfigError, match=r"^V4\.output fires 4 times; --time_step 5 is out of range 0\.\.3$"):
+    with pytest.raises(ConfigError, match=r"^V4\.output fires 4 times; --time_step 5 is out of range 0\.\.3 "
+                                          r"\(or -4\.\.-1 from the last\)$"):
         extract_features(s, images, layers=["V4.output"], time_steps=5, image_size=SIZE, workers=0,
                          output_dir=tmp_path / "bad", progress=False, channels_last=False)
     assert os.listdir(tmp_path / "bad") == []  # nothing half-written

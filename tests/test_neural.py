@@ -67,6 +67,24 @@ def test_gram_factor_gives_the_same_predictions_as_the_features():
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-8 * np.abs(a).max())
 
 
+@pytest.mark.parametrize("n,d,k", [(80, 300, 12), (80, 8, 20), (90, 40, 1)])
+def test_pls_matches_scikit_learn_plsregression(n, d, k):
+    """The cross-covariance form of NIPALS gives PLSRegression's predictions (D > N, D < K, one target)."""
+    import warnings
+
+    from sklearn.cross_decomposition import PLSRegression
+
+    rng = np.random.default_rng(n + d + k)
+    x = np.maximum(rng.normal(size=(n, 10)) @ rng.normal(size=(10, d)) + rng.normal(size=(n, d)), 0)
+    y = x[:, :5] @ rng.normal(size=(5, k)) + rng.normal(size=(n, k))
+    comps = min(25, d)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = PLSRegression(n_components=comps, scale=False).fit(x[:70], y[:70]).predict(x[70:])
+    ours = M.PLS(comps).fit(x[:70], y[:70]).predict(x[70:])
+    np.testing.assert_allclose(ours, np.asarray(ref).reshape(ours.shape), rtol=0, atol=1e-9 * np.abs(ref).max())
+
+
 def test_gram_streams_hdf5_in_row_blocks(tmp_path, monkeypatch):
     h5py = pytest.importorskip("h5py")
     rng = np.random.default_rng(3)

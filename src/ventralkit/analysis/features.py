@@ -22,7 +22,12 @@ On disk (``output_dir``): ``<layer>-t<k>.npy`` per layer and time step (plus the
 ``run.py test`` name ``CORnet-S_V4_output_feats.npy`` when a CORnet model is asked for exactly one
 layer and one time step) or one ``features.h5`` with a dataset per name; ``images.txt`` (the image
 of each row) and ``features.json`` (model, layers, shapes, preprocessing). Files are written under
-temporary names and renamed at the end, so an interrupted run leaves nothing half-written.
+temporary names and renamed at the end, so an interrupted run leaves nothing half-written. The
+arrays returned are then read-only memory maps (``.npy``) or ``H5Array``s read on access (HDF5).
+
+Memory: hooks copy each output into its rows and keep nothing (``record_activations`` with a
+transform that returns None), so at most one forward batch of activations is alive at a time,
+whatever the number of images (``tests/test_features.py`` checks it).
 """
 
 from __future__ import annotations
@@ -155,6 +160,34 @@ class _Output:
     tmp_path: Path | None = None
     final_path: Path | None = None
     staging: torch.Tensor | None = None
+
+
+class H5Array:
+    """A read-only (N, D) dataset of a ``features.h5``, read when indexed (``a[rows]``, ``np.asarray(a)``).
+
+    What ``extract_features(..., format="hdf5")`` returns, so that the features are not read back
+    into memory at the end of a run; the file is opened for each read, so nothing stays open.
+    """
+
+    def __init__(self, path, name: str, shape: tuple[int, int], dtype):
+        self.path, self.name, self.shape, self.dtype = Path(path), name, tuple(shape), np.dtype(dtype)
+        self.ndim = len(self.shape)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, index):
+        import h5py
+
+        with h5py.File(self.path, "r") as f:
+            return f[self.name][index]
+
+    def __array__(self, dtype=None, copy=None):
+        arr = self[()]
+        return arr if dtype is None else arr.astype(dtype, copy=False)
+
+    def __repr__(self) -> str:
+        return f"H5Array({str(self.path)!r}, {self.name!r}, shape={self.shape}, dtype={self.dtype})"
 
 
 class _Writer:
@@ -568,11 +601,8 @@ def _commit(writer: _Writer, outputs, names, info, layers, calls, image_size, tr
         writer.h5.flush()
         writer.h5.close()
         os.replace(writer.h5_tmp, writer.h5_final)
-        import h5py
-
-        with h5py.File(writer.h5_final, "r") as f:
-            for o in ordered:
-                result[o.name] = f[o.name][()]
+        for o in ordered:  # read on access, like the .npy memory maps: N x D never has to fit in memory
+            result[o.name] = H5Array(writer.h5_final, o.name, (n, o.dim), writer.dtype)
         manifest["files"] = [writer.h5_final.name]
     write_text(writer.dir / "images.txt", "".join(f"{p}\n" for p in names))
     write_json(writer.dir / "features.json", manifest)
