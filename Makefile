@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast bench clean
+.PHONY: demo test test-fast bench gpu-check clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py
+
+# On a CUDA machine: the CUDA tests, then train/feature/data-pipeline ratios appended to benchmarks/RESULTS.md
+gpu-check: $(STAMP)
+	$(PY) benchmarks/gpu_suite.py --device cuda
 
 clean:
 	rm -rf $(VENV) demo_runs .pytest_cache
