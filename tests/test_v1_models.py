@@ -165,15 +165,16 @@ def test_original_checkpoint_round_trip_gives_identical_logits(name, tmp_path):
 
 def test_fine_tuned_200_class_checkpoint_loads_into_a_200_class_model(tmp_path):
     # main.py bug 1 (docs/reference/v1_resnet.md section 4): validating a fine-tuned model loads the 200-way file into a
-    # 1000-way model. Here the head is sized first, then loaded; the mismatch is a one-line error.
+    # 1000-way model. Here the head takes the file's size unless told otherwise; a contradiction is one line.
     tuned = create_model("v1_resnet50_cortical_magnification")
     tuned.reset_classifier(200)
     path = tmp_path / "finetuned.pt"
     torch.save({"model": tuned.state_dict()}, path)
     model = create_model("v1_resnet50_cortical_magnification", num_classes=200, checkpoint=str(path))
     assert model.get_classifier().out_features == 200
+    assert create_model("v1_resnet50_cortical_magnification", checkpoint=str(path)).info.num_classes == 200
     with pytest.raises(CheckpointError, match="num_classes=200"):
-        create_model("v1_resnet50_cortical_magnification", checkpoint=str(path))
+        create_model("v1_resnet50_cortical_magnification", num_classes=1000, checkpoint=str(path))
 
 
 @pytest.mark.parametrize("name", ["v1_resnet50_composite_a", "v1_resnet50_cortical_magnification"])

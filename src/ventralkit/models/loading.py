@@ -149,8 +149,12 @@ def _classifier_rows(name: str, state: dict) -> int | None:
 
 
 def _build_meta(name: str) -> nn.Module:
-    """The model without memory or initialisation cost, to read its structure."""
-    with torch.device("meta"):
+    """The model without memory or initialisation cost, to read its structure (on the CPU for a model
+    whose construction computes with data, e.g. the polar transform's sampling grid)."""
+    try:
+        with torch.device("meta"):
+            return create_model(name)
+    except (NotImplementedError, RuntimeError):
         return create_model(name)
 
 
