@@ -31,6 +31,6 @@ def run(args) -> int:
     for rel in ("config.json", "metrics.jsonl", "metrics.csv", "checkpoints/last.pt", "checkpoints/best.pt",
                 "plots/curves.png"):
         print(f"  {run_dir / rel}")
-    print(f"\nnext: ventralkit test --model Z --ckpt_path {run_dir / 'checkpoints/best.pt'} --dataset digits "
-          f"--imsize 32 --num_classes 10 -o {run_dir / 'eval'}")
+    print(f"\nnext: ventralkit test --ckpt_path {run_dir / 'checkpoints/best.pt'} --dataset digits "
+          f"-o {run_dir / 'eval'}   (model, classes and size come from the checkpoint)")
     return 0
