@@ -288,3 +288,19 @@ def test_cli_bad_inputs_one_line_exit_2_nothing_written(tmp_path, capsys):
                    "--no_figure"])
     assert rc == 0 and "dropped 1 of 16 neuroids" in capsys.readouterr().err
 
+
+
+def test_cli_model_shortcut_extracts_features_first(tmp_path, capsys):
+    from ventralkit.data.embedded import write_image_folder
+
+    imgs = write_image_folder(tmp_path / "imgs", classes=3, per_class=4, size=32, splits=None)
+    rng = np.random.default_rng(14)
+    np.save(tmp_path / "resp.npy", rng.normal(size=(2, 12, 5)))
+    out = tmp_path / "out"
+    rc = cli_main(["neural", "--model", "Z", "--random_init", "--data_path", str(imgs), "--imsize", "32",
+                   "--responses", str(tmp_path / "resp.npy"), "--metrics", "rdm", "cka", "-o", str(out),
+                   "--no_progress", "--no_figure"])
+    assert rc == 0, capsys.readouterr().err
+    layers = [ln.split(",")[0] for ln in (out / "scores.csv").read_text().splitlines()[1:]]
+    assert layers[::2] == ["V1.output-t0", "V2.output-t0", "V4.output-t0", "IT.output-t0", "decoder.avgpool-t0"]
+    assert (out / "features" / "images.txt").read_text().count("\n") == 12

@@ -46,7 +46,7 @@ def register(sub) -> None:
     f = p.add_argument_group("features first (instead of --features)")
     f.add_argument("--layers", nargs="+", default=None, metavar="MODULE",
                    help="with --model: modules to extract (default: the model's brain-area commitments)")
-    add_model_args(p, default=None)
+    add_model_args(p, default=None, inference=True)
     add_data_args(p)
     add_inference_args(p)
     p.set_defaults(func=run)
@@ -71,10 +71,12 @@ def run(args) -> int:
     from ..errors import ConfigError
     from ..files import ensure_writable_dir
 
-    if (args.features is None) == (args.model is None):
-        raise ConfigError("give --features DIR (a `ventralkit features` folder) or --model NAME --data_path IMGS")
-    if args.model is not None and not args.data_path:
-        raise ConfigError("--model needs --data_path: the folder of stimulus images")
+    model_given = bool(args.model or args.ckpt_path)
+    if (args.features is None) == (not model_given):
+        raise ConfigError("give --features DIR (a `ventralkit features` folder) or --model NAME / --ckpt_path FILE "
+                          "with --data_path IMGS")
+    if model_given and not args.data_path:
+        raise ConfigError("--model / --ckpt_path needs --data_path: the folder of stimulus images")
     out = Path(args.output_path)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"-o {out} is a file; give a folder")
@@ -121,7 +123,8 @@ def run(args) -> int:
               "response_shape": list(np.shape(responses))}
     files.append(write_run(result, out, inputs))
     if not args.no_figure:
-        files.append(plot_scores(result, out / "scores.png", title=f"features: {args.features}" if args.features else f"model: {args.model}"))
+        files.append(plot_scores(result, out / "scores.png", title=f"features: {args.features}" if args.features
+                                 else f"model: {args.model or args.ckpt_path}"))
     print(result.table())
     if result.neuroid_ceiling is None:
         print("no ceiling: the responses have no repetitions, raw scores only")
@@ -137,11 +140,12 @@ def run(args) -> int:
 def _extract(args, folder: Path) -> dict:
     """``ventralkit features`` into ``folder`` with this command's model and data flags."""
     from ..analysis.features import extract_features
-    from .test import channels_last_flag, load_model, resolve_device
+    from .common import load_model_from_args
+    from .test import channels_last_flag, resolve_device
 
     device = resolve_device(args)
-    loaded = load_model(argparse.Namespace(**vars(args)))
-    size = args.image_size or loaded.config.get("image_size") or loaded.model.info.input_size
+    loaded = load_model_from_args(args)
+    size = args.image_size or loaded.image_size
     return extract_features(loaded.model, args.data_path, layers=args.layers, batch_size=args.batch_size or 64,
                             workers=args.workers, image_size=size, device=device, output_dir=folder,
                             progress=not args.no_progress, channels_last=channels_last_flag(args, device),
