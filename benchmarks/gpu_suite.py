@@ -232,6 +232,9 @@ def train_section(args, device, out) -> None:
     out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|")
     for label in args.models:
         name, kwargs, size, batch = TRAIN_MODELS[label]
+        if over_budget(args):
+            out.append(f"| {label} | skipped: past --budget_minutes {args.budget_minutes:g} | | | | | | | | | |")
+            continue
         label += " (outer_times 2)" if kwargs.get("outer_times") else ""
         if args.quick:
             size, batch = max(args.quick_size, 64 if name.startswith("v1_") else 0), args.quick_batch
@@ -272,6 +275,9 @@ def features_section(args, device, work: Path, out) -> None:
     out.append("| model | original one-image loop | ventralkit | ratio | max abs diff | peak GiB original / ventralkit |")
     out.append("|---|---:|---:|---:|---:|---|")
     for name in [m for m in ("cornet_z", "cornet_s") if m in args.models]:
+        if over_budget(args):
+            out.append(f"| {name} | skipped: past --budget_minutes {args.budget_minutes:g} | | | | |")
+            continue
         try:
             model = create_model(name).eval().to(device)
             original_loop(model, warm, "decoder", "avgpool", 0, px, device)
@@ -376,6 +382,11 @@ def data_section(args, device, work: Path, out) -> None:
 
 
 # ---- CUDA tests ----------------------------------------------------------------------------------------
+def over_budget(args) -> bool:
+    """True once the suite has run past ``--budget_minutes``: later rows are skipped, never half-measured."""
+    return time.perf_counter() - args.started > 60 * args.budget_minutes
+
+
 def cuda_tests(args, out) -> None:
     cmd = [sys.executable, "-m", "pytest", "-q", "-m", "cuda", "-p", "no:cacheprovider", "tests/test_cuda.py"]
     t = time.perf_counter()
@@ -400,6 +411,8 @@ def main(argv=None) -> int:
     p.add_argument("--data_batch", type=int, default=256)
     p.add_argument("--models", nargs="+", choices=list(TRAIN_MODELS), default=None,
                    help=f"train-step and feature models (default all; --quick: {' '.join(QUICK_MODELS)})")
+    p.add_argument("--budget_minutes", type=float, default=7.5,
+                   help="skip the train and feature rows that would start after this many minutes")
     p.add_argument("--quick_size", type=int, default=32)
     p.add_argument("--quick_batch", type=int, default=4)
     p.add_argument("--quick_images", type=int, default=8)
@@ -415,7 +428,7 @@ def main(argv=None) -> int:
         torch.cuda.set_device(device)
         torch.backends.cudnn.benchmark = True
     results = Path(args.results) if args.results else RESULTS
-    started = time.perf_counter()
+    started = args.started = time.perf_counter()
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     out = [f"## GPU suite (gpu_suite.py{' --quick' if args.quick else ''}), {name}, {stamp}", "",

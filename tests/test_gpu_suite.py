@@ -1,5 +1,6 @@
-"""``benchmarks/gpu_suite.py --device cpu --quick`` runs end to end, so the GPU suite cannot rot between
-GPU runs (issue 15); it writes only to ``--results``, never to benchmarks/RESULTS.md."""
+"""GPU readiness checked on the CPU (issue 15): ``benchmarks/gpu_suite.py --device cpu --quick`` runs end
+to end, so the suite cannot rot between GPU runs (it writes only to ``--results``, never to
+benchmarks/RESULTS.md); the CUDA training defaults; restoring CUDA generators on fewer GPUs."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -46,3 +48,34 @@ def test_peak_table_matches_device_names():
     for name, want in names.items():
         got = next((t for k, t in gpu_suite.PEAK_BF16_TFLOPS if k.lower() in name.lower()), None)
         assert got == want, name
+
+
+def test_cuda_defaults_fill_what_was_not_given_and_leave_the_cpu_alone(monkeypatch):
+    from ventralkit.engine.config import TrainConfig
+    from ventralkit.engine.device_defaults import fit_device
+
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    cfg = TrainConfig.build(dataset="digits", amp="bf16")
+    assert fit_device(cfg, torch.device("cpu")) is cfg and not torch.backends.cudnn.benchmark
+    on_gpu = fit_device(cfg, torch.device("cuda"))
+    assert on_gpu.channels_last is True and isinstance(on_gpu.workers, int) and torch.backends.cudnn.benchmark
+    assert on_gpu.sources["channels_last"] == on_gpu.sources["workers"] == "device"
+    assert "(device)" in on_gpu.describe()
+    given = TrainConfig.build(dataset="digits", amp="bf16", channels_last=False, workers=3)
+    kept = fit_device(given, torch.device("cuda"))
+    assert kept.channels_last is False and kept.workers == 3
+    assert fit_device(TrainConfig.build(dataset="digits"), torch.device("cuda")).channels_last is False  # fp32
+
+
+def test_resume_restores_the_cuda_generators_of_the_gpus_there_are(monkeypatch):
+    """A checkpoint written with 4 GPUs visible resumes on a 1-GPU machine (no invalid device ordinal)."""
+    from ventralkit.engine import checkpoint
+
+    calls = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, device: calls.append((int(state[0]), device)))
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: [torch.tensor([k], dtype=torch.uint8) for k in range(4)])
+    state = checkpoint.rng_state()
+    checkpoint.set_rng_state(state)
+    assert calls == [(0, 0)]

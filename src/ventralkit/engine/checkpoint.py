@@ -98,8 +98,9 @@ def set_rng_state(state: dict) -> None:
     keys = keys.numpy() if isinstance(keys, torch.Tensor) else np.asarray(keys)
     np.random.set_state((kind, keys.astype(np.uint32), *rest))
     random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    if "cuda" in state and torch.cuda.is_available():  # saved with more GPUs visible: restore those there are
+        for index, cuda_state in enumerate(state["cuda"][: torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(cuda_state, index)
 
 
 def read_resume(path: str | os.PathLike, trust: bool = False) -> dict:

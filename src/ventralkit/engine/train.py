@@ -34,6 +34,7 @@ from .amp import autocast
 from .checkpoint import (FORMAT, check_finite, disk_note, link_checkpoint, prune_epoch_snapshots, read_resume,
                          rng_state, set_rng_state, write_checkpoint)
 from .config import TrainConfig
+from .device_defaults import fit_device
 from .evaluate import EvalResult, evaluate, logits_of, topk_correct
 from .guard import NonFiniteGuard
 from .optim import build_optimizer, build_scheduler
@@ -205,6 +206,7 @@ def fit(cfg: TrainConfig) -> TrainResult:
         if dinfo.is_main:
             print(f"note: amp fp16 needs CUDA; training in fp32 on {device.type} (pass --amp none to silence this)")
         cfg = cfg.replace(amp="none")
+    cfg = fit_device(cfg, device)  # CUDA: workers, channels_last, cuDNN autotuning (CPU: unchanged)
     torch.manual_seed(cfg.seed)
     resume = read_resume(cfg.resume, trust=cfg.trust_checkpoint) if cfg.resume else None
     # --resume always writes beside its checkpoint; every run folder is stored as an absolute path
