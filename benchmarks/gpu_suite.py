@@ -26,6 +26,7 @@ import contextlib
 import datetime
 import io
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -210,8 +211,9 @@ def resident_splits(model_name: str, batch: int, steps: int, warm: int, size: in
     from ventralkit.models.registry import model_info
 
     classes = model_info(model_name).num_classes
+    # no validation images: the engine then skips evaluating (and compiling the model in eval mode)
     return DataSplits(ResidentData(batch * (warm + steps), batch, size, classes, device),
-                      ResidentData(batch, batch, size, classes, device), [str(i) for i in range(classes)])
+                      ResidentData(0, batch, size, classes, device), [str(i) for i in range(classes)])
 
 
 def train_section(args, device, out) -> None:
@@ -316,9 +318,12 @@ def data_section(args, device, work: Path, out) -> None:
     per_class = args.quick_images if args.quick else args.data_images // 2
     jpeg_px = 96 if args.quick else 400  # ImageNet's photos average about 400 x 350
     root = work / "folder"
+    unique = min(per_class, 128)  # drawing a photo-like JPEG costs ~20 ms: the rest are copies of these
     for split, k in (("train", per_class), ("val", 2)):
         for c in range(2):
-            make_jpegs(root / split / f"c{c}", k, size=jpeg_px, seed=c)
+            made = make_jpegs(root / split / f"c{c}", min(k, unique), size=jpeg_px, seed=c)
+            for j in range(len(made), k):
+                shutil.copyfile(made[j % len(made)], made[0].with_name(f"copy_{j:05d}.jpg"))
     out.append(f"### Data pipeline ({2 * per_class} JPEGs of {jpeg_px} x {jpeg_px} px -> RandomResizedCrop {px} + flip "
                "+ normalise)")
     out.append("")
@@ -407,7 +412,7 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=None, help="timed train steps per loop (default 20; quick 2)")
     p.add_argument("--warm", type=int, default=None, help="warm-up steps (default 3; quick 1)")
     p.add_argument("--images", type=int, default=512, help="feature extraction JPEGs")
-    p.add_argument("--data_images", type=int, default=4096, help="JPEGs of the data pipeline folder")
+    p.add_argument("--data_images", type=int, default=3072, help="JPEGs of the data pipeline folder")
     p.add_argument("--data_batch", type=int, default=256)
     p.add_argument("--models", nargs="+", choices=list(TRAIN_MODELS), default=None,
                    help=f"train-step and feature models (default all; --quick: {' '.join(QUICK_MODELS)})")
