@@ -219,15 +219,15 @@ def resident_splits(model_name: str, batch: int, steps: int, warm: int, size: in
 def train_section(args, device, out) -> None:
     peak, peak_note = peak_bf16(device)
     cuda = device.type == "cuda"
-    # on the CPU: no compile with --quick (minutes of C++ builds), and no channels_last with bf16: torch
-    # 2.14's CPU bf16 channels_last depthwise-convolution backward returned NaN gradients at times (PhiNet)
+    # on the CPU: no compile with --quick (minutes of C++ builds), and no channels_last with bf16: PhiNet's
+    # gradients were at times NaN with both on torch 2.14's CPU kernels (docs/gpu.md, "Noted while preparing")
     fast = dict(amp="bf16", channels_last=cuda, compile=cuda or not args.quick)
     fast_label = " + ".join(k if k != "amp" else "bf16" for k, v in fast.items() if v)
     out.append(f"### Train step images/s ({args.steps} steps after {args.warm} warm-up, input batch on the device)")
     out.append("")
     out.append(f"MFU = FLOPs/image (forward + backward, FlopCounterMode) x images/s / bf16 peak: {peak_note}."
-               + ("" if cuda else " On the CPU the fast loop leaves out channels_last (NaN gradients of bf16 "
-                                  "depthwise convolutions seen in torch's CPU kernels) and, with --quick, compile."))
+               + ("" if cuda else " On the CPU the fast loop leaves out channels_last (bf16 + channels_last gave "
+                                  "NaN gradients at times on the CPU) and, with --quick, compile."))
     out.append("")
     out.append(f"| model | px | batch | plain fp32 (run.py step) | ventralkit fp32 | ventralkit {fast_label} | "
                "fp32 ratio | fast ratio | GFLOP/img | MFU plain / fp32 / fast | peak GiB plain / fp32 / fast |")
