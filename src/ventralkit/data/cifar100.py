@@ -1,7 +1,7 @@
 """CIFAR-100 from its python-format folder (``train``, ``test``, ``meta`` pickles), never downloaded.
 
 Items are ``(image, label)`` with the fine label (0..99) by default, or the coarse one (0..19).
-The study's input pipelines (specs/heads.md section 1.4):
+The study's input pipelines (docs/reference/heads.md section 1.4):
 
 - ``augment="phinet"``: resize to ``image_size`` (160), random horizontal flip, random rotation
   of up to 10 degrees, normalise with the CIFAR-100 train statistics. The study normalised before

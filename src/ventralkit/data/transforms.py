@@ -1,6 +1,6 @@
 """Preprocessing taken from model metadata, so every model gets the input it was trained on.
 
-The CORnet pipeline (spec cornet.md section 3.3) scaled to the model's input size:
+The CORnet pipeline (docs/reference/cornet.md section 3.3) scaled to the model's input size:
 train = RandomResizedCrop(size) + horizontal flip; eval = Resize(size * 256/224) + CenterCrop(size);
 both end in ToTensor + Normalize(mean, std). Images of any mode (L, CMYK, P, RGBA) become RGB first.
 """

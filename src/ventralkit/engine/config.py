@@ -1,6 +1,6 @@
 """One typed training config, validated once, printed at start and saved as ``config.json``.
 
-Values come, in increasing priority, from the defaults below (CORnet ``run.py``'s, spec cornet.md
+Values come, in increasing priority, from the defaults below (CORnet ``run.py``'s, docs/reference/cornet.md
 section 3.2), a named recipe or TOML file, and explicit flags / keyword arguments. A recipe may add
 ``[[stage]]`` tables: stages run in order, each starting from the previous stage's final weights.
 """

@@ -2,7 +2,7 @@
 
 Schedules are closed-form functions of the fractional epoch and are stepped once per batch, as
 CORnet's ``run.py`` does (``StepLR.step(epoch=(global_step + 1) / nsteps)`` before each batch,
-spec cornet.md section 3.3): batch ``g`` trains with ``lr * factor((g + 1) / nsteps)``.
+docs/reference/cornet.md section 3.3): batch ``g`` trains with ``lr * factor((g + 1) / nsteps)``.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def lr_factor(cfg: TrainConfig, epoch: float) -> float:
 def build_scheduler(optimizer, cfg: TrainConfig, steps_per_epoch: int):
     """Per-batch schedule. ``onecycle`` is PyTorch's ``OneCycleLR`` itself (with ``--lr`` as max_lr, cosine
     phases, div_factor 25, final_div_factor 1e4 and momentum / Adam-beta1 cycling 0.85-0.95), as the
-    CIFAR-100 head study's ResNet notebooks use it (spec heads.md 3.2); the others are closed forms."""
+    CIFAR-100 head study's ResNet notebooks use it (docs/reference/heads.md 3.2); the others are closed forms."""
     if cfg.scheduler == "onecycle":
         return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, epochs=cfg.epochs,
                                                    steps_per_epoch=steps_per_epoch, pct_start=cfg.pct_start)

@@ -145,7 +145,7 @@ def set_train_mode(model: nn.Module, trainable: list[str], frozen_bn: str = "eva
 
     ``frozen_bn="train"`` is plain ``model.train()``, as V1-ResNet ``main.py --mode finetune`` does: the
     frozen backbone's BatchNorms then normalise with batch statistics and keep updating their running
-    statistics on the new dataset (spec v1_resnet.md section 4), and its dropout stays active."""
+    statistics on the new dataset (docs/reference/v1_resnet.md section 4), and its dropout stays active."""
     model.train()
     if trainable and frozen_bn == "eval":
         for name, m in model.named_modules():

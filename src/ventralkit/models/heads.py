@@ -1,6 +1,6 @@
 """Classifier heads for any registered backbone: linear, low-rank ("adaptive"), non-negative, hierarchical.
 
-The heads of the CIFAR-100 head study (specs/heads.md section 2, summarised in section 9). Each
+The heads of the CIFAR-100 head study (docs/reference/heads.md section 2, summarised in section 9). Each
 head maps the backbone's pooled embedding ``e`` (``backbone.forward_head(x, pre_logits=True)``)
 to class scores; ``attach_head`` puts one on any registered backbone and returns a model with the
 uniform interface.
@@ -13,7 +13,7 @@ uniform interface.
 - ``hierarchical``: a parent (superclass) classifier plus per-parent child classifiers and an
   optional shared fine classifier, with the parent-to-child mapping read from a JSON file.
 
-Fixes relative to the study's code (spec section 7): the hierarchical loss uses one
+Fixes relative to the study's code (docs/reference/heads.md section 7): the hierarchical loss uses one
 log-softmax per level (no cross-entropy on softmax outputs), the child weights are registered
 parameters (so they are saved), children are trained on the true parent (teacher forcing) and
 every parent is decoded with its own child classifier.
@@ -69,7 +69,7 @@ class AdaptiveHead(nn.Module):
 
     Without ``hidden_activation`` the head is the linear map ``W = B A`` of rank <= ``rank``
     (``low_rank_map`` returns it), with 445*rank + 100 parameters for n = 344, K = 100
-    (spec 2.1). ``hidden_activation="relu"`` is the study's ResNet variant (spec 2.3, step 2),
+    (docs/reference/heads.md 2.1). ``hidden_activation="relu"`` is the study's ResNet variant (docs/reference/heads.md 2.3, step 2),
     which is no longer linear; ``input_relu`` is its ``adaptiverelu`` variant.
     """
 
@@ -115,7 +115,7 @@ class AdaptiveHead(nn.Module):
 class PositiveLinear(nn.Module):
     """A linear layer whose effective weight is ``relu(raw_weight)`` (or ``sigmoid``), so never negative.
 
-    The study's ``PositiveLinear``/``PositiveLinearSig`` (spec 2.1): Xavier-uniform init of the raw
+    The study's ``PositiveLinear``/``PositiveLinearSig`` (docs/reference/heads.md 2.1): Xavier-uniform init of the raw
     matrix, bias uniform in +-1/sqrt(in) and unconstrained. With ``relu`` an entry pushed below
     zero has zero gradient and stays at 0 ("dead"), as in the original.
     """
@@ -257,7 +257,7 @@ def load_hierarchy(source="cifar100_parents10", num_classes: int | None = None) 
     ``source``: a shipped name (``cifar100_coarse20``, ``cifar100_parents10``), a JSON file path, a
     dict or a ``Hierarchy``. The JSON object is ``{"parents": {"<parent id>": {"<fine id>":
     <child index>, ...}, ...}}`` (optionally ``parent_names``); the study's own file (the
-    ``"parents"`` object alone, spec 2.3) and lists of fine ids in child order are accepted too.
+    ``"parents"`` object alone, docs/reference/heads.md 2.3) and lists of fine ids in child order are accepted too.
     Every fine class ``0..num_classes-1`` must belong to exactly one parent, and each parent's
     child indices must be ``0..n-1``; anything else is a one-line ``ConfigError``.
     """
@@ -381,7 +381,7 @@ class HierarchicalHead(nn.Module):
     Loss (``loss``): ``parent_weight * CE(z, parent) + child_weight * CE(child of the TRUE parent,
     child) + shared_weight * CE(shared, fine)``; a term whose own parameters are all frozen is
     left out, so one model serves every training stage (parent only, children only, joint).
-    The ResNet joint stage is ``CE_p + 1.5 CE_shared`` (spec 2.3, step 5).
+    The ResNet joint stage is ``CE_p + 1.5 CE_shared`` (docs/reference/heads.md 2.3, step 5).
 
     ``predict`` sets the fine scores returned as ``"logits"``: ``"route"`` (the study's rule: the
     parent head picks ``p̂ = argmax z``, the child classifier of ``p̂`` picks the class; scores are

@@ -36,7 +36,7 @@ ALIASES: dict[str, tuple[str, ...]] = {
     **GROUPS,
 }
 
-#: row order of eval/tiny_imagenet_c_eval.py (spec v1_resnet.md section 5); extras follow it
+#: row order of eval/tiny_imagenet_c_eval.py (docs/reference/v1_resnet.md section 5); extras follow it
 ORIGINAL_CSV_ORDER = (
     "brightness", "defocus_blur", "fog", "gaussian_noise", "impulse_noise", "motion_blur",
     "shot_noise", "zoom_blur", "contrast", "elastic_transform", "frost", "glass_blur",

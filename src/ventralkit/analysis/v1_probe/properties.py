@@ -2,7 +2,7 @@
 
 The definitions are those of the V1 property benchmarks of Marques, Schrimpf & DiCarlo (2021,
 bioRxiv 2021.03.01.433495), which re-implement the measures of the original monkey studies
-(spec ``shared/specs/ecosystem.md`` section 7.3). Angles are in degrees, spatial frequencies in
+(``docs/reference/ecosystem.md`` section 7.3). Angles are in degrees, spatial frequencies in
 cycles/degree, sizes in degrees of visual angle. Where a property is undefined (e.g. a tuning curve
 that never falls to the threshold) the function returns NaN.
 

@@ -8,7 +8,7 @@
   positions). The forward pass stops as soon as that call has been recorded, so probing V1 of a
   deep network costs little more than its V1.
 * ``FiringRateMap`` is the per-region affine map from rectified activations to "spikes/s" of
-  Marques et al. (2021) (spec ``ecosystem.md`` section 7.2, step 3).
+  Marques et al. (2021) (``docs/reference/ecosystem.md`` section 7.2, step 3).
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ grating. Pixels are area-averaged analytically (the sinusoid is multiplied by
 ramp), and a grating beyond the grid's Nyquist limit (|fx| or |fy| > 0.5) is left out (grey), so high
 spatial frequencies are attenuated and never alias to coarser gratings. Images are then normalised with the model's mean/std, all three channels equal.
 
-The benchmark stimulus sets follow the spec (``shared/specs/ecosystem.md`` section 7.1, from the
+The benchmark stimulus sets follow (``docs/reference/ecosystem.md`` section 7.1, from the
 Marques2020 stimulus packaging in brain-score/vision): 12 orientations (0-165 deg), 8 phases
 (0-315 deg), 22 log-spaced spatial frequencies 2**-1.375 ... 2**3.875 cpd, 12 log-spaced radii
 2**-2.25/2 ... 2**3.25/2 deg, contrast 1. A contrast series (not part of that benchmark) is added

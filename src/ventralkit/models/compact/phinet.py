@@ -1,7 +1,7 @@
 """PhiNet (micromind), in the configuration of the CIFAR-100 head study, with micromind's state-dict names.
 
 Source: Paissan et al., "PhiNets: a scalable backbone for low-power AI at the edge" (ACM TECS 2022);
-architecture and configuration as specified in specs/heads.md sections 1.1-1.2 (micromind
+architecture and configuration as specified in docs/reference/heads.md sections 1.1-1.2 (micromind
 ``networks/phinet.py``, identical in the study's fork and in PyPI 0.2.1). Written from that
 description, without micromind. The module tree keeps micromind's nesting
 (``_layers.{i}._layers.{j}``, ``se_conv``/``se_conv2``, ``classifier.2``) and its BatchNorm
@@ -215,7 +215,7 @@ def convert_micromind_state_dict(state: dict) -> dict:
 
     A plain micromind state dict already matches. The study's checkpoints hold one state dict per
     module: ``feature_extractor`` (the PhiNet) and ``classifier`` (pool, flatten, Linear ->
-    ``2.weight``), spec section 2.2; they are merged here.
+    ``2.weight``), docs/reference/heads.md section 2.2; they are merged here.
     """
     if isinstance(state.get("feature_extractor"), dict):
         merged = dict(state["feature_extractor"])
@@ -246,7 +246,7 @@ _INFO = dict(
         "https://huggingface.co/micromind/ImageNet (gated: request access, then v7/state_dict.pth.tar)",
     ),
     description="PhiNet a0.9 b0.5 t4 L7 (micromind), the CIFAR-100 head study's backbone",
-    extra={"spec": "heads.md 1.1-1.2", "backbone": "phinet", "head": "linear"},
+    extra={"spec": "docs/reference/heads.md 1.1-1.2", "backbone": "phinet", "head": "linear"},
     convert_state_dict=convert_micromind_state_dict,
     **_INFO,
 )
@@ -259,7 +259,7 @@ def phinet(num_classes: int = 1000, head: str | None = None, **kwargs) -> nn.Mod
 
 def _register_phinet_head(name: str, head: str, description: str, **defaults):
     @register_model(name, num_classes=100, description=description,
-                    extra={"spec": "heads.md 2.1-2.2", "backbone": "phinet", "head": head}, **_INFO)
+                    extra={"spec": "docs/reference/heads.md 2.1-2.2", "backbone": "phinet", "head": head}, **_INFO)
     def builder(num_classes: int = 100, **kwargs) -> nn.Module:
         return phinet(num_classes, head=head, **{**defaults, **kwargs})
 

@@ -1,6 +1,6 @@
 """ResNet-9 for 32 x 32 CIFAR images, last stage widened to 1028 channels, as the head study trained it.
 
-Source: specs/heads.md section 1.3 (the study's "ResNet1028" notebooks, the well-known ResNet-9
+Source: docs/reference/heads.md section 1.3 (the study's "ResNet1028" notebooks, the well-known ResNet-9
 CIFAR net with 1028 instead of 1024 final channels), trained from scratch on CIFAR-100; no
 published weights. 30,441,528 parameters with the 100-way head, of which the Linear has 102,900.
 The embedding is the global max of the last 1028 x 2 x 2 map (the study's MaxPool2d(2) at 32 x 32;
@@ -71,7 +71,7 @@ _AUGMENT = {"cifar100_augment": "resnet9"}
     "resnet9",
     num_classes=100,
     description="ResNet-9 for CIFAR, last stage 1028 wide (the head study's ResNet backbone)",
-    extra={"spec": "heads.md 1.3", "backbone": "resnet9", "head": "linear", **_AUGMENT},
+    extra={"spec": "docs/reference/heads.md 1.3", "backbone": "resnet9", "head": "linear", **_AUGMENT},
     **_INFO,
 )
 def resnet9(num_classes: int = 100, head: str | None = None, **kwargs) -> nn.Module:
@@ -83,7 +83,7 @@ def resnet9(num_classes: int = 100, head: str | None = None, **kwargs) -> nn.Mod
     "resnet9_hierarchical20",
     num_classes=100,
     description="ResNet-9 + 20 CIFAR superclasses, per-superclass 20->5 child heads on relu(parent logits)",
-    extra={"spec": "heads.md 2.3", "backbone": "resnet9", "head": "hierarchical", **_AUGMENT},
+    extra={"spec": "docs/reference/heads.md 2.3", "backbone": "resnet9", "head": "hierarchical", **_AUGMENT},
     **_INFO,
 )
 def resnet9_hierarchical20(num_classes: int = 100, **kwargs) -> nn.Module:
@@ -96,7 +96,7 @@ def resnet9_hierarchical20(num_classes: int = 100, **kwargs) -> nn.Module:
     "resnet9_adaptive",
     num_classes=100,
     description="ResNet-9 + factorised head B relu(A e), rank 50 (the study's ResNet sweep, 10-90)",
-    extra={"spec": "heads.md 2.3", "backbone": "resnet9", "head": "adaptive", **_AUGMENT},
+    extra={"spec": "docs/reference/heads.md 2.3", "backbone": "resnet9", "head": "adaptive", **_AUGMENT},
     **_INFO,
 )
 def resnet9_adaptive(num_classes: int = 100, **kwargs) -> nn.Module:

@@ -8,7 +8,7 @@ Two feedback designs:
 * ``feedback="replace"`` (default, the original CORnet-100 code): on passes >= 1, V1's input is only
   ``V4_to_V1(previous V4)``, a 1x1 conv 256->3 **with padding=1** (the map grows 2 px per pass);
   V1/V2/V4 run without any downsampling and V2/V4 use the identity skip; all passes share the same
-  BatchNorms. It barely trains (0.113 vs 0.698 val top-1 on MiniImageNet; spec section 4.6).
+  BatchNorms. It barely trains (0.113 vs 0.698 val top-1 on MiniImageNet; docs/reference/cornet.md section 4.6).
 * ``feedback="additive"`` (ventralkit's alternative): the image stays the input on every pass and the
   V4 projection (1x1 conv without padding), resized bilinearly to the image, is added to it. Every
   pass runs the normal feed-forward strides and has its own BatchNorms (keys ``*_p{pass}``).
@@ -102,7 +102,7 @@ def pass_and_step(model: CORnetS100, area: str, call_index: int) -> tuple[int, i
     num_classes=100,
     areas=cornet_areas(decoder="Decoder"),
     time_steps={"V1": 1, "V2": 2, "V4": 4, "IT": 2},
-    weights=None,  # the original's HASH '1d3f7975' points to no published file (spec section 2)
+    weights=None,  # the original's HASH '1d3f7975' points to no published file (docs/reference/cornet.md section 2)
     description="CORnet-S with V4->V1 feedback (CORnet-100), outer_times passes, 100 classes",
 )
 def cornet_s100(num_classes: int = 100, outer_times: int = 1, feedback: str = "replace") -> CORnetS100:

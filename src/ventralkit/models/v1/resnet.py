@@ -2,7 +2,7 @@
 
 Source: Pogoncheff, Granley & Beyeler, "Explaining V1 Properties with a Biologically Constrained
 Deep Learning Architecture", NeurIPS 2023; reference code ``gpogoncheff/explaining_v1``
-(``main.py``, ``models/*.py``). All facts: spec ``v1_resnet.md``.
+(``main.py``, ``models/*.py``). All facts: ``docs/reference/v1_resnet.md``.
 
 Every V1 component sits at or before ``layer1`` (the committed V1 stage) of a torchvision-style
 ResNet-50 v1.5 run at 64x64 input. Three state-dict layouts exist in the original and are kept so
@@ -17,7 +17,7 @@ its ``main.py`` checkpoints load unchanged:
   ``4.`` = layer1 ... ``10.`` = fc, polar buffers under ``3.``.
 
 The original selects composite variants with class attributes, which leak between models built in
-one process (spec section 2); here every model's design is an argument of its constructor.
+one process (docs/reference/v1_resnet.md section 2); here every model's design is an argument of its constructor.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ SOURCE = "Pogoncheff et al. 2023 (NeurIPS), gpogoncheff/explaining_v1"
 # ---- configuration ---------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class V1Design:
-    """Which V1 components a model has and where (the original's model types, spec section 2)."""
+    """Which V1 components a model has and where (the original's model types, docs/reference/v1_resnet.md section 2)."""
 
     dog_blocks: tuple[int, ...] = ()  # layer1 blocks whose conv2 gets a DoG
     dog_wrapper: str = "convdog"  # "sequential": conv2 = Sequential(conv, DoGLayer); "convdog": ConvDoG

@@ -7,7 +7,7 @@
 - ``polar``: cortical magnification, a fixed polar resampling of the stem's feature map.
 
 Every module reproduces the original code's formulas by default, including their quirks
-(spec ``v1_resnet.md`` section 1), and offers the corrected form behind a named option.
+(``docs/reference/v1_resnet.md`` section 1), and offers the corrected form behind a named option.
 """
 
 from .divisive_norm import DivisiveNormalization
