@@ -23,6 +23,7 @@ import numpy as np
 
 from ...errors import ConfigError, DataError
 from . import metrics as M
+from .io import response_array
 
 CEILING_SPLITS = 10
 #: below this many stimuli the N x N linear algebra runs on one BLAS thread (see ``_small_blas``)
@@ -111,12 +112,7 @@ def check_inputs(n_features: int, responses, metrics=("pls",), groups=None, spli
     metrics = tuple(dict.fromkeys(metrics))
     if isinstance(splits, bool) or not isinstance(splits, (int, np.integer)) or splits < 1:
         raise ConfigError(f"splits must be a positive integer, got {splits!r}")
-    arr = np.asarray(responses)
-    if arr.dtype.kind not in "biuf":
-        raise DataError(f"{where}: responses must be numbers, got dtype {arr.dtype}")
-    if arr.ndim not in (2, 3):
-        raise DataError(f"{where}: responses must be (stimuli, neuroids) or (repetitions, stimuli, neuroids), "
-                        f"got shape {arr.shape}")
+    arr = response_array(responses, where)
     arr = arr.astype(np.float64)[None] if arr.ndim == 2 else arr.astype(np.float64)
     r, n, k = arr.shape
     if n == 0 or k == 0 or r == 0:

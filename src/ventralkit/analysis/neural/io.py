@@ -109,11 +109,16 @@ def read_responses(path, key: str | None = None) -> np.ndarray:
         raise
     except (ValueError, OSError, KeyError) as err:
         raise DataError(f"{flag}: cannot be read ({err})") from None
+    return response_array(arr, flag)
+
+
+def response_array(arr, where: str) -> np.ndarray:
+    """Responses as numbers shaped (stimuli, neuroids) or (repetitions, stimuli, neuroids), else one line."""
     arr = np.asarray(arr)
     if arr.dtype.kind not in "biuf":
-        raise DataError(f"{flag}: responses must be numbers, got dtype {arr.dtype}")
+        raise DataError(f"{where}: responses must be numbers, got dtype {arr.dtype}")
     if arr.ndim not in (2, 3):
-        raise DataError(f"{flag}: expected (stimuli, neuroids) or (repetitions, stimuli, neuroids), "
+        raise DataError(f"{where}: responses must be (stimuli, neuroids) or (repetitions, stimuli, neuroids), "
                         f"got shape {arr.shape}")
     return arr
 
