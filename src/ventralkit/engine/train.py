@@ -297,9 +297,8 @@ def fit(cfg: TrainConfig) -> TrainResult:
         print("config:\n" + cfg.describe())
         print(disk_note(core, optimizer, cfg))
         if resume is not None and not resume.get("finished"):
-            print(f"resuming from {cfg.resume}: after epoch {start_epoch} step {start_step} "
-                  f"(global step {global_step})" if start_step else
-                  f"resuming from {cfg.resume}: epoch {start_epoch + 1} of {cfg.epochs}")
+            print(f"resuming from {cfg.resume}: epoch {start_epoch + 1} of {cfg.epochs}, step {start_step + 1} of "
+                  f"{steps_per_epoch} (global step {global_step + 1})")
     with RunFolder(run_dir, overwrite=cfg.overwrite and resume is None, enabled=dinfo.is_main) as folder, \
             StopRequest() as stop:
         dist.barrier()
