@@ -70,3 +70,20 @@ def test_every_registered_model_trains_under_ddp(tmp_path):
     assert [m for m in vk.list_models() if not done.get(m)] == []
     ddp, single = done["cornet_s_val"]["ddp"], done["cornet_s_val"]["single"]
     assert ddp[0] == pytest.approx(single[0]) and ddp[1] == pytest.approx(single[1], rel=1e-5)
+
+
+@pytest.mark.slow
+def test_sync_bn_on_the_cpu_is_one_line(tmp_path):
+    """--sync_bn: PyTorch's SyncBatchNorm is GPU-only, so under torchrun on the CPU it is refused in one line
+    before the run folder is made (on CUDA it converts the BatchNorms to SyncBatchNorm)."""
+    data = make_image_folder(tmp_path / "data", classes=2, train_per_class=4, val_per_class=1)
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29529",
+           "-m", "ventralkit.cli", "train", "--model", "S", "--sync_bn", "--data_path", str(data), "--imsize", "32",
+           "--epochs", "1", "--batch_size", "2", "--max_steps_per_epoch", "2", "--workers", "0", "--lr", "0.01",
+           "--device", "cpu", "--no_progress", "-o", str(out)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "VENTRALKIT_NO_PROGRESS": "1"}
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert "ventralkit train: error: --sync_bn needs CUDA" in proc.stderr
+    assert not out.exists()

@@ -67,7 +67,7 @@ def register(sub) -> None:
     s.add_argument("--amp", default=None, choices=["none", "bf16", "fp16"])
     s.add_argument("--channels_last", action="store_true", default=None)
     s.add_argument("--sync_bn", action="store_true", default=None,
-                   help="under torchrun: BatchNorm statistics over all processes (small per-GPU batches)")
+                   help="under torchrun on GPUs: BatchNorm statistics over all processes (small per-GPU batches)")
     s.add_argument("--compile", action="store_true", default=None)
     s.add_argument("--data_backend", default=None, choices=["cpu", "gpu"],
                    help="image folders: decode JPEGs and crop/flip in CPU workers (cpu, default) or on the "

@@ -239,6 +239,8 @@ def fit(cfg: TrainConfig) -> TrainResult:
     cfg = cfg.replace(trainable=resolve_trainable(model, list(cfg.trainable)))
     freeze(model, cfg.trainable)
     if dinfo.enabled and cfg.sync_bn:
+        if device.type != "cuda":  # PyTorch's SyncBatchNorm runs only on GPUs
+            raise ConfigError("--sync_bn needs CUDA devices (PyTorch's SyncBatchNorm is GPU-only); drop it on the CPU")
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model.to(device)
     if cfg.channels_last:
