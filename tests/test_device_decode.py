@@ -3,7 +3,6 @@ pixels equal within JPEG-decoder and resampling tolerance, and a run that resume
 
 from __future__ import annotations
 
-import pytest
 import torch
 from PIL import Image
 
