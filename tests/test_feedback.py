@@ -48,6 +48,26 @@ def test_gated_gain_learns_from_zero_and_additive_differs():
         assert not torch.allclose(additive(x), ref(x))  # without the gate, feedback changes the function
 
 
+
+@pytest.mark.parametrize("scale", [1.0, 100.0])
+def test_gated_feedback_is_on_the_image_scale_whatever_the_projection(scale):
+    """The study's first gated design added the raw projection (sd 29-59 against the image's 1.5), so any open
+    gain drowned the image; now the projection is normalised per channel and the gain alone sets its weight."""
+    model = _s100(2).train()
+    with torch.no_grad():
+        model.V4_to_V1.weight.mul_(scale)
+        model.V4_to_V1_gain.fill_(0.5)
+    inputs = []
+    handle = model.V1.conv1.register_forward_hook(lambda m, args, out: inputs.append(args[0].detach()))
+    x = torch.randn(8, 3, 32, 32)
+    with torch.no_grad():
+        model(x)
+    handle.remove()
+    assert torch.equal(inputs[0], x)  # pass 0 sees the image
+    feedback = inputs[1] - x  # pass 1 sees the image plus the gated feedback
+    sd = feedback.transpose(0, 1).reshape(3, -1).std(1, unbiased=False)
+    assert torch.allclose(sd, torch.full((3,), 0.5), atol=1e-3)
+
 def _pixels(ds, n=None):
     n = len(ds) if n is None else n
     return np.stack([np.asarray(ds.image(i), dtype=np.float32)[..., 0].ravel() for i in range(n)])

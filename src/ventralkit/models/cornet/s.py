@@ -62,14 +62,17 @@ class CORblock_S(nn.Module):
 
     ``downsample=False`` (feedback passes of CORnet-S100) makes every step use the identity skip
     and stride 1, as the original's ``V4_to_V1`` flag does. ``passes`` > 1 adds per-pass BatchNorms
-    ``norm{1,2,3}_{t}_p{p}`` after the original ones, so pass 0 keeps the original keys.
+    ``norm{1,2,3}_{t}_p{p}`` after the original ones, so pass 0 keeps the original keys; ``skip_norms``
+    passes (at most ``passes``) also get their own skip BatchNorm ``norm_skip_p{p}``, the others share
+    ``norm_skip``.
     """
 
     scale = 4
 
-    def __init__(self, in_channels: int, out_channels: int, times: int = 1, passes: int = 1):
+    def __init__(self, in_channels: int, out_channels: int, times: int = 1, passes: int = 1, skip_norms: int = 1):
         super().__init__()
         self.times = times
+        self.skip_norms = skip_norms
         wide = out_channels * self.scale
         self.conv_input = nn.Conv2d(in_channels, out_channels, kernel_size=1, bias=False)
         self.skip = StridedConv2d(out_channels, out_channels, kernel_size=1, stride=2, bias=False)
@@ -87,13 +90,16 @@ class CORblock_S(nn.Module):
                 self.add_module(f"norm1_{t}{suffix}", nn.BatchNorm2d(wide))
                 self.add_module(f"norm2_{t}{suffix}", nn.BatchNorm2d(wide))
                 self.add_module(f"norm3_{t}{suffix}", nn.BatchNorm2d(out_channels))
+        for p in range(1, skip_norms):
+            self.add_module(f"norm_skip_p{p}", nn.BatchNorm2d(out_channels))
 
     def forward(self, inp: torch.Tensor, downsample: bool = True, pass_index: int = 0) -> torch.Tensor:
         suffix = "" if pass_index == 0 else f"_p{pass_index}"
         x = self.conv_input(inp)
+        norm_skip = getattr(self, f"norm_skip{suffix}") if pass_index < self.skip_norms else self.norm_skip
         for t in range(self.times):
             if t == 0 and downsample:
-                skip = self.norm_skip(self.skip(x, stride=2))
+                skip = norm_skip(self.skip(x, stride=2))
                 stride = 2
             else:
                 skip = x

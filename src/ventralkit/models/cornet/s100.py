@@ -12,9 +12,11 @@ Two feedback designs:
 * ``feedback="additive"`` (ventralkit's alternative): the image stays the input on every pass and the
   V4 projection (1x1 conv without padding), resized bilinearly to the image, is added to it. Every
   pass runs the normal feed-forward strides and has its own BatchNorms (keys ``*_p{pass}``).
-* ``feedback="gated"`` (ventralkit's, docs/feedback.md): as ``additive``, but the projection is scaled by
-  a learnable per-channel gain ``V4_to_V1_gain`` initialised at zero (ReZero, Bachlechner et al. 2020).
-  At initialisation every pass computes CORnet-S's function on the image, so the model starts as the
+* ``feedback="gated"`` (ventralkit's, docs/feedback.md): as ``additive``, but the resized projection is
+  first put on the image's scale (``V4_to_V1_norm_p{p}``, a BatchNorm without affine parameters, one
+  per feedback pass) and then scaled by a learnable per-channel gain ``V4_to_V1_gain`` initialised at
+  zero (ReZero, Bachlechner et al. 2020); the skip BatchNorms of V2 and V4 are per pass too. At
+  initialisation every pass computes CORnet-S's function on the image, so the model starts as the
   feed-forward network and training only adds the feedback that lowers the loss.
 
 Strides are passed per call, never written into modules, so the model is safe under torch.compile
@@ -50,8 +52,9 @@ class CORnetS100(CORnetBase, nn.Module):
         self.num_classes = num_classes
         passes = 1 if feedback == "replace" else outer_times
         self.V1 = V1Stem(passes=passes)
-        self.V2 = CORblock_S(64, 128, times=2, passes=passes)
-        self.V4 = CORblock_S(128, 256, times=4, passes=passes)
+        skip_norms = passes if feedback == "gated" else 1
+        self.V2 = CORblock_S(64, 128, times=2, passes=passes, skip_norms=skip_norms)
+        self.V4 = CORblock_S(128, 256, times=4, passes=passes, skip_norms=skip_norms)
         self.IT = CORblock_S(256, 512, times=2)
         self.Decoder = Decoder(512, num_classes)
         self.V4_to_V1 = nn.Conv2d(256, 3, kernel_size=1, stride=1,
@@ -59,6 +62,10 @@ class CORnetS100(CORnetBase, nn.Module):
         he_fan_out_init(self)
         if feedback == "gated":  # created after the init, so the other weights match the other designs'
             self.V4_to_V1_gain = nn.Parameter(torch.zeros(1, 3, 1, 1))
+            # unnormalised, the projection's spread is 20-40x the normalised image's (docs/feedback.md), so any
+            # open gain lets it drown the image; normalised, the gain alone sets the feedback's weight
+            for p in range(1, outer_times):
+                self.add_module(f"V4_to_V1_norm_p{p}", nn.BatchNorm2d(3, affine=False))
 
     @property
     def area_time_steps(self) -> dict[str, int]:
@@ -78,7 +85,7 @@ class CORnetS100(CORnetBase, nn.Module):
                 fb = self.V4_to_V1(x)
                 fb = F.interpolate(fb, size=image.shape[-2:], mode="bilinear", align_corners=False)
                 if self.feedback == "gated":
-                    fb = self.V4_to_V1_gain * fb
+                    fb = self.V4_to_V1_gain * getattr(self, f"V4_to_V1_norm_p{p}")(fb)
                 x = self.V1(image + fb, pass_index=p)
                 x = self.V2(x, pass_index=p)
                 x = self.V4(x, pass_index=p)
