@@ -148,3 +148,12 @@ def test_study_bad_options_exit_2_before_writing(tmp_path, capsys):
     assert _study(tmp_path, "--dataset", "folder") == 2
     assert _study(tmp_path, "--at_epoch", "2") == 2  # beyond --epochs 1
     assert not (tmp_path / "study").exists()
+
+
+def test_only_gated_has_per_pass_skip_and_projection_norms():
+    """gated keeps no BatchNorm shared by two passes that feedback makes different; additive's keys are unchanged."""
+    gated, additive = _s100(3).state_dict(), _s100(3, "additive").state_dict()
+    for key in ("V2.norm_skip_p1.running_mean", "V4.norm_skip_p2.weight", "V4_to_V1_norm_p2.running_var"):
+        assert key in gated and key not in additive
+    assert "V4_to_V1_norm_p2.weight" not in gated  # no affine parameters: the gain is the only scale
+    assert set(additive) < set(gated)
