@@ -136,7 +136,9 @@ def test_study_end_to_end_and_skips_finished_runs(tmp_path, capsys, monkeypatch)
     assert _study(tmp_path, "--no_inside", "--at_epoch", "1") == 0
     printed = capsys.readouterr().out
     assert printed.count("finished, skipped") == 2 and "training" not in printed
-    assert "val top-1 after epoch 1." in (out / "feedback_study.md").read_text()
+    assert "val top-1 after epoch 1." in (out / "feedback_study_epoch1.md").read_text()
+    assert (out / "feedback_study_epoch1.png").is_file()
+    assert "val top-1 after the last epoch." in (out / "feedback_study.md").read_text()  # not overwritten
     assert (out / "runs" / "gated-o2-s0" / "checkpoints" / "last.pt").stat().st_mtime_ns == stamp
     assert _study(tmp_path, "--lr", "0.1") == 2  # another setting in the same folder is refused
     assert json.loads((out / "study.json").read_text())["lr"] == 0.01

@@ -221,7 +221,8 @@ def _mean_sd(values: list[float]) -> tuple[float, float | None]:
 def write_study_results(output: Path, runs: list[StudyRun], settings: dict, inside: bool = True,
                         at_epoch: int | None = None) -> StudyResult:
     """Table and figures from the finished runs (unfinished ones are left out and named), or with
-    ``at_epoch`` from every run that has reached that epoch (the inside analysis: finished runs only)."""
+    ``at_epoch`` from every run that has reached that epoch, written as ``feedback_study_epoch{N}.*`` (the
+    inside analysis: finished runs only)."""
     from ..data.embedded import DIGITS_CLASSES, digits_split
 
     num_classes = len(DIGITS_CLASSES)
@@ -255,14 +256,16 @@ def write_study_results(output: Path, runs: list[StudyRun], settings: dict, insi
     missing = [r.name for r in runs if r not in finished.get((r.design, r.outer_times), [])]
     columns = ["design", "outer_times", "seeds", "epochs", "val_top1_mean", "val_top1_sd", "gmac_per_image",
                "compute_vs_feedforward"]
-    files = {"csv": write_records(output / "feedback_study.csv", columns, rows)}
+    # an earlier epoch's table goes beside the final one, never over it
+    stem = "feedback_study" if at_epoch is None else f"feedback_study_epoch{at_epoch}"
+    files = {"csv": write_records(output / f"{stem}.csv", columns, rows)}
     table = markdown_table(rows, settings, missing, at_epoch)
-    files["md"] = write_text(output / "feedback_study.md", table + "\n")
+    files["md"] = write_text(output / f"{stem}.md", table + "\n")
     if rows:
         from ..plots.feedback import plot_study
 
         files["figure"] = plot_study(curves, {(r["design"], r["outer_times"]): r["gmac_per_image"] for r in rows},
-                                     len(digits_split()[0]), output / "feedback_study.png", settings)
+                                     len(digits_split()[0]), output / f"{stem}.png", settings)
     if inside:
         inside_rows = [row for r in done_runs if r.outer_times > 1
                        for row in inside_analysis(output / "runs" / r.name, r, settings)]
@@ -283,7 +286,7 @@ def markdown_table(rows: list[dict], settings: dict, missing: list[str], at_epoc
     body = [f"| {r['design']} | {r['outer_times']} | {r['seeds']} | {r['epochs']} | "
             f"{r['val_top1_mean']:.3f} ± {'–' if r['val_top1_sd'] is None else format(r['val_top1_sd'], '.3f')} | "
             f"{r['gmac_per_image']:.3f} | "
-            f"{r['compute_vs_feedforward']}x |"
+            f"{'–' if r['compute_vs_feedforward'] is None else str(r['compute_vs_feedforward']) + 'x'} |"
             for r in sorted(rows, key=lambda r: (r["outer_times"], order.get(r["design"], 9)))]
     note = (f"\n\n{settings['dataset']}, {settings['image_size']} px, batch {settings['batch_size']}, "
             f"lr {settings['lr']}, {settings['epochs']} epochs; val top-1 after "

@@ -37,7 +37,8 @@ def register(sub) -> None:
     f.add_argument("--no_inside", action="store_true", help="skip the per-pass CKA / read-out analysis")
     f.add_argument("--report_only", action="store_true", help="train nothing; tables and figures of finished runs")
     f.add_argument("--at_epoch", type=int, default=None,
-                   help="tabulate val top-1 after this epoch, from every run that reached it (default: the last)")
+                   help="also tabulate val top-1 after this epoch, from every run that reached it, as "
+                        "feedback_study_epoch{N}.csv/.md/.png (default: the last epoch only)")
     f.set_defaults(func=run)
     p.set_defaults(func=lambda args: p.print_help() or 2)
 
