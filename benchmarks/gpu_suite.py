@@ -186,7 +186,6 @@ def engine_timer(device: torch.device, warm: int, steps: int):
 def engine_run(model_name: str, kwargs: dict, batch: int, steps: int, warm: int, device: torch.device,
                splits=None, size: int | None = None, **options) -> float:
     """Images/s of ``ventralkit.engine.train.train`` over ``steps`` steps after ``warm`` warm-up steps."""
-    from ventralkit.data import DataSplits
     from ventralkit.engine import train as engine_train
 
     real_load = engine_train.load_datasets

@@ -48,7 +48,6 @@ def test_gated_gain_learns_from_zero_and_additive_differs():
         assert not torch.allclose(additive(x), ref(x))  # without the gate, feedback changes the function
 
 
-
 @pytest.mark.parametrize("scale", [1.0, 100.0])
 def test_gated_feedback_is_on_the_image_scale_whatever_the_projection(scale):
     """The study's first gated design added the raw projection (sd 29-59 against the image's 1.5), so any open
@@ -67,6 +66,7 @@ def test_gated_feedback_is_on_the_image_scale_whatever_the_projection(scale):
     feedback = inputs[1] - x  # pass 1 sees the image plus the gated feedback
     sd = feedback.transpose(0, 1).reshape(3, -1).std(1, unbiased=False)
     assert torch.allclose(sd, torch.full((3,), 0.5), atol=1e-3)
+
 
 def _pixels(ds, n=None):
     n = len(ds) if n is None else n

@@ -83,6 +83,35 @@ def test_trusted_file_loads_with_a_warning(tmp_path):
     assert torch.equal(model.state_dict()["decoder.linear.weight"], sd["decoder.linear.weight"])
 
 
+def test_no_file_grants_the_trust_permission(cli, payload, image_folder, tmp_path):
+    """--trust_checkpoint holds for the command that gives it: a run made with it stores it in config.json and in
+    last.pt, but repeating (--config) or resuming (--resume) that run must not trust its initial checkpoint again,
+    which may since have been swapped for a payload; a TOML file cannot grant it either."""
+    evil, marker = payload
+    initial = tmp_path / "ns.pth"  # needs full unpickling, harmless
+    torch.save({"state_dict": torch.load(evil, weights_only=False)["state_dict"], "args": argparse.Namespace(lr=0.1)},
+               initial)
+    marker.unlink(missing_ok=True)  # loading the payload above to reuse its weights ran it once, here in the test
+    run = tmp_path / "run"
+    with pytest.warns(UserWarning, match="full unpickling"):
+        code, _, stderr = cli("train", "--model", "Z", "--num_classes", "3", "--ckpt_path", initial, "--trust_checkpoint",
+                              "--data_path", image_folder, "--epochs", "1", "--max_steps_per_epoch", "1", "-o", run,
+                              *FAST)
+    assert code == 0, stderr
+    assert json.loads((run / "config.json").read_text())["trust_checkpoint"] is True
+    os.replace(evil, initial)  # the run's initial checkpoint is now a payload
+    for argv in (["--config", run, "-o", tmp_path / "again", "--data_path", image_folder, *FAST],
+                 ["--resume", run / "checkpoints" / "last.pt", "--epochs", "2"]):
+        code, _, stderr = cli("train", *argv)
+        _one_line(code, stderr, "--trust_checkpoint")
+        assert not marker.exists(), argv
+    toml = tmp_path / "cfg.toml"
+    toml.write_text(f'model = "Z"\ncheckpoint = "{initial}"\ntrust_checkpoint = true\n')
+    code, _, stderr = cli("train", "--config", toml, "--data_path", image_folder, "-o", tmp_path / "t", *FAST)
+    _one_line(code, stderr, "trust_checkpoint", "--trust_checkpoint")
+    assert not marker.exists() and not (tmp_path / "t").exists()
+
+
 def test_the_layouts_the_seed_systems_wrote_load_without_a_flag(tmp_path):
     """docs/reference/cornet.md 3.4 (run.py's checkpoint), v1_resnet.md 4 (main.py's), heads.md 2.2 (study)."""
     z = vk.create_model("cornet_z")
@@ -90,7 +119,7 @@ def test_the_layouts_the_seed_systems_wrote_load_without_a_flag(tmp_path):
     opt = torch.optim.SGD(z.parameters(), lr=0.1, momentum=0.9)
     torch.save({"epoch": 43, "arch": "cornet_z", "flags": {"lr": 0.1, "step_size": 20, "ngpus": 1},
                 "state_dict": sd, "optimizer": opt.state_dict()}, tmp_path / "zoo.pth")
-    loaded = vk.load(tmp_path / "zoo.pth") if False else vk.create_model("Z", checkpoint=str(tmp_path / "zoo.pth"))
+    loaded = vk.create_model("Z", checkpoint=str(tmp_path / "zoo.pth"))
     assert torch.equal(loaded.state_dict()["V1.conv.weight"], z.state_dict()["V1.conv.weight"])
 
     r = vk.create_model("v1_resnet50", num_classes=200)

@@ -8,7 +8,6 @@ import os
 import sys
 from pathlib import Path
 
-
 import ventralkit as vk
 from ventralkit.engine.distributed import cleanup
 

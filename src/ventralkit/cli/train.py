@@ -86,7 +86,7 @@ def register(sub) -> None:
 
 def config_from_args(args):
     """Defaults < recipe < --config < explicit flags; ``--resume`` alone repeats the checkpoint's config."""
-    from ..engine.config import TrainConfig
+    from ..engine.config import PER_COMMAND, TrainConfig
     from ..errors import ConfigError
 
     flags = {k: getattr(args, k) for k in (
@@ -122,6 +122,8 @@ def config_from_args(args):
 
         base = read_resume(args.resume, trust=args.trust_checkpoint)["config"]
         base.pop("output_path", None)  # the run folder is where the checkpoint is
+        for key in PER_COMMAND:  # the stored run's permission is not this command's
+            base.pop(key, None)
         base.update({k: v for k, v in flags.items() if v is not None})
         base["resume"] = args.resume
         cfg = TrainConfig.from_dict(base, source=args.resume)

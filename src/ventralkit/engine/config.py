@@ -27,6 +27,9 @@ RECIPE_DIR = Path(__file__).resolve().parent.parent / "recipes"
 MIN_IMAGE_SIZE = 16
 #: options that belong to one run folder, never copied when a run is repeated with --config
 RUN_SPECIFIC = frozenset({"output_path", "resume", "overwrite", "stage"})
+#: permissions for one command, given only as its flags: a file (recipe, TOML or JSON config, a checkpoint's stored
+#: config) that could set them would let that file decide whether another file may run code when loaded
+PER_COMMAND = frozenset({"trust_checkpoint"})
 
 
 @dataclass
@@ -298,6 +301,10 @@ def load_toml(path: Path) -> dict:
             data = tomllib.load(fh)
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: not valid TOML ({err})") from None
+    allowed = sorted(PER_COMMAND & set(data))
+    if allowed:
+        raise ConfigError(f"{path}: {allowed[0]} is a permission for one command, not a setting; remove it from the "
+                          f"file and pass --{allowed[0]} to the command that needs it")
     if "stage" in data:
         data["stages"] = data.pop("stage")
     return data
@@ -317,5 +324,5 @@ def load_config_file(path: str) -> dict:
             raise ConfigError(f"--config {p}: not valid JSON ({err.msg})") from None
         data = data.get("config", data)
         # a repeated run writes a new folder: where and what the old run resumed/overwrote is not carried over
-        return {k: v for k, v in data.items() if k in TrainConfig.field_names() - RUN_SPECIFIC}
+        return {k: v for k, v in data.items() if k in TrainConfig.field_names() - RUN_SPECIFIC - PER_COMMAND}
     return load_toml(p)
