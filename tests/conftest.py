@@ -49,3 +49,37 @@ def cli(capsys):
         return code, out.out, out.err
 
     return run
+
+
+def records_through(run_dir, global_step):
+    """The lines of ``run_dir/metrics.jsonl`` up to ``global_step``, as written (a cut-off line is left out):
+    what an exact resume from that step must keep byte for byte."""
+    import json
+
+    keep = []
+    for ln in (run_dir / "metrics.jsonl").read_text().splitlines():
+        try:
+            if json.loads(ln)["step"] <= global_step:
+                keep.append(ln)
+        except json.JSONDecodeError:
+            continue
+    return keep
+
+
+@pytest.fixture
+def steps_run(monkeypatch):
+    """Every optimizer step the engine takes in this test, as (global step, epoch, step in epoch), in order.
+
+    A resumed run that silently started over from its seed ends with the same weights and records as an
+    exact resume (training is deterministic on the CPU); only the steps it ran tell the two apart."""
+    from ventralkit.engine.guard import NonFiniteGuard
+
+    seen = []
+    original = NonFiniteGuard.step_ok
+
+    def counting(self, loss, global_step, epoch, step, lr):
+        seen.append((global_step, epoch, step))
+        return original(self, loss, global_step, epoch, step, lr)
+
+    monkeypatch.setattr(NonFiniteGuard, "step_ok", counting)
+    return seen

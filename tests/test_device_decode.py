@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from PIL import Image
 
-from conftest import make_image_folder
+from conftest import make_image_folder, records_through
 from ventralkit.data.device_decode import RawCropDataset
 from ventralkit.data.folders import ImageFolderDataset
 from ventralkit.data.sampling import SeededDataset
@@ -59,15 +59,21 @@ def test_crops_and_flips_are_fixed_by_the_batch_seed(tmp_path):
     assert not torch.equal(a.boxes, later.boxes)
 
 
-def test_gpu_backend_run_on_cpu_resumes_exactly(tmp_path):
+def test_gpu_backend_run_on_cpu_resumes_exactly(tmp_path, steps_run):
+    """Resumed from its epoch-1 snapshot, the run trains epoch 2 only, keeps epoch 1's records and ends
+    with the weights of the uninterrupted run."""
     from ventralkit.engine.train import train
 
     data = make_image_folder(tmp_path / "data", classes=2, train_per_class=6, val_per_class=1, size=40)
     common = dict(model="cornet_z", data_path=str(data), image_size=32, batch_size=4, workers=0, epochs=2,
                   progress=False, keep_epochs=-1, lr=0.01, device="cpu", data_backend="gpu", log_every=1)
     full = train(output_path=str(tmp_path / "full"), **common)
+    first_epoch = records_through(tmp_path / "full", 3)  # 12 images in batches of 4: 3 steps an epoch
+    steps_run.clear()
     resumed = train(output_path=str(tmp_path / "resumed"), resume=str(tmp_path / "full/checkpoints/epoch_01.pt"),
                     **common)
+    assert steps_run == [(3, 1, 0), (4, 1, 1), (5, 1, 2)]
+    assert (tmp_path / "full/metrics.jsonl").read_text().splitlines()[:len(first_epoch)] == first_epoch
     a, b = full.model.state_dict(), resumed.model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     cpu = train(output_path=str(tmp_path / "cpu"), **{**common, "data_backend": "cpu", "epochs": 1})

@@ -9,7 +9,7 @@ import os
 import pytest
 import torch
 
-from conftest import make_image_folder
+from conftest import make_image_folder, records_through
 
 FAST = ["--imsize", "32", "--batch_size", "4", "--workers", "0", "--no_progress"]
 
@@ -278,24 +278,31 @@ def test_fp16_recipe_on_the_cpu_falls_back_to_fp32(cli, tmp_path):
     assert json.loads((tmp_path / "r" / "config.json").read_text())["amp"] == "none"
 
 
-def test_resume_is_exact_with_onecycle_clipping_and_mixing(tmp_path):
-    """Resuming from an epoch snapshot reproduces the uninterrupted run bit for bit (CPU), with the
-    OneCycle schedule (momentum cycling), gradient clipping and CutMix/MixUp all in play."""
+def test_resume_is_exact_with_onecycle_clipping_and_mixing(tmp_path, steps_run):
+    """Resuming from an epoch snapshot runs only the second epoch and reproduces the uninterrupted run bit
+    for bit (CPU), with the OneCycle schedule (momentum cycling), gradient clipping and CutMix/MixUp all in
+    play; the first epoch's records stay as they were written."""
     from ventralkit.engine.train import train
     from ventralkit.errors import ConfigError
 
     common = dict(model="cornet_z", dataset="digits", image_size=16, batch_size=8, workers=0, epochs=2,
                   max_steps_per_epoch=3, progress=False, keep_epochs=-1, optimizer="adam", scheduler="onecycle",
-                  lr=0.01, clip_grad_value=0.05, mixup_alpha=0.5, cutmix_alpha=0.5)
+                  lr=0.01, clip_grad_value=0.05, mixup_alpha=0.5, cutmix_alpha=0.5, log_every=1)
     full = train(output_path=str(tmp_path / "full"), **common)
+    first_epoch = records_through(tmp_path / "full", 3)
+    steps_run.clear()
     resumed = train(output_path=str(tmp_path / "resumed"), resume=str(tmp_path / "full/checkpoints/epoch_01.pt"),
                     **common)
+    assert steps_run == [(3, 1, 0), (4, 1, 1), (5, 1, 2)]  # epoch 2 only, from its first step
+    assert (tmp_path / "full/metrics.jsonl").read_text().splitlines()[:len(first_epoch)] == first_epoch
     a, b = full.model.state_dict(), resumed.model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     # a one-cycle schedule cannot be stretched: changing --epochs on resume is refused before any step
+    steps_run.clear()
     with pytest.raises(ConfigError, match="onecycle schedule spans 6 steps, this run 9"):
         train(output_path=str(tmp_path / "longer"), resume=str(tmp_path / "full/checkpoints/epoch_01.pt"),
               **{**common, "epochs": 3})
+    assert steps_run == []
 
 
 def test_folder_transform_options_are_refused_for_other_datasets():
