@@ -184,15 +184,127 @@ def test_stratified_splits_hold_out_every_group():
         assert sorted(set(groups[test])) == list(range(10))
 
 
-def test_nan_neuroids_are_dropped_with_a_warning():
+def test_a_missing_trial_is_left_out_of_its_stimulus_average():
+    """One NaN trial (repetition 1 of stimulus 5, every neuroid) once refused the whole dataset.
+
+    The scores must be those of the responses averaged over the 3 finite repetitions of stimulus 5.
+    """
     rng = np.random.default_rng(11)
     layers = _layers(rng)
     reps = _planted(rng, layers)
-    reps[1, 5, 3] = np.nan
-    with pytest.warns(UserWarning, match="dropped 1 of 16 neuroids"):
+    reps[1, 5, :] = np.nan
+    reps[2, 7, 4] = np.inf  # an infinity is a missing trial too
+    with pytest.warns(UserWarning, match=r"left out 17 NaN or infinite values in 2 of 480 trials"):
+        res = neural_fit(layers, reps, metrics=("pls", "rdm", "cka"))
+    assert res.neuroids == list(range(K)) and res.dropped_neuroids == 0
+    assert (res.missing_values, res.missing_trials) == (17, 2)
+    averaged = reps.mean(axis=0)
+    averaged[5] = reps[[0, 2, 3], 5].mean(axis=0)
+    averaged[7, 4] = reps[[0, 1, 3], 7, 4].mean()
+    plain = neural_fit(layers, averaged, metrics=("pls", "rdm", "cka"))
+    for layer in layers:
+        for m in ("pls", "rdm", "cka"):
+            assert res.value(layer, m) == pytest.approx(plain.value(layer, m), abs=1e-12)
+    assert all(np.isfinite(c) for c in res.ceilings.values())
+
+
+def test_split_half_ceiling_uses_only_the_finite_repetitions():
+    """With 2 repetitions and one missing trial, every split has a half without stimulus 5: the ceiling is
+    that of the other stimuli, exactly; a noise-free population keeps a ceiling of 1 whatever is missing."""
+    from ventralkit.analysis.neural import split_half_ceilings
+
+    rng = np.random.default_rng(15)
+    reps = _planted(rng, _layers(rng), reps=2, noise=0.7)
+    holed = reps.copy()
+    holed[0, 5, :] = np.nan
+    others = np.delete(reps, 5, axis=1)
+    got, got_neuroid = split_half_ceilings(holed, ("pls", "rdm", "cka"))
+    want, want_neuroid = split_half_ceilings(others, ("pls", "rdm", "cka"))
+    for m in want:
+        assert got[m] == pytest.approx(want[m], abs=1e-12), m
+    np.testing.assert_allclose(got_neuroid, want_neuroid, atol=1e-12)
+
+    clean = np.repeat(rng.normal(size=(1, N, K)), 4, axis=0)
+    for r, n, k in zip(rng.integers(0, 4, 40), rng.integers(0, N, 40), rng.integers(0, K, 40)):
+        clean[r, n, k] = np.nan
+    ceilings, per = split_half_ceilings(clean, ("pls", "rdm", "cka"))
+    assert all(c == pytest.approx(1.0, abs=1e-9) for c in ceilings.values()), ceilings
+    np.testing.assert_allclose(per, 1.0, atol=1e-9)
+
+
+def test_neuroid_without_any_finite_repetition_of_a_stimulus_is_dropped():
+    rng = np.random.default_rng(16)
+    layers = _layers(rng)
+    reps = _planted(rng, layers)
+    reps[:, 5, 3] = np.nan  # neuroid 3 never recorded on stimulus 5
+    reps[0, 9, 2] = np.nan  # neuroid 2 misses one trial only: kept
+    with pytest.warns(UserWarning) as caught:
         res = neural_fit(layers, reps, metrics=("pls",))
-    assert 3 not in res.neuroids and len(res.neuroids) == K - 1
+    assert [str(w.message).split(": ", 1)[1][:40] for w in caught] == [
+        "dropped 1 of 16 neuroids with a stimulus", "left out 1 NaN or infinite value in 1 of"]
+    assert "with a stimulus that has no finite repetition" in str(caught[0].message)
+    assert 3 not in res.neuroids and 2 in res.neuroids and len(res.neuroids) == K - 1
     assert res.per_neuroid[("middle", "pls")].shape == (K - 1,)
+    assert (res.missing_values, res.missing_trials) == (1, 1)
+    flat = _planted(rng, layers)[0]
+    flat[5, 3] = np.nan  # without repetitions a NaN has nothing to average with: the neuroid goes
+    with pytest.warns(UserWarning, match="dropped 1 of 16 neuroids with NaN or infinite responses"):
+        assert 3 not in neural_fit(layers, flat, metrics=("rdm",)).neuroids
+
+
+def test_missing_scores_say_why():
+    """Constant responses or features gave `--` (or a CKA of 0.000, or a PLS traceback) with no reason."""
+    rng = np.random.default_rng(17)
+    layers = _layers(rng)
+    reps = _planted(rng, layers)
+    metrics = ("pls", "ridge", "rdm", "cka")
+    with pytest.warns(UserWarning, match="every neuroid responds the same to every stimulus"):
+        res = neural_fit(layers, np.full((4, N, K), 2.5), metrics=metrics)
+    for r in res.rows:
+        assert np.isnan(r["raw"]) and np.isnan(r["ceiling"]) and np.isnan(r["score"])
+        assert r["note"] == "responses are the same for every stimulus"
+    assert "note" in res.table().splitlines()[0] and res.table().count("responses are the same") == 3 * 4
+
+    with_dead = {**layers, "dead": np.zeros((N, 40)), "flat": np.full((N, 300), 0.3)}
+    res = neural_fit(with_dead, reps, metrics=metrics)
+    plain = neural_fit(layers, reps, metrics=metrics)
+    for m in metrics:
+        for layer in ("dead", "flat"):
+            assert np.isnan(res.value(layer, m))
+            assert res.value(layer, m, "note") == "features are the same for every stimulus"
+        assert res.value("middle", m) == plain.value("middle", m) and res.value("middle", m, "note") == ""
+
+    quiet = reps.copy()
+    quiet[:, :, :3] = 1.0  # 3 silent neuroids: no r, out of the medians, counted
+    with pytest.warns(UserWarning, match="3 of 16 neuroids respond the same to every stimulus"):
+        res = neural_fit(layers, quiet, metrics=("pls",))
+    assert res.constant_neuroids == 3 and np.isnan(res.per_neuroid[("middle", "pls")][:3]).all()
+    assert res.value("middle", "pls") == pytest.approx(
+        neural_fit(layers, reps[:, :, 3:], metrics=("pls",)).value("middle", "pls"), abs=1e-12)
+
+    one = neural_fit(layers, reps[0, :, :1], metrics=("rdm", "cka"))  # 1 neuroid, 1 repetition
+    assert np.isnan(one.value("middle", "rdm")) and "differ between neuroids" in one.value("middle", "rdm", "note")
+    assert one.value("middle", "cka", "note") == "no ceiling: the responses have 1 repetition"
+    first = rng.normal(size=(N, K))  # repetitions that contradict each other: a ceiling < 0, no ceiled score
+    res = neural_fit(layers, np.stack([first, -first + 0.1 * rng.normal(size=(N, K))]), metrics=("pls",))
+    assert res.ceilings["pls"] < 0 and np.isnan(res.value("middle", "pls", "score"))
+    assert "<= 0 (the repetitions disagree)" in res.value("middle", "pls", "note")
+
+
+def test_nan_features_are_refused_naming_the_layer():
+    from ventralkit.errors import DataError
+
+    rng = np.random.default_rng(18)
+    layers = _layers(rng)
+    reps = _planted(rng, layers)
+    layers["late"][7, 3] = np.nan
+    for metric in ("pls", "rdm"):  # pls raised a scipy ValueError, rdm gave NaN
+        with pytest.raises(DataError, match=r"features late: NaN or infinite features in 1 of 120 stimuli "
+                                            r"\(first in row 7\)"):
+            neural_fit(layers, reps, metrics=(metric,))
+    # a row that no response uses does not matter
+    rows = [i for i in range(N) if i != 7]
+    assert np.isfinite(neural_fit(layers, reps[:, rows], metrics=("rdm",), rows=rows).value("late", "rdm"))
 
 
 # --------------------------------------------------------------------------- the command
@@ -229,8 +341,9 @@ def test_cli_end_to_end_with_shuffled_named_stimuli(tmp_path, capsys):
     assert rc == 0
     assert "best layer for pls: middle-t0" in capsys.readouterr().out
     lines = (out / "scores.csv").read_text().splitlines()
-    assert lines[0] == "layer,metric,raw,ceiling,score" and len(lines) == 1 + 3 * 3
-    scores = {tuple(ln.split(",")[:2]): [float(v) for v in ln.split(",")[2:]] for ln in lines[1:]}
+    assert lines[0] == "layer,metric,raw,ceiling,score,note" and len(lines) == 1 + 3 * 3
+    scores = {tuple(ln.split(",")[:2]): [float(v) for v in ln.split(",")[2:5]] for ln in lines[1:]}
+    assert all(ln.endswith(",") for ln in lines[1:])  # every score defined: no note
     api = neural_fit(layers, reps, metrics=("pls", "rdm", "cka"), groups=[f"obj{i % 6}" for i in range(N)])
     # the same stimuli in the same (sorted back) order give the same rdm / cka and ceilings
     for m in ("rdm", "cka"):
@@ -283,10 +396,10 @@ def test_cli_bad_inputs_one_line_exit_2_nothing_written(tmp_path, capsys):
     _fails(tmp_path, capsys, ["--features", str(tmp_path / "empty"), *r, str(tmp_path / "resp.npy")],
            "no feature arrays")
     _fails(tmp_path, capsys, [*f, *r, str(tmp_path / "nothing.npy")], "no such file")
-    # NaN without --strict: the neuroid is dropped with a warning, the run goes on
+    # NaN without --strict: the trial is left out of its stimulus' average, the run goes on
     rc = cli_main(["neural", *f, *r, str(tmp_path / "nan.npy"), "-o", str(tmp_path / "ok"), "--no_progress",
                    "--no_figure"])
-    assert rc == 0 and "dropped 1 of 16 neuroids" in capsys.readouterr().err
+    assert rc == 0 and "left out 1 NaN or infinite value in 1 of 480 trials" in capsys.readouterr().err
 
 
 
@@ -304,3 +417,104 @@ def test_cli_model_shortcut_extracts_features_first(tmp_path, capsys):
     layers = [ln.split(",")[0] for ln in (out / "scores.csv").read_text().splitlines()[1:]]
     assert layers[::2] == ["V1.output-t0", "V2.output-t0", "V4.output-t0", "IT.output-t0", "decoder.avgpool-t0"]
     assert (out / "features" / "images.txt").read_text().count("\n") == 12
+
+
+# --------------------------------------------------------------------------- missing values on the command line
+
+
+def _neural(tmp_path, feats, resp, *extra, out="out"):
+    return cli_main(["neural", "--features", str(feats), "--responses", str(resp), "-o", str(tmp_path / out),
+                     "--no_progress", "--no_figure", *extra])
+
+
+def test_cli_nan_features_one_line_naming_the_file_nothing_written(tmp_path, capsys):
+    rng = np.random.default_rng(19)
+    layers = _layers(rng)
+    np.save(tmp_path / "resp.npy", _planted(rng, layers))
+    layers["late"][4, 0] = np.nan
+    names = [f"img{i:03d}.png" for i in range(N)]
+    _write_features(tmp_path / "feats", layers, names)
+    _write_features(tmp_path / "h5", layers, names, fmt="hdf5")
+    r = ["--responses", str(tmp_path / "resp.npy")]
+    for metric in ("pls", "rdm"):
+        _fails(tmp_path, capsys, ["--features", str(tmp_path / "feats"), *r, "--metrics", metric],
+               f"--features {tmp_path / 'feats' / 'late-t0.npy'}: NaN or infinite features in 1 of 120 stimuli")
+    _fails(tmp_path, capsys, ["--features", str(tmp_path / "h5"), *r],
+           f"--features {tmp_path / 'h5' / 'features.h5'} (dataset late-t0): NaN or infinite features")
+
+
+def test_cli_model_features_with_nan_leave_nothing(tmp_path, capsys, monkeypatch):
+    """With --model the features are extracted into OUT/features first; a NaN there removes what was made."""
+    from ventralkit.cli import neural as neural_cli
+
+    class Extracted(dict):  # what extract_features returns: the arrays, and no unreadable image
+        skipped = ()
+
+    def fake_extract(args, folder):
+        folder.mkdir(parents=True)
+        x = np.ones((12, 5))
+        x[2, 1] = np.nan
+        np.save(folder / "V1.output-t0.npy", x)
+        return Extracted({"V1.output-t0": np.load(folder / "V1.output-t0.npy")})
+
+    monkeypatch.setattr(neural_cli, "_extract", fake_extract)
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    for i in range(12):
+        (imgs / f"im{i:02d}.png").write_bytes(b"")  # only listed: the fake extraction reads nothing
+    np.save(tmp_path / "resp.npy", np.random.default_rng(0).normal(size=(2, 12, 5)))
+    _fails(tmp_path, capsys, ["--model", "Z", "--data_path", str(imgs), "--responses", str(tmp_path / "resp.npy"),
+                              "--metrics", "rdm"], "--model Z: layer V1.output-t0: NaN or infinite features")
+
+
+def test_cli_says_why_scores_are_missing(tmp_path, capsys):
+    rng = np.random.default_rng(20)
+    layers = _layers(rng)
+    names = [f"img{i:03d}.png" for i in range(N)]
+    _write_features(tmp_path / "feats", layers, names)
+    np.save(tmp_path / "flat.npy", np.zeros((3, N, K)))
+    assert _neural(tmp_path, tmp_path / "feats", tmp_path / "flat.npy", "--metrics", "pls", "cka") == 0
+    cap = capsys.readouterr()
+    assert "every neuroid responds the same to every stimulus" in cap.err and len(cap.err.splitlines()) == 1
+    assert "pls: no finite score (responses are the same for every stimulus)" in cap.out
+    assert cap.out.splitlines()[0].split()[-1] == "note" and "no ceiling" not in cap.out
+    lines = (tmp_path / "out" / "scores.csv").read_text().splitlines()
+    assert lines[0] == "layer,metric,raw,ceiling,score,note"
+    assert sorted(lines[1:]) == sorted(f"{layer}-t0,{m},,,,responses are the same for every stimulus"
+                                       for layer in layers for m in ("pls", "cka"))
+    run = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert len(run["notes"]) == 6 and {n["note"] for n in run["notes"]} == {"responses are the same for every stimulus"}
+    assert run["constant_neuroids"] == K and run["best_layer"] == {"pls": None, "cka": None}
+
+
+def test_cli_missing_trials_counted_and_holes_refused_with_advice_that_works(tmp_path, capsys):
+    rng = np.random.default_rng(21)
+    layers = _layers(rng)
+    names = [f"img{i:03d}.png" for i in range(N)]
+    feats = tmp_path / "feats"
+    _write_features(feats, layers, names)
+    reps = _planted(rng, layers)
+    trial = reps.copy()
+    trial[2, 10, :] = np.nan  # one missed presentation
+    np.save(tmp_path / "trial.npy", trial)
+    assert _neural(tmp_path, feats, tmp_path / "trial.npy", "--metrics", "pls") == 0
+    err = capsys.readouterr().err.strip()
+    assert err == (f"warning: --responses {tmp_path / 'trial.npy'}: left out 16 NaN or infinite values in 1 of 480 "
+                   "trials (repetition x stimulus); each stimulus is averaged over its finite repetitions")
+    run = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert run["missing_trials"]["values"] == 16 and run["missing_trials"]["trials"] == 1
+    assert run["missing_trials"]["of_trials"] == 480 and run["n_neuroids"] == K and run["dropped_neuroids"] == 0
+
+    holes = reps.copy()
+    holes[:, 10, :] = np.nan  # stimulus 10 never shown: no neuroid can be scored on it
+    holes[:, 33, :] = np.nan
+    np.save(tmp_path / "holes.npy", holes)
+    _fails(tmp_path / "refused", capsys, ["--features", str(feats), "--responses", str(tmp_path / "holes.npy")],
+           "every neuroid has no finite repetition for some stimulus (stimulus rows 10, 33); fill them, or remove "
+           "those rows from the responses and name the image of each remaining row with --stimuli")
+    keep = [i for i in range(N) if i not in (10, 33)]  # the advice, followed
+    np.save(tmp_path / "kept.npy", holes[:, keep])
+    (tmp_path / "kept.txt").write_text("".join(f"{names[i]}\n" for i in keep))
+    assert _neural(tmp_path, feats, tmp_path / "kept.npy", "--stimuli", str(tmp_path / "kept.txt"),
+                   out="followed") == 0
+    assert json.loads((tmp_path / "followed" / "run.json").read_text())["n_stimuli"] == N - 2

@@ -7,12 +7,16 @@
 --features is the -o folder of `ventralkit features` (every <layer>-t<k>.npy, or features.h5).
 --responses: (stimuli, neuroids) or (repetitions, stimuli, neuroids) in .npy / .npz / .h5, or a CSV
 (stimuli x neuroids). Rows follow images.txt unless --stimuli names the image of each row.
-Writes OUT/scores.csv (layer,metric,raw,ceiling,score), OUT/per_neuroid.csv, OUT/run.json, OUT/scores.png.
+A NaN trial is left out of its stimulus' average; a neuroid with no finite repetition of some stimulus
+is dropped (both said in one line and counted in run.json). NaN features are an error.
+Writes OUT/scores.csv (layer,metric,raw,ceiling,score,note: why a value is empty), OUT/per_neuroid.csv,
+OUT/run.json, OUT/scores.png.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 from pathlib import Path
 
 METRIC_CHOICES = ("pls", "ridge", "ridgecv", "rdm", "cka")
@@ -40,7 +44,8 @@ def register(sub) -> None:
     c.add_argument("--ceiling", dest="ceiling", action="store_const", const=True, default=None,
                    help="require a ceiling (an error without repetitions); default: when there are repetitions")
     c.add_argument("--no_ceiling", dest="ceiling", action="store_const", const=False, help="skip the ceiling")
-    g.add_argument("--strict", action="store_true", help="NaN in the responses is an error (default: drop the neuroid)")
+    g.add_argument("--strict", action="store_true",
+                   help="NaN in the responses is an error (default: leave the trial out, or drop the neuroid)")
     g.add_argument("-o", "--output_path", required=True, help="output folder (created if needed)")
     g.add_argument("--no_figure", action="store_true", help="skip scores.png")
     f = p.add_argument_group("features first (instead of --features)")
@@ -66,10 +71,9 @@ def run(args) -> int:
     import numpy as np
 
     from ..analysis.neural import check_inputs, neural_fit
-    from ..analysis.neural.io import match_stimuli, read_features, read_lines, read_responses
+    from ..analysis.neural.io import feature_sources, match_stimuli, read_features, read_lines, read_responses
     from ..analysis.neural.report import plot_scores, write_run, write_scores
     from ..errors import ConfigError
-    from ..files import ensure_writable_dir
 
     model_given = bool(args.model or args.ckpt_path)
     if (args.features is None) == (not model_given):
@@ -106,14 +110,17 @@ def run(args) -> int:
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
 
-    ensure_writable_dir(out)
-    if feats is None:
-        feats = _extract(args, out / "features")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the drop was reported above
-        result = neural_fit(feats, responses, metrics=args.metrics, groups=groups, splits=args.splits,
-                            seed=args.seed, ceiling=args.ceiling, strict=args.strict, rows=rows,
-                            progress=not args.no_progress)
+    with _removed_on_failure(out):
+        if feats is None:
+            feats = _extract(args, out / "features")
+            sources = {name: f"--model {args.model or args.ckpt_path}: layer {name}" for name in feats}
+        else:
+            sources = feature_sources(args.features, feats)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the drop was reported above
+            result = neural_fit(feats, responses, metrics=args.metrics, groups=groups, splits=args.splits,
+                                seed=args.seed, ceiling=args.ceiling, strict=args.strict, rows=rows,
+                                progress=not args.no_progress, sources=sources)
     files = write_scores(result, out)
     inputs = {"features": str(Path(args.features).resolve()) if args.features else str(out / "features"),
               "responses": str(Path(args.responses).resolve()), "responses_key": args.responses_key,
@@ -126,15 +133,42 @@ def run(args) -> int:
         files.append(plot_scores(result, out / "scores.png", title=f"features: {args.features}" if args.features
                                  else f"model: {args.model or args.ckpt_path}"))
     print(result.table())
-    if result.neuroid_ceiling is None:
+    if result.n_repetitions < 2:
         print("no ceiling: the responses have no repetitions, raw scores only")
     for m in result.metrics:
         try:
             print(f"best layer for {m}: {result.best(m)}")
         except KeyError:
-            print(f"{m}: no finite score")
+            why = next((r["note"] for r in result.rows if r["metric"] == m and r["note"]), "")
+            print(f"{m}: no finite score" + (f" ({why})" if why else ""))
     print("wrote " + ", ".join(str(p) for p in files))
     return 0
+
+
+@contextlib.contextmanager
+def _removed_on_failure(out: Path):
+    """Creates ``out`` (checked writable before the slow work); if the run then fails, what it made is removed.
+
+    A folder created here is removed whole (it holds at most the features this run extracted); in a
+    folder that existed, only a ``features`` sub-folder this run created goes. Result files are only
+    written after the fit succeeded, so a failure leaves nothing behind.
+    """
+    import shutil
+
+    from ..files import ensure_writable_dir
+
+    features = out / "features"
+    had_features = features.exists()
+    created = ensure_writable_dir(out)
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(OSError):
+            if created:
+                shutil.rmtree(out)
+            elif not had_features and features.is_dir():
+                shutil.rmtree(features)
+        raise
 
 
 def _extract(args, folder: Path) -> dict:

@@ -34,8 +34,8 @@ SMALL_N = 3000
 class NeuralResult:
     """Scores of every layer under every metric, with the ceiling and per-neuroid values.
 
-    ``rows``: one dict per (layer, metric) with ``layer, metric, raw, ceiling, score`` (``ceiling`` and
-    ``score`` NaN without repetitions). ``per_neuroid[(layer, metric)]``: regression metrics' held-out
+    ``rows``: one dict per (layer, metric) with ``layer, metric, raw, ceiling, score, note`` (``ceiling`` and
+    ``score`` NaN without repetitions; ``note`` says why a value is missing, "" when none is). ``per_neuroid[(layer, metric)]``: regression metrics' held-out
     r per neuroid, mean over splits. ``neuroid_ceiling``: the split-half ceiling per neuroid (or None).
     """
 
@@ -48,6 +48,9 @@ class NeuralResult:
     n_repetitions: int
     dropped_neuroids: int
     options: dict = field(default_factory=dict)
+    missing_values: int = 0  # NaN / infinite single-trial values left out of the trial averages
+    missing_trials: int = 0  # (repetition, stimulus) trials that held such a value
+    constant_neuroids: int = 0  # kept neuroids with the same (trial-averaged) response to every stimulus
 
     @property
     def layers(self) -> list[str]:
@@ -71,13 +74,16 @@ class NeuralResult:
         return max(rows, key=lambda r: r["raw"])["layer"]
 
     def table(self) -> str:
-        """The scores as aligned text, one line per layer and metric."""
+        """The scores as aligned text, one line per layer and metric; a ``note`` column says why a value is --."""
         width = max(len("layer"), *(len(r["layer"]) for r in self.rows))
-        lines = [f"{'layer':<{width}}  {'metric':<7}  {'raw':>7}  {'ceiling':>7}  {'score':>7}"]
+        notes = any(r.get("note") for r in self.rows)
+        lines = [f"{'layer':<{width}}  {'metric':<7}  {'raw':>7}  {'ceiling':>7}  {'score':>7}"
+                 + ("  note" if notes else "")]
         fmt = lambda v: "     --" if not np.isfinite(v) else f"{v:7.3f}"  # noqa: E731
         for r in self.rows:
-            lines.append(f"{r['layer']:<{width}}  {r['metric']:<7}  {fmt(r['raw'])}  {fmt(r['ceiling'])}  "
-                         f"{fmt(r['score'])}")
+            line = (f"{r['layer']:<{width}}  {r['metric']:<7}  {fmt(r['raw'])}  {fmt(r['ceiling'])}  "
+                    f"{fmt(r['score'])}")
+            lines.append(line + (f"  {r['note']}" if r.get("note") else ""))
         return "\n".join(lines)
 
 
@@ -86,8 +92,8 @@ class NeuralResult:
 
 @dataclass
 class _Checked:
-    y: np.ndarray  # (N, K) trial average, finite
-    reps: np.ndarray | None  # (R, N, K) when R >= 2
+    y: np.ndarray  # (N, K) trial average over the finite repetitions, finite
+    reps: np.ndarray | None  # (R, N, K) when R >= 2; NaN where a trial was missing
     kept: np.ndarray  # original neuroid indices
     dropped: int
     groups: np.ndarray | None
@@ -95,6 +101,9 @@ class _Checked:
     metrics: tuple[str, ...]
     n_features: int  # stimuli in the feature arrays
     n_repetitions: int
+    missing_values: int = 0  # NaN / infinite values left out of the averages (kept neuroids)
+    missing_trials: int = 0  # (repetition, stimulus) trials holding one
+    constant: np.ndarray | None = None  # (K,) bool: kept neuroid responds the same to every stimulus
 
 
 def check_inputs(n_features: int, responses, metrics=("pls",), groups=None, splits: int = 10, ceiling=None,
@@ -117,17 +126,27 @@ def check_inputs(n_features: int, responses, metrics=("pls",), groups=None, spli
     r, n, k = arr.shape
     if n == 0 or k == 0 or r == 0:
         raise DataError(f"{where}: responses are empty (shape {arr.shape})")
-    finite = np.isfinite(arr).all(axis=(0, 1))
-    dropped = int(k - finite.sum())
+    bad = ~np.isfinite(arr)
+    if strict and bad.any():
+        raise DataError(f"{where}: {int(bad.any(axis=(0, 1)).sum())} of {k} neuroids have NaN or infinite "
+                        "responses; clean them or drop --strict to "
+                        + ("average over the finite repetitions" if r >= 2 else "skip them"))
+    unusable = _unusable_neuroids(bad)
+    dropped = int(unusable.sum())
+    if dropped == k:
+        raise DataError(_nothing_usable(where, bad))
     if dropped:
-        if strict:
-            raise DataError(f"{where}: {dropped} of {k} neuroids have NaN or infinite responses; "
-                            "clean them or drop --strict to skip them")
-        if dropped == k:
-            raise DataError(f"{where}: every neuroid has NaN or infinite responses")
-        warnings.warn(f"{where}: dropped {dropped} of {k} neuroids with NaN or infinite responses", stacklevel=3)
-    kept = np.nonzero(finite)[0]
-    arr = arr[:, :, kept]
+        why = "a stimulus that has no finite repetition" if r >= 2 else "NaN or infinite responses"
+        warnings.warn(f"{where}: dropped {dropped} of {k} neuroids with {why}", stacklevel=3)
+    kept = np.nonzero(~unusable)[0]
+    arr, bad = arr[:, :, kept], bad[:, :, kept]
+    missing_values, missing_trials = int(bad.sum()), int(bad.any(axis=2).sum())
+    if missing_values:
+        arr = np.where(bad, np.nan, arr)  # infinities too: every non-finite value is a missing trial
+        values = "value" if missing_values == 1 else "values"
+        warnings.warn(f"{where}: left out {missing_values} NaN or infinite {values} in {missing_trials} of {r * n} "
+                      "trials (repetition x stimulus); each stimulus is averaged over its finite repetitions",
+                      stacklevel=3)
     if rows is None:
         if n != n_features:
             raise DataError(f"{where}: {n} stimuli (rows) but the features have {n_features}; give --stimuli "
@@ -160,8 +179,45 @@ def check_inputs(n_features: int, responses, metrics=("pls",), groups=None, spli
                                 "use coarser labels or no --groups")
     if n < 4:
         raise DataError(f"{where}: {n} stimuli; the metrics need at least 4")
-    return _Checked(y=arr.mean(axis=0), reps=arr if r >= 2 else None, kept=kept, dropped=dropped, groups=groups,
-                    rows=rows, metrics=metrics, n_features=n_features, n_repetitions=r)
+    y = _trial_mean(arr)
+    constant = np.ptp(y, axis=0) == 0
+    if constant.all():
+        warnings.warn(f"{where}: every neuroid responds the same to every stimulus; no metric is defined "
+                      "(the scores are left empty)", stacklevel=3)
+    elif constant.any():
+        warnings.warn(f"{where}: {int(constant.sum())} of {len(kept)} neuroids respond the same to every stimulus; "
+                      "they have no r (empty in per_neuroid.csv) and are left out of the medians", stacklevel=3)
+    return _Checked(y=y, reps=arr if r >= 2 else None, kept=kept, dropped=dropped, groups=groups,
+                    rows=rows, metrics=metrics, n_features=n_features, n_repetitions=r,
+                    missing_values=missing_values, missing_trials=missing_trials, constant=constant)
+
+
+def _unusable_neuroids(bad: np.ndarray) -> np.ndarray:
+    """Neuroids (K,) that cannot be scored: a stimulus with no finite repetition (or, with one repetition, any NaN).
+
+    A missing trial among several repetitions only removes that trial from the average; a stimulus
+    a neuroid never responded to would leave a hole no metric can fill, so that neuroid is dropped.
+    """
+    return bad.all(axis=0).any(axis=0)
+
+
+def _nothing_usable(where: str, bad: np.ndarray) -> str:
+    """The one-line refusal when every neuroid misses some stimulus, naming those stimulus rows."""
+    holes = np.nonzero(bad.all(axis=0).any(axis=1))[0]  # stimulus rows with a neuroid never recorded
+    rows = ", ".join(str(i) for i in holes[:5]) + (f" ... ({len(holes)} rows)" if len(holes) > 5 else "")
+    what = "no finite repetition" if bad.shape[0] >= 2 else "NaN or infinite responses"
+    return (f"{where}: every neuroid has {what} for some stimulus (stimulus rows {rows}); fill them, or remove "
+            "those rows from the responses and name the image of each remaining row with --stimuli (and drop "
+            "them from --groups)")
+
+
+def _trial_mean(arr: np.ndarray) -> np.ndarray:
+    """The mean over repetitions (axis 0) of the finite trials (NaN marks a missing trial)."""
+    if not np.isnan(arr).any():
+        return arr.mean(axis=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a half of the repetitions may miss a cell: NaN
+        return np.nanmean(arr, axis=0)
 
 
 def _feature_items(features) -> list[tuple[str, object]]:
@@ -187,27 +243,43 @@ def _feature_items(features) -> list[tuple[str, object]]:
 
 def split_half_ceilings(reps: np.ndarray, metrics: Sequence[str], seed: int = 0,
                         splits: int = CEILING_SPLITS) -> tuple[dict[str, float], np.ndarray]:
-    """Spearman-Brown corrected split-half consistency per metric, and per neuroid (Pearson)."""
+    """Spearman-Brown corrected split-half consistency per metric, and per neuroid (Pearson).
+
+    ``reps`` may hold NaN for missing trials. Each half is then averaged over its finite trials, as
+    the responses scored against the model are; a stimulus whose trials of one half are all missing
+    is left out of that draw (per neuroid for the Pearson r, as a whole row for ``rdm`` and ``cka``),
+    so no half-average is made up.
+    """
     from sklearn.model_selection import ShuffleSplit
 
     cv = ShuffleSplit(n_splits=splits, train_size=0.5, test_size=None, random_state=seed)
     per_split: dict[str, list[float]] = {m: [] for m in metrics}
     neuroid = []
     for a, b in cv.split(np.zeros(reps.shape[0])):
-        h1, h2 = reps[a].mean(axis=0), reps[b].mean(axis=0)
-        r = M.spearman_brown(M.pearson_columns(h1, h2))
+        h1, h2 = _trial_mean(reps[a]), _trial_mean(reps[b])
+        r = M.spearman_brown(M.pearson_columns_complete(h1, h2))
         neuroid.append(r)
         for m in metrics:
             if m in M.REGRESSION_METRICS:
                 v = np.nanmedian(r) if np.isfinite(r).any() else np.nan
             elif m == "rdm":
-                v = M.spearman_brown(M.compare_rdms(M.rdm(h1), M.rdm(h2)))
+                v = _on_complete_rows(h1, h2, lambda x1, x2: M.spearman_brown(M.compare_rdms(M.rdm(x1), M.rdm(x2))))
             else:
-                v = M.spearman_brown(M.cka_from_grams(h1 @ h1.T, h2 @ h2.T))
+                v = _on_complete_rows(h1, h2, lambda x1, x2: M.spearman_brown(M.cka_from_grams(x1 @ x1.T, x2 @ x2.T)))
             per_split[m].append(float(v))
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         return ({m: float(np.nanmean(v)) for m, v in per_split.items()}, np.nanmean(np.array(neuroid), axis=0))
+
+
+def _on_complete_rows(h1: np.ndarray, h2: np.ndarray, compare) -> float:
+    """``compare(h1, h2)`` on the stimuli (rows) finite in both halves; NaN when fewer than 4 are."""
+    keep = np.isfinite(h1).all(axis=1) & np.isfinite(h2).all(axis=1)
+    if keep.all():
+        return compare(h1, h2)
+    if keep.sum() < 4:
+        return float("nan")
+    return compare(h1[keep], h2[keep])
 
 
 def ceiled(raw: float, ceiling: float, metric: str) -> float:
@@ -228,11 +300,27 @@ def ceiled(raw: float, ceiling: float, metric: str) -> float:
 # --------------------------------------------------------------------------- the fit
 
 
-def score_layer(feat, checked: _Checked, split_list, seed: int = 0) -> dict[str, tuple[float, np.ndarray | None]]:
-    """Raw score (and per-neuroid r for regression metrics) of one layer under each metric."""
+def score_layer(feat, checked: _Checked, split_list, seed: int = 0, name: str = "features",
+                source: str | None = None) -> dict[str, tuple[float, np.ndarray | None, str]]:
+    """Raw score, per-neuroid r (regression metrics) and a note saying why the score is missing, per metric.
+
+    Non-finite features are refused (``DataError`` naming ``source`` or the layer ``name``): a NaN
+    would turn every number of the layer into NaN, or into an exception deep in the fit.
+    """
     g, s, d = M.gram(feat)
+    _check_finite_features(g, s, checked.rows, source or f"features {name}")
     with _small_blas(len(checked.rows)):
         return _score_gram(feat, g, s, d, checked, split_list)
+
+
+def _check_finite_features(g: np.ndarray, s: np.ndarray, rows: np.ndarray, where: str) -> None:
+    """One line naming ``where`` when a used feature row holds NaN or inf (its Gram diagonal is then not finite)."""
+    bad = ~(np.isfinite(np.diag(g)[rows]) & np.isfinite(s[rows]))
+    if bad.any():
+        first = int(rows[np.argmax(bad)])
+        raise DataError(f"{where}: NaN or infinite features in {int(bad.sum())} of {len(rows)} stimuli (first in row "
+                        f"{first}); extract them again from a model whose outputs are finite (a diverged "
+                        "checkpoint gives NaN)")
 
 
 def _small_blas(n: int):
@@ -251,11 +339,27 @@ def _small_blas(n: int):
     return threadpool_limits(limits=1, user_api="blas")
 
 
-def _score_gram(feat, g, s, d, checked: _Checked, split_list) -> dict[str, tuple[float, np.ndarray | None]]:
+#: why a layer or the responses cannot be scored at all (``note`` of every metric)
+CONSTANT_FEATURES = "features are the same for every stimulus"
+CONSTANT_RESPONSES = "responses are the same for every stimulus"
+
+
+def _constant_features(g: np.ndarray) -> bool:
+    """True when no feature varies across the stimuli: the centred Gram matrix ``H G H`` has (near) zero trace."""
+    total = float(np.trace(g))
+    spread = total - float(g.sum()) / g.shape[0]  # trace(H G H): the features' summed variance times N
+    return spread <= 1e-12 * max(total, 0.0)
+
+
+def _score_gram(feat, g, s, d, checked: _Checked, split_list) -> dict[str, tuple[float, np.ndarray | None, str]]:
     idx = checked.rows
     g, s = g[np.ix_(idx, idx)], s[idx]
-    out: dict[str, tuple[float, np.ndarray | None]] = {}
     y = checked.y
+    undefined = (CONSTANT_RESPONSES if checked.constant is not None and checked.constant.all()
+                 else CONSTANT_FEATURES if _constant_features(g) else "")
+    if undefined:  # every metric is 0 / 0 here (and PLS would divide by a zero score)
+        return {m: (float("nan"), None, undefined) for m in checked.metrics}
+    out: dict[str, tuple[float, np.ndarray | None, str]] = {}
     z = None
     for m in checked.metrics:
         if m in M.REGRESSION_METRICS:
@@ -264,12 +368,52 @@ def _score_gram(feat, g, s, d, checked: _Checked, split_list) -> dict[str, tuple
             per = M.regression_scores(z, y, m, split_list)
             with np.errstate(all="ignore"), warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
-                out[m] = (M.aggregate_splits(per), np.nanmean(per, axis=0))
+                raw = M.aggregate_splits(per)
+                out[m] = (raw, np.nanmean(per, axis=0),
+                          "" if np.isfinite(raw) else "no finite held-out r: the predictions are constant in "
+                                                     "every split")
         elif m == "rdm":
-            out[m] = (M.compare_rdms(M.rdm_from_gram(g, s, d), M.rdm(y)), None)
+            model_rdm, neural_rdm = M.rdm_from_gram(g, s, d), M.rdm(y)
+            raw = M.compare_rdms(model_rdm, neural_rdm)
+            out[m] = (raw, None, "" if np.isfinite(raw) else _rdm_note(model_rdm, neural_rdm))
         else:
-            out[m] = (M.cka_from_grams(g, y @ y.T), None)
+            out[m] = (M.cka_from_grams(g, y @ y.T), None, "")
     return out
+
+
+def _rdm_note(model_rdm: np.ndarray, neural_rdm: np.ndarray) -> str:
+    """Why an RDM comparison is NaN: stimuli whose correlation distance is undefined (no spread to correlate)."""
+    flat_model = int((~np.isfinite(model_rdm)).all(axis=1).sum())
+    flat_neural = int((~np.isfinite(neural_rdm)).all(axis=1).sum())
+    if neural_rdm.shape[0] and flat_neural == neural_rdm.shape[0]:
+        return "rdm needs responses that differ between neuroids (a single neuroid has no correlation distance)"
+    parts = []
+    if flat_model:
+        parts.append(f"{flat_model} stimuli have the same value on every feature")
+    if flat_neural:
+        parts.append(f"{flat_neural} stimuli have the same response on every neuroid")
+    if parts:
+        return "; ".join(parts) + ": their correlation distance is undefined"
+    return "the RDMs cannot be compared (one of them is constant)"
+
+
+def _ceiling_notes(checked: _Checked, ceilings: dict[str, float], requested: bool | None) -> dict[str, str]:
+    """Why a metric has no usable ceiling (and hence no ceiled score), "" where it has one."""
+    if checked.constant is not None and checked.constant.all():
+        return {m: "" for m in ceilings}  # the row note already says why nothing is defined
+    if checked.reps is None:
+        return {m: "no ceiling: the responses have 1 repetition" for m in ceilings}
+    if requested is False:
+        return {m: "ceiling skipped (no_ceiling)" for m in ceilings}
+    notes = {}
+    for m, c in ceilings.items():
+        if not np.isfinite(c):
+            notes[m] = "ceiling undefined: no finite split-half consistency"
+        elif c <= 0:
+            notes[m] = f"ceiling {c:.3f} <= 0 (the repetitions disagree): no ceiled score"
+        else:
+            notes[m] = ""
+    return notes
 
 
 def neural_fit(
@@ -283,38 +427,50 @@ def neural_fit(
     strict: bool = False,
     rows: Sequence[int] | None = None,
     progress: bool = False,
+    sources: Mapping[str, str] | None = None,
 ) -> NeuralResult:
     """Score features against neural responses with Brain-Score's metrics.
 
     features: an (N, D) array (memmaps and HDF5 datasets are streamed) or a mapping layer name -> array.
+        NaN or infinite features are an error (``DataError`` naming the layer, or ``sources[layer]``).
     responses: (N, K), or (R, N, K) with R repetitions (averaged for the metrics; split in halves for the
-        ceiling). Neuroids with NaN or infinite values are dropped with a warning (``strict``: an error).
+        ceiling). A NaN or infinite trial is left out of its stimulus' average (counted in
+        ``missing_values`` / ``missing_trials``, with a warning); a neuroid with no finite repetition
+        for some stimulus, or with any NaN when there are no repetitions, is dropped with a warning.
+        ``strict``: any NaN or infinite response is an error.
     metrics: any of ``pls``, ``ridge``, ``ridgecv``, ``rdm``, ``cka``.
     groups: one label per stimulus (object / category) to stratify the regression splits.
     splits: train/test draws for the regression metrics (90 % / 10 %, Brain-Score's default 10).
     seed: the splits' random state (Brain-Score uses 1); the result is the same for the same seed.
     ceiling: None = when there are repetitions; True = required (an error without them); False = never.
     rows: the feature row of each response row (default: the same order).
+    sources: optional layer name -> how to name it in an error (the CLI passes the file).
+
+    A score that cannot be computed is NaN and its row's ``note`` says why (constant features or
+    responses, no repetitions, a ceiling <= 0 ...).
     """
     items = _feature_items(features)
     checked = check_inputs(int(items[0][1].shape[0]), responses, metrics, groups, splits, ceiling, strict, rows)
     regression = [m for m in checked.metrics if m in M.REGRESSION_METRICS]
     split_list = M.regression_splits(len(checked.rows), checked.groups, splits, seed) if regression else []
-    if checked.reps is not None and ceiling is not False:
+    if checked.reps is not None and ceiling is not False and not checked.constant.all():
         with _small_blas(len(checked.rows)):
             ceilings, neuroid_ceiling = split_half_ceilings(checked.reps, checked.metrics, seed)
     else:
         ceilings, neuroid_ceiling = {m: float("nan") for m in checked.metrics}, None
+    ceiling_notes = _ceiling_notes(checked, ceilings, ceiling)
 
     from ...engine.progress import progress_bar
 
     rows_out: list[dict] = []
     per_neuroid: dict[tuple[str, str], np.ndarray] = {}
     for name, feat in progress_bar(items, desc="neural fit", enabled=progress, unit="layer"):
-        for m, (raw, per) in score_layer(feat, checked, split_list, seed).items():
+        scored = score_layer(feat, checked, split_list, seed, name=name, source=(sources or {}).get(name))
+        for m, (raw, per, note) in scored.items():
             score = ceiled(raw, ceilings[m], m)
+            notes = [n for n in (note, ceiling_notes[m]) if n]
             rows_out.append({"layer": name, "metric": m, "raw": float(raw), "ceiling": float(ceilings[m]),
-                             "score": float(score)})
+                             "score": float(score), "note": "; ".join(notes)})
             if per is not None:
                 per_neuroid[(name, m)] = per
     options = {"metrics": list(checked.metrics), "splits": splits, "seed": seed, "train_size": M.TRAIN_SIZE,
@@ -325,4 +481,6 @@ def neural_fit(
     return NeuralResult(rows=rows_out, per_neuroid=per_neuroid, ceilings=ceilings, neuroid_ceiling=neuroid_ceiling,
                         neuroids=[int(i) for i in checked.kept], n_stimuli=len(checked.rows),
                         n_repetitions=checked.n_repetitions,
-                        dropped_neuroids=checked.dropped, options=options)
+                        dropped_neuroids=checked.dropped, options=options,
+                        missing_values=checked.missing_values, missing_trials=checked.missing_trials,
+                        constant_neuroids=int(checked.constant.sum()))

@@ -77,6 +77,15 @@ def read_features(folder) -> tuple[dict[str, object], list[str]]:
     return feats, images
 
 
+def feature_sources(folder, feats) -> dict[str, str]:
+    """How to name each layer of ``read_features(folder)`` in a message: its file (or HDF5 dataset)."""
+    folder = Path(folder)
+    h5 = folder / "features.h5"
+    if h5.is_file():
+        return {name: f"--features {h5} (dataset {name})" for name in feats}
+    return {name: f"--features {folder / (name + '.npy')}" for name in feats}
+
+
 def read_responses(path, key: str | None = None) -> np.ndarray:
     """Responses (N, K) or (R, N, K) from ``.npy``, ``.npz`` / ``.h5`` (array ``key``, or the only one), or CSV.
 

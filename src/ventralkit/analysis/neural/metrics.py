@@ -115,6 +115,26 @@ def pearson_columns(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.clip(r, -1.0, 1.0)
 
 
+def pearson_columns_complete(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``pearson_columns`` over the rows where both columns are finite (NaN marks a missing value).
+
+    Without NaN this is ``pearson_columns`` itself; a column with fewer than 3 complete rows is NaN.
+    """
+    both = np.isfinite(a) & np.isfinite(b)
+    if both.all():
+        return pearson_columns(a, b)
+    w = both.astype(np.float64)
+    count = w.sum(axis=0)
+    a, b = np.where(both, a, 0.0), np.where(both, b, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        a = (a - a.sum(axis=0) / count) * w
+        b = (b - b.sum(axis=0) / count) * w
+        den = np.sqrt((a * a).sum(axis=0) * (b * b).sum(axis=0))
+        r = (a * b).sum(axis=0) / den
+    r[~(den > 0) | (count < 3)] = np.nan
+    return np.clip(r, -1.0, 1.0)
+
+
 def spearman_brown(r, n: float = 2.0):
     """Reliability of the average of ``n`` halves from the correlation ``r`` between two halves."""
     r = np.asarray(r, dtype=np.float64)
@@ -234,11 +254,20 @@ def aggregate_splits(per_split: np.ndarray) -> float:
 
 
 def rdm_from_gram(g: np.ndarray, s: np.ndarray, d: int) -> np.ndarray:
-    """1 - Pearson r between stimuli over features, from ``X X^T``, row sums and the feature count."""
+    """1 - Pearson r between stimuli over features, from ``X X^T``, row sums and the feature count.
+
+    NaN in the rows and columns of stimuli whose features are all equal (their r is undefined).
+    """
     cov = g - np.outer(s, s) / d
-    sd = np.sqrt(np.clip(np.diag(cov), 0.0, None))
+    var = np.diag(cov)
+    sd = np.sqrt(np.clip(var, 0.0, None))
     with np.errstate(invalid="ignore", divide="ignore"):
         corr = cov / np.outer(sd, sd)
+    # a stimulus with the same value on every feature has no correlation distance; its variance is
+    # then rounding residue of two equal terms, which would divide into a finite but arbitrary r
+    flat = var <= 1e-12 * np.abs(np.diag(g))
+    corr[flat, :] = np.nan
+    corr[:, flat] = np.nan
     return 1.0 - corr
 
 

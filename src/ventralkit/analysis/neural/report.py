@@ -19,9 +19,12 @@ def _cell(v: float):
 
 
 def write_scores(result: NeuralResult, out: Path) -> list[Path]:
-    """scores.csv (``layer,metric,raw,ceiling,score``) and per_neuroid.csv (regression metrics)."""
-    rows = [{k: (r[k] if k in ("layer", "metric") else _cell(r[k])) for k in r} for r in result.rows]
-    paths = [write_records(out / "scores.csv", ["layer", "metric", "raw", "ceiling", "score"], rows)]
+    """scores.csv (``layer,metric,raw,ceiling,score,note``) and per_neuroid.csv (regression metrics).
+
+    An empty cell is a value that could not be computed; ``note`` says why.
+    """
+    rows = [{k: (r[k] if k in ("layer", "metric", "note") else _cell(r[k])) for k in r} for r in result.rows]
+    paths = [write_records(out / "scores.csv", ["layer", "metric", "raw", "ceiling", "score", "note"], rows)]
     table = [["layer", "metric", "neuroid", "r", "ceiling"]]
     nc = result.neuroid_ceiling
     for (layer, metric), per in result.per_neuroid.items():
@@ -32,7 +35,8 @@ def write_scores(result: NeuralResult, out: Path) -> list[Path]:
 
 
 def write_run(result: NeuralResult, out: Path, inputs: dict) -> Path:
-    """run.json: inputs, options, counts, the best layer per metric and the software versions."""
+    """run.json: inputs, options, counts (dropped neuroids, missing trials), notes on missing scores, the best
+    layer per metric and the software versions."""
     import platform
 
     import scipy
@@ -53,6 +57,12 @@ def write_run(result: NeuralResult, out: Path, inputs: dict) -> Path:
         "n_neuroids": len(result.neuroids),
         "n_repetitions": result.n_repetitions,
         "dropped_neuroids": result.dropped_neuroids,
+        "constant_neuroids": result.constant_neuroids,
+        "missing_trials": {"values": result.missing_values, "trials": result.missing_trials,
+                           "of_trials": result.n_repetitions * result.n_stimuli,
+                           "handling": "left out; each stimulus averaged over its finite repetitions"},
+        "notes": [{"layer": r["layer"], "metric": r["metric"], "note": r["note"]} for r in result.rows
+                  if r.get("note")],
         "ceiling": {m: (None if not math.isfinite(c) else c) for m, c in result.ceilings.items()},
         "best_layer": best,
         "layers": result.layers,
