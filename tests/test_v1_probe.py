@@ -280,7 +280,8 @@ def test_time_steps_and_positions_of_a_recurrent_module():
     assert (first.time_step, first.n_time_steps, last.time_step) == (0, 3, 2)
     assert len(first.units["channel"]) == 4 and len(last.units["channel"]) == 4 * 9
     assert sorted(set(last.units["row"])) == [7, 8, 9]
-    assert first.n_images == {"orientation": 8, "spatial_frequency": 16, "size": 16, "blank": 1,
+    # 16 px over 4 deg: Nyquist 2 cycles/deg, so of the SFs 0.5, 1, 2, 4 only 0.5 and 1 are drawn
+    assert first.n_images == {"orientation": 8, "spatial_frequency": 8, "size": 16, "blank": 1,
                               "contrast": first.n_images["contrast"]}
     centre = (last.units["row"] == 8) & (last.units["col"] == 8)
     assert not np.allclose(first.curves["orientation"], last.curves["orientation"][centre])
@@ -300,8 +301,9 @@ def test_area_commitments_of_registered_models():
 
 def test_cli_cornet_z_writes_csv_summary_figures_and_compares(cli, tmp_path):
     out = tmp_path / "z"
-    code, stdout, stderr = cli("v1-probe", "--model", "Z", "--random_init", "--imsize", "64", "--quick", "--n_boot", "50",
-                               "--device", "cpu", "-o", out)
+    with pytest.warns(UserWarning, match=r"Nyquist") as caught:  # printed as one 'warning: ...' line by the CLI
+        code, stdout, stderr = cli("v1-probe", "--model", "Z", "--random_init", "--imsize", "64", "--quick",
+                                   "--n_boot", "50", "--device", "cpu", "-o", out)
     assert code == 0, stderr
     assert "circular_variance" in stdout and "mean score" in stdout
     for f in ("units.csv", "summary.csv", "summary.txt", "run.json", "curves.npz",
@@ -309,6 +311,11 @@ def test_cli_cornet_z_writes_csv_summary_figures_and_compares(cli, tmp_path):
         assert (out / f).is_file(), f
     meta = json.loads((out / "run.json").read_text())
     assert meta["layer"] == "V1.output" and meta["n_units"] == 64 and meta["image_size"] == 64
+    # 64 px over 8 deg: 8 px/deg, Nyquist 4 cycles/deg; the quick grid's 4.36 ... 12.3 cpd are left out (one line)
+    assert meta["spatial_frequency_limit"]["nyquist_cpd"] == 4.0
+    warned = [str(w.message) for w in caught if "Nyquist" in str(w.message)]
+    assert len(warned) == 1 and "\n" not in warned[0]
+    assert "below 4 cycles/deg" in warned[0] and "4.36-12.3 cycles/deg" in warned[0]
     header = (out / "units.csv").read_text().splitlines()[0].split(",")
     assert {"channel", "preferred_orientation", "circular_variance", "peak_sf", "surround_suppression_index",
             "c50"} <= set(header)
@@ -381,3 +388,128 @@ def test_probe_records_checkpoint_metadata(cli, tmp_path):
     assert code == 0, stderr
     meta = json.loads((out / "run.json").read_text())
     assert meta["weights"]["weights_file"] == str(ckpt) and meta["image_size"] == 32 and meta["model"] == "cornet_z"
+
+
+# ---------------------------------------------------------------------------------------------
+# issue 21: frequencies beyond the input's resolution, censored contrast fits
+
+
+def _drawn_frequencies(monkeypatch) -> list:
+    """Spy on the renderer: the spatial frequency of every grating (contrast > 0) the probe draws."""
+    drawn: list = []
+    real = S.render_gratings
+
+    def spy(params, *args, **kwargs):
+        contrast = np.asarray(params["contrast"], float)
+        if "sf" in params:  # the grey screen has none
+            drawn.extend(np.asarray(params["sf"], float)[contrast > 0].tolist())
+        return real(params, *args, **kwargs)
+
+    monkeypatch.setattr(S, "render_gratings", spy)
+    return drawn
+
+
+def test_a_32px_model_is_never_shown_gratings_at_or_above_its_nyquist_frequency(monkeypatch, tmp_path):
+    """32 px over 8 deg = 4 px/deg resolves gratings below 2 cycles/deg; the full grid goes to 14.7, whose
+    tuning curves would run on into grey images (or aliases) and measure the pixel grid, not the model."""
+    drawn = _drawn_frequencies(monkeypatch)
+    model = gabor_bank([0.0, 90.0], sf=0.77)  # info.input_size = 32
+    cfg = StimulusConfig.quick(visual_degrees=8.0)
+    with pytest.warns(UserWarning, match=r"4 px/deg.*only below 2 cycles/deg") as caught:
+        r = probe_v1(model, stimuli=cfg, n_boot=20, output_dir=tmp_path / "run", figures=False)
+    assert len([w for w in caught if "Nyquist" in str(w.message)]) == 1
+    assert drawn and max(drawn) < 2.0
+    below = [f for f in cfg.spatial_frequencies if f < 2.0]
+    assert sorted(set(drawn) & set(cfg.spatial_frequencies)) == below  # everything below the limit is still drawn
+    assert r.curves["sf_axis"].tolist() == below
+    limit = json.loads((tmp_path / "run" / "run.json").read_text())["spatial_frequency_limit"]
+    assert (limit["pixels_per_degree"], limit["nyquist_cpd"]) == (4.0, 2.0)
+    dropped = limit["dropped_cpd"]
+    assert dropped["spatial_frequencies"] == [round(f, 4) for f in cfg.spatial_frequencies if f >= 2.0]
+    assert dropped["orientation_sfs"] == [3.0844, 6.1688] and dropped["size_sfs"] == [3.0844]
+    assert "only below 2 cycles/deg" in (tmp_path / "run" / "summary.txt").read_text()
+
+
+def test_the_peak_sf_histogram_shades_the_range_the_input_cannot_show(tmp_path, monkeypatch):
+    import ventralkit.plots.v1 as pv
+
+    figs = []
+    real = pv.save_figure
+    monkeypatch.setattr(pv, "save_figure", lambda fig, path, **kw: (figs.append(fig), real(fig, path, **kw))[1])
+    columns = {"peak_sf": np.full(20, 0.5), "preferred_orientation": np.full(20, 10.0)}
+    pv.plot_property_histograms(columns, REFERENCES, tmp_path / "h.png", properties=["peak_sf", "preferred_orientation"],
+                                sf_limit=2.0)
+    sf_ax, ori_ax = figs[-1].axes[:2]
+    assert any("Nyquist, 2 cpd" in t.get_text() for t in sf_ax.texts)
+    assert not any("Nyquist" in t.get_text() for t in ori_ax.texts)  # not a spatial frequency
+
+
+def test_a_grating_exactly_at_nyquist_is_grey_at_every_phase():
+    """At 0.5 cycles/pixel the pixel centres sample a sine at its zeros for one phase and at its peaks for
+    another: the contrast would depend on the phase, so the limit is strict."""
+    for phase in (0.0, 45.0, 90.0):
+        img = grating(0, 2.0, phase=phase, image_size=32, visual_degrees=8)  # 4 px/deg: 2 cpd = 0.5 cycles/px
+        assert np.allclose(img, 0.5), phase
+    assert grating(0, 1.9, image_size=32, visual_degrees=8).std() > 0.1  # just below: drawn
+
+
+def test_an_input_too_coarse_for_a_whole_set_is_refused_with_advice_that_works():
+    cfg = StimulusConfig.quick(visual_degrees=8.0)  # the quick size set's lowest SF is 1.54 cpd
+    with pytest.raises(ConfigError) as err:
+        S.limit_to_resolution(cfg, 16)  # 2 px/deg: Nyquist 1 cpd
+    msg = str(err.value)
+    assert "\n" not in msg and "size set" in msg
+    import re
+
+    size = int(re.search(r"--imsize (\d+) or more", msg).group(1))
+    degrees = float(re.search(r"--visual_degrees ([\d.]+) or less", msg).group(1))
+    S.limit_to_resolution(cfg, size)  # following either piece of advice works
+    S.limit_to_resolution(cfg.with_options(visual_degrees=degrees), 16)
+    with pytest.raises(ConfigError):
+        S.limit_to_resolution(cfg, size - 1)  # and it is the smallest size that does
+
+
+def _contrast_units(curves: np.ndarray, contrasts) -> tuple[dict, dict]:
+    """``compute_properties`` on contrast responses only: one condition per unit, responses equal over phase."""
+    cfg = StimulusConfig(contrasts=tuple(contrasts), contrast_phases=(0.0, 180.0))
+    n = len(curves)
+    cset = S.contrast_set([{"orientation": 0.0, "sf": 1.0, "radius": 1.0}] * n, cfg)
+    rates = np.repeat(np.asarray(curves, float)[:, None, :, None], n, axis=1).repeat(2, axis=-1)
+    baseline = np.asarray(curves, float)[:, 0] * 0 + 1.0
+    cols, curves_out = P.compute_properties({"contrast": rates}, {"contrast": cset, "contrast_index": np.arange(n)},
+                                            baseline)
+    cols["responsive_orientation"] = np.ones(n)
+    return cols, curves_out
+
+
+def test_a_unit_that_does_not_saturate_has_no_c50_and_stays_out_of_the_median():
+    """The Naka-Rushton fit of a response that never bends over runs to the end of its c50 grid (2.0); that code
+    is not a semi-saturation contrast, so it must be absent, counted, and left out of the median."""
+    c = np.array(S.CONTRASTS)  # 0.02 ... 1
+    saturating = [1 + 40 * c ** 2 / (c ** 2 + c50 ** 2) for c50 in (0.1, 0.2, 0.3)]
+    not_saturating = [1 + 30 * c, 1 + 30 * c ** 2]  # linear and expansive up to full contrast
+    cols, _ = _contrast_units(np.array(saturating + not_saturating), c)
+    fitted = cols["c50"][:3]
+    assert fitted == pytest.approx([0.1, 0.2, 0.3], rel=0.1)
+    assert np.isnan(cols["c50"][3:]).all() and cols["c50_above_range"].tolist() == [0, 0, 0, 1, 1]
+    assert np.isnan(cols["contrast_exponent"][3:]).all() and np.isnan(cols["contrast_rmax"][3:]).all()
+    rows, _ = cmp.summarize(cols, n_boot=10)
+    row = {r["property"]: r for r in rows}
+    by_hand = sorted(fitted)[1]  # the median of the three saturating units' c50
+    assert row["c50"]["median"] == pytest.approx(by_hand)
+    assert (row["c50"]["n_units"], row["c50"]["n_defined"], row["c50"]["n_censored"]) == (5, 3, 2)
+    assert row["c50_above_range"]["median"] == pytest.approx(2 / 5)  # the fraction of censored units
+    text = cmp.summary_table(rows)
+    assert "c50 2 of 5" in text and "censored" in text
+    from ventralkit.plots.v1 import c50_title
+
+    assert c50_title(cols, 3, c) == "c50 > 1 (no saturation)" and c50_title(cols, 1, c).startswith("c50 0.2")
+
+
+def test_a_unit_past_half_saturation_at_the_lowest_contrast_has_no_c50():
+    c = np.array([0.1, 0.2, 0.4, 1.0])
+    cols, _ = _contrast_units(np.array([1 + 40 * c ** 2 / (c ** 2 + 0.02 ** 2)]), c)
+    assert np.isnan(cols["c50"][0]) and cols["c50_below_range"][0] == 1 and cols["c50_above_range"][0] == 0
+    from ventralkit.plots.v1 import c50_title
+
+    assert c50_title(cols, 0, c) == "c50 < 0.1"

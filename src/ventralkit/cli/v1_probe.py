@@ -35,7 +35,8 @@ def register(sub) -> None:
     g.add_argument("--visual_degrees", type=positive_float, default=None,
                    help="field of view of the input image in degrees (default 8)")
     g.add_argument("--imsize", "--image_size", dest="image_size", type=image_size_arg, default=None,
-                   help="input size in pixels (default: the model's)")
+                   help="input size in pixels (default: the model's); gratings are drawn only below its Nyquist "
+                        "frequency, imsize / (2 x visual_degrees) cycles/deg")
     g.add_argument("--no_contrast", action="store_true", help="skip the contrast response series")
     g.add_argument("--batch_size", type=positive_int, default=None, help="images per forward pass (default 16 on CPU, 128 on GPU)")
     g.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")

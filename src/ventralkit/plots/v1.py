@@ -47,7 +47,8 @@ CAPTION = ("Rows: example responsive units, from sharp (low CV) to broad orienta
            "response (spikes/s, mean over phases); dashed grey: its response to a blank grey screen (baseline). "
            "Titles: CV = circular variance (0: one orientation, 1: all alike); peak = preferred spatial frequency; "
            "SSI = surround suppression index, (peak - response to the largest grating) / peak; c50 = contrast "
-           "giving half the maximal response (Naka-Rushton fit; 2 = no saturation up to full contrast).")
+           "giving half the maximal response (Naka-Rushton fit; \"c50 > c\": no half-saturation up to the highest "
+           "contrast c shown, \"c50 < c\": past half already at the lowest, so no value is given).")
 
 
 def _plain_log_axis(ax, axis: str = "x") -> None:
@@ -115,7 +116,7 @@ def plot_tuning_curves(curves: dict, columns: dict, path, units: list[int] | Non
             elif key == "size":
                 ax.set_title(f"SSI {_column(columns, 'surround_suppression_index', u):.2f}", fontsize=8)
             elif key == "contrast":
-                ax.set_title(f"c50 {_column(columns, 'c50', u):.2f}", fontsize=8)
+                ax.set_title(c50_title(columns, u, x), fontsize=8)
             if r == nrow - 1:
                 ax.set_xlabel(xlabels[key], fontsize=8)
             ax.tick_params(labelsize=7)
@@ -133,6 +134,23 @@ def plot_tuning_curves(curves: dict, columns: dict, path, units: list[int] | Non
     fig.text(0.2, 0.005, textwrap.fill(CAPTION, int(3.0 * ncol * 72 * 0.78 / (6.5 * 0.52))), fontsize=6.5,
              ha="left", va="bottom", color="0.25")
     return _save(fig, path)
+
+
+def c50_title(columns: dict, u: int, contrasts: np.ndarray) -> str:
+    """The contrast panel's title: the fitted c50, or the side of the contrasts shown it is censored on.
+
+    A censored c50 is NaN in the columns (``properties._censor_fits``); showing the fit grid's end as a
+    number would pass a code off as a measurement."""
+    c50 = _column(columns, "c50", u)
+    if np.isfinite(c50):
+        return f"c50 {c50:.2f}"
+    shown = np.asarray(contrasts, float)
+    shown = shown[shown > 0]
+    if _column(columns, "c50_above_range", u) == 1 and shown.size:
+        return f"c50 > {shown.max():g} (no saturation)"
+    if _column(columns, "c50_below_range", u) == 1 and shown.size:
+        return f"c50 < {shown.min():g}"
+    return "c50: no fit"
 
 
 def _round_ticks(bins: np.ndarray, log: bool, period: float | None = None) -> tuple[np.ndarray, list[str]]:
@@ -158,9 +176,18 @@ def _round_ticks(bins: np.ndarray, log: bool, period: float | None = None) -> tu
     return pos, [f"{v:g}" for v in values]
 
 
+#: properties whose values are spatial frequencies: their panels mark the range the input cannot show
+SF_PROPERTIES = ("peak_sf", "sf_low", "sf_high")
+
+
 def plot_property_histograms(columns: dict, references: dict, path, properties: list[str] | None = None,
-                             masks: dict | None = None, title: str = "", summary_rows: list[dict] | None = None) -> Path:
-    """Model distribution (responsive units) against the monkey reference, per property, on the reference bins."""
+                             masks: dict | None = None, title: str = "", summary_rows: list[dict] | None = None,
+                             sf_limit: float | None = None) -> Path:
+    """Model distribution (responsive units) against the monkey reference, per property, on the reference bins.
+
+    ``sf_limit`` (cycles/deg, the input's Nyquist frequency): spatial-frequency panels shade the range above
+    it, where the model was shown no gratings, so a model histogram that stops there is read as a limit of
+    the input and not of the model."""
     if properties is None:
         properties = [p for p, ref in references.items() if p in columns]
     n = max(1, len(properties))
@@ -195,6 +222,8 @@ def plot_property_histograms(columns: dict, references: dict, path, properties: 
                 pos, labels = _round_ticks(bins, bool(getattr(ref, "log_bins", False)), getattr(ref, "period", None))
                 ax.set_xticks(pos, labels, fontsize=7)
             ax.set_xlim(-0.7, len(bins) - 1.3)
+            if prop in SF_PROPERTIES and sf_limit:
+                _shade_untested(ax, bins, bool(getattr(ref, "log_bins", False)), sf_limit)
         elif v.size:
             ax.hist(v, bins=20, color="C0", weights=np.full(v.size, 1.0 / v.size))
         if v.size == 0:
@@ -217,6 +246,19 @@ def plot_property_histograms(columns: dict, references: dict, path, properties: 
     fig.legend(handles=handles, loc="upper right", bbox_to_anchor=(1.0, 1.0), ncol=len(handles), fontsize=7.5,
                frameon=False)
     return save_figure(fig, Path(path), bbox_inches="tight")
+
+
+def _shade_untested(ax, bins: np.ndarray, log: bool, limit: float) -> None:
+    """Grey out the bar-axis range above ``limit`` (cycles/deg) and say why, if it falls inside the bins."""
+    if not bins[0] < limit < bins[-1]:
+        return
+    to = np.log if log else np.asarray
+    pos = float(np.interp(to(limit), to(bins), np.arange(len(bins)))) - 0.5
+    right = ax.get_xlim()[1]
+    ax.axvspan(pos, right, color="0.85", alpha=0.6, lw=0, zorder=0)
+    ax.axvline(pos, color="0.4", ls="--", lw=0.8)
+    ax.text(pos + 0.15, 0.97, f"model not tested:\nabove the input's\nNyquist, {limit:.3g} cpd",
+            transform=ax.get_xaxis_transform(), ha="left", va="top", fontsize=6.5, color="0.3")
 
 
 def plot_comparison(header: list[str], rows: list[list], path,

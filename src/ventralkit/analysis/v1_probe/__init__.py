@@ -44,7 +44,15 @@ from .responses import (
     record_units,
     resolve_layer,
 )
-from .stimuli import StimulusConfig, StimulusSet, benchmark_sets, contrast_set, grating, render_gratings
+from .stimuli import (
+    StimulusConfig,
+    StimulusSet,
+    benchmark_sets,
+    contrast_set,
+    grating,
+    limit_to_resolution,
+    render_gratings,
+)
 
 __all__ = [
     "AreaCommitment",
@@ -85,6 +93,8 @@ class V1ProbeResult:
     rf_offset_deg: float = float("nan")  # its receptive field's distance from the stimulus centre
     weights: dict = field(default_factory=dict)  # where the weights came from (LoadedModel.describe())
     note: str | None = None  # why the table is empty, when every unit is silent
+    sf_limit: dict = field(default_factory=dict)  # the input's Nyquist limit and the frequencies left out
+    sf_note: str | None = None  # the one line saying which frequencies were left out (None: none)
     output_dir: Path | None = None
     files: dict[str, Path] = field(default_factory=dict)
 
@@ -108,7 +118,7 @@ class V1ProbeResult:
             "n_responsive": {k: int(np.nansum(self.units[k])) for k in RESPONSIVE_COLUMNS if k in self.units},
             "n_images": self.n_images,
             "mean_score": float(self.mean_score) if np.isfinite(self.mean_score) else None,
-            "weights": self.weights, "note": self.note,
+            "weights": self.weights, "note": self.note, "spatial_frequency_limit": self.sf_limit,
             "firing_rate_map": {"slope": self.firing_rate_map.slope, "offset": self.firing_rate_map.offset},
             "rf_center": list(self.rf_center) if self.rf_center is not None else None,
             "rf_offset_deg": round(float(self.rf_offset_deg), 4) if np.isfinite(self.rf_offset_deg) else None,
@@ -121,7 +131,8 @@ class V1ProbeResult:
         out.mkdir(parents=True, exist_ok=True)
         files = {"units": _write_units_csv(self.units, out / "units.csv"),
                  "summary": write_summary_csv(self.summary, out / "summary.csv")}
-        files["summary_txt"] = write_text(out / "summary.txt", self.table() + "\n")
+        limit = f"note: {self.sf_note}\n" if self.sf_note else ""
+        files["summary_txt"] = write_text(out / "summary.txt", self.table() + "\n" + limit)
         files["run"] = write_json(out / "run.json", self.meta(), default=_json_default)
         arrays = {k: np.asarray(v) for k, v in self.curves.items() if k != "preferred_condition"}
         np.savez_compressed(out / "curves.npz", **arrays)
@@ -139,11 +150,13 @@ class V1ProbeResult:
             others = [p for p in refs if p in self.units and not refs[p].has_data]
             files["histograms"] = plot_property_histograms(
                 self.units, refs, out / "figures" / "property_histograms.png", properties=with_data, masks=masks,
-                title=f"{title}: model vs monkey V1", summary_rows=self.summary)
+                title=f"{title}: model vs monkey V1", summary_rows=self.summary,
+                sf_limit=self.sf_limit.get("nyquist_cpd"))
             if others:
                 files["histograms_no_reference"] = plot_property_histograms(
                     self.units, refs, out / "figures" / "property_histograms_no_reference.png", properties=others,
-                    masks=masks, title=f"{title}: properties without bundled reference data")
+                    masks=masks, title=f"{title}: properties without bundled reference data",
+                    sf_limit=self.sf_limit.get("nyquist_cpd"))
         self.output_dir, self.files = out, files
         return files
 
@@ -274,6 +287,9 @@ def probe_v1(
     if visual_degrees is not None:
         cfg = cfg.with_options(visual_degrees=float(visual_degrees))
     vd = cfg.visual_degrees
+    # gratings at or above the input's Nyquist frequency would measure the pixel grid, not the model
+    cfg, sf_limit = limit_to_resolution(cfg, image_size)
+    sf_note = sf_limit.message()
     if isinstance(references, (str, Path)):
         references = load_references(references)
     refs = REFERENCES if references is None else references
@@ -290,6 +306,8 @@ def probe_v1(
         warnings.warn(f"the receptive field of the recorded {layer} units is {rf_offset_deg:.2f} deg from the "
                       "stimulus centre (Brain-Score keeps units within 0.15 deg); small gratings may miss it",
                       stacklevel=2)
+    if sf_note:
+        warnings.warn(sf_note, stacklevel=2)
     sets = benchmark_sets(cfg)
     total = 1 + sum(len(s) for s in sets.values())
     from ...engine.progress import progress_bar
@@ -342,7 +360,8 @@ def probe_v1(
         label=label or name, model=name, layer=layer, time_step=lp.call_index, n_time_steps=lp.n_calls,
         image_size=image_size, visual_degrees=vd, units=units, summary=summary, mean_score=mean_score,
         curves=curves, firing_rate_map=fmap, n_images=n_images, seconds=time.perf_counter() - t0,
-        rf_center=lp.center, rf_offset_deg=rf_offset_deg, weights=dict(weights), note=note)
+        rf_center=lp.center, rf_offset_deg=rf_offset_deg, weights=dict(weights), note=note,
+        sf_limit=sf_limit.record(), sf_note=sf_note)
     if output_dir is not None:
         result.save(output_dir, figures=figures, references=refs, n_examples=n_examples)
     return result

@@ -303,7 +303,8 @@ def load_references(path: str | Path | None = None, base: dict[str, Reference] |
 # summaries
 
 #: 0/1 properties: their "median" in summaries is the fraction of units with 1
-BINARY_PROPERTIES = ("orientation_selective", "sf_selective", "strongly_suppressed")
+BINARY_PROPERTIES = ("orientation_selective", "sf_selective", "strongly_suppressed", "c50_above_range",
+                     "c50_below_range", "contrast_exponent_at_bound")
 
 #: Brain-Score's V1 benchmark groups (docs/reference/ecosystem.md 7.3): a property's score is averaged within its
 #: group, then the groups are averaged (property -> group -> Marques2020), so a group with three
@@ -332,8 +333,8 @@ def grouped_mean(rows: list[dict]) -> tuple[float, int, int]:
             sum(len(v) for v in groups.values()))
 
 
-SUMMARY_FIELDS = ["property", "set", "benchmark", "n_units", "n_defined", "median", "q25", "q75", "ref_median",
-                  "similarity", "similarity_std", "ceiling", "score", "reference"]
+SUMMARY_FIELDS = ["property", "set", "benchmark", "n_units", "n_defined", "n_censored", "median", "q25", "q75",
+                  "ref_median", "similarity", "similarity_std", "ceiling", "score", "reference"]
 
 
 def summarize(columns: dict[str, np.ndarray], references: dict[str, Reference] | None = None,
@@ -343,7 +344,7 @@ def summarize(columns: dict[str, np.ndarray], references: dict[str, Reference] |
     Returns ``(rows, mean_score)``: the mean over Brain-Score's property groups of the mean score of
     the properties with reference data in each group (``grouped_mean``; NaN if none).
     """
-    from .properties import PROPERTY_INFO
+    from .properties import CENSORED_BY, PROPERTY_INFO
 
     references = REFERENCES if references is None else references
     rows = []
@@ -357,8 +358,13 @@ def summarize(columns: dict[str, np.ndarray], references: dict[str, Reference] |
         fin = v[np.isfinite(v)]
         if ref is not None:  # medians in the reference's convention (orientations from -22.5 deg)
             fin = ref.map_values(fin)
+        # censored units (a fit parameter outside the contrasts shown) are NaN, so medians leave them out
+        censored = np.zeros(int(mask.sum()), bool)
+        for flag_col in CENSORED_BY.get(prop, ()):
+            if flag_col in columns:
+                censored |= np.asarray(columns[flag_col], float)[mask] == 1
         row = {"property": prop, "set": stim_set, "n_units": int(mask.sum()), "n_defined": int(fin.size),
-               "median": _q(fin, 50), "q25": _q(fin, 25), "q75": _q(fin, 75)}
+               "n_censored": int(censored.sum()), "median": _q(fin, 50), "q25": _q(fin, 25), "q75": _q(fin, 75)}
         if prop in BINARY_PROPERTIES:  # 0/1 flags: report the fraction of 1s
             row.update(median=float(fin.mean()) if fin.size else float("nan"), q25=float("nan"), q75=float("nan"))
         row.update({"benchmark": ref.benchmark if ref else "", "ref_median": float("nan"),
@@ -416,6 +422,12 @@ def summary_table(rows: list[dict], mean_score: float | None = None, title: str 
     if title:
         text = f"{title}\n{text}"
     text += "\n* for 0/1 properties (" + ", ".join(BINARY_PROPERTIES) + "): the fraction of 1s"
+    censored = [f"{r['property']} {int(r['n_censored'])} of {r['n_units']}" for r in rows
+                if np.isfinite(r.get("n_censored", np.nan)) and r["n_censored"] > 0]
+    if censored:
+        text += ("\ncensored, left out of the medians (the fit's value lies outside the contrasts shown; the "
+                 "c50_above_range, c50_below_range and contrast_exponent_at_bound rows say why): "
+                 + ", ".join(censored))
     if mean_score is not None:
         text += (f"\nmean score over {n_groups} groups ({n} properties with reference data, averaged within "
                  f"each group first, as Brain-Score): {_fmt(mean_score)}")

@@ -238,8 +238,15 @@ def contrast_response(curve, contrasts, baseline: float | None = None) -> dict:
     (n), ``contrast_rmax``, ``contrast_r0``, ``contrast_r2`` (fit quality) and
     ``contrast_saturation`` = (R(0.5) - R(c_min)) / (R(1) - R(c_min)) at the tested contrasts nearest
     0.5 and 1 (c_min: the lowest, 0 when ``baseline`` is given; 1: saturated by half contrast, ~0.5:
-    linear). c50 at the grid's upper end (2) means no saturation within contrasts 0-1; c50 and n are
-    NaN when the response does not grow with contrast.
+    linear). c50 and n are NaN when the response does not grow with contrast.
+
+    Censored fits. A c50 outside the contrasts shown is not a measurement: above the highest one the
+    response never reaches half of a maximum that is itself extrapolated (the fit then runs to the end
+    of its c50 grid, 2, whatever the unit), below the lowest one it is already past half. Such a c50 is
+    NaN and flagged (``c50_above_range``, ``c50_below_range``: 1 = censored, 0 = measured, NaN = no
+    fit), so that no code value enters a median; ``contrast_exponent`` is NaN with it (the shape is not
+    identified) and where it sits at an end of its own grid (``contrast_exponent_at_bound``), and
+    ``contrast_rmax`` is NaN when c50 lies above the range (the maximum was never approached).
     Sources: Naka & Rushton (1966, J Physiol 185:536); Albrecht & Hamilton (1982, J Neurophysiol
     48:217) for its use on V1 contrast responses. Not one of the Marques 2021 benchmarks.
     """
@@ -258,6 +265,8 @@ def contrast_response_many(curves: np.ndarray, contrasts, baselines=None) -> dic
     n_units = y.shape[0]
     c50s = np.logspace(-2, np.log10(2.0), 48)
     exps = np.linspace(0.5, 6.0, 23)
+    shown = np.asarray(contrasts, float)
+    shown = shown[shown > 0]
     best = np.full(n_units, np.inf)
     res = {k: np.full(n_units, np.nan) for k in ("c50", "contrast_exponent", "contrast_rmax", "contrast_r0")}
     ym = y.mean(axis=1, keepdims=True)
@@ -282,12 +291,41 @@ def contrast_response_many(curves: np.ndarray, contrasts, baselines=None) -> dic
         flat = ~(res["contrast_rmax"] > 0)
         for k in ("c50", "contrast_exponent"):
             res[k][flat] = np.nan
+        res.update(_censor_fits(res, shown, exps))
         # saturation: measured responses at the contrasts nearest 0.5 and 1, above the lowest contrast's
         i_half, i_full = int(np.argmin(np.abs(c - 0.5))), int(np.argmin(np.abs(c - 1.0)))
         lo = y[:, int(np.argmin(c))]
         res["contrast_saturation"] = np.where(y[:, i_full] - lo > 0, (y[:, i_half] - lo) / (y[:, i_full] - lo),
                                               np.nan)
     return res
+
+
+def _censor_fits(res: dict[str, np.ndarray], shown: np.ndarray, exps: np.ndarray) -> dict[str, np.ndarray]:
+    """Fit parameters that lie outside what the data constrain, as NaN plus the flags that say why.
+
+    Without this a c50 beyond the highest contrast shown would report the end of the fit grid (2.0) as
+    if it were a measured semi-saturation contrast. Flags are NaN where there is no fit at all.
+    """
+    c50, n = res["c50"], res["contrast_exponent"]
+    fitted = np.isfinite(c50)
+    above = fitted & (c50 > shown.max()) if shown.size else np.zeros_like(fitted)
+    below = fitted & (c50 < shown.min()) if shown.size else np.zeros_like(fitted)
+    at_bound = fitted & ~above & ~below & ((n <= exps[0]) | (n >= exps[-1]))
+    out = {"c50_above_range": np.where(fitted, above, np.nan),
+           "c50_below_range": np.where(fitted, below, np.nan),
+           "contrast_exponent_at_bound": np.where(fitted, at_bound, np.nan)}
+    out["c50"] = np.where(above | below, np.nan, c50)
+    out["contrast_exponent"] = np.where(above | below | at_bound, np.nan, n)
+    out["contrast_rmax"] = np.where(above, np.nan, res["contrast_rmax"])
+    return out
+
+
+#: censored properties -> the 0/1 columns that flag why a unit's value is absent (NaN), not measured
+CENSORED_BY = {
+    "c50": ("c50_above_range", "c50_below_range"),
+    "contrast_exponent": ("c50_above_range", "c50_below_range", "contrast_exponent_at_bound"),
+    "contrast_rmax": ("c50_above_range",),
+}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -319,9 +357,12 @@ PROPERTY_INFO = {
     "grating_summation_field": ("size", "diameter reaching 95% of peak, deg"),
     "surround_diameter": ("size", "diameter within 5% of the plateau, deg"),
     "surround_gsf_ratio": ("size", "surround diameter / GSF"),
-    "c50": ("contrast", "semi-saturation contrast of the Naka-Rushton fit"),
-    "contrast_exponent": ("contrast", "Naka-Rushton exponent n"),
-    "contrast_rmax": ("contrast", "Naka-Rushton r_max, spikes/s"),
+    "c50": ("contrast", "semi-saturation contrast of the Naka-Rushton fit (NaN: censored, see the flags)"),
+    "c50_above_range": ("contrast", "1 if the response reaches no half-saturation within the contrasts shown"),
+    "c50_below_range": ("contrast", "1 if the response is past half-saturation at the lowest contrast shown"),
+    "contrast_exponent": ("contrast", "Naka-Rushton exponent n (NaN when c50 is censored or n at a grid end)"),
+    "contrast_exponent_at_bound": ("contrast", "1 if the fitted n sits at an end of its grid (0.5 or 6)"),
+    "contrast_rmax": ("contrast", "Naka-Rushton r_max, spikes/s (NaN when c50 is above the contrasts shown)"),
     "contrast_r2": ("contrast", "R^2 of the fit"),
     "contrast_saturation": ("contrast", "(R(0.5)-R(low)) / (R(1)-R(low))"),
 }

@@ -14,8 +14,17 @@ Luminance in [0, 1]: ``0.5 + 0.5 * contrast * sin(2 pi sf (x cos theta + y sin t
 inside a circular aperture of the given radius (grey, 0.5, outside); ``radius=None`` is a full-field
 grating. Pixels are area-averaged analytically (the sinusoid is multiplied by
 ``sinc(fx) * sinc(fy)``, fx/fy in cycles per pixel, and the aperture edge gets a one-pixel linear
-ramp), and a grating beyond the grid's Nyquist limit (|fx| or |fy| > 0.5) is left out (grey), so high
-spatial frequencies are attenuated and never alias to coarser gratings. Images are then normalised with the model's mean/std, all three channels equal.
+ramp), and a grating at or beyond the grid's Nyquist limit (|fx| or |fy| >= 0.5) is left out (grey), so high
+spatial frequencies are attenuated and never alias to coarser gratings. Images are then normalised with the
+model's mean/std, all three channels equal.
+
+Resolution limit. A model whose input has ``ppd`` pixels per degree can represent gratings only below
+``ppd / 2`` cycles/degree (its Nyquist frequency) at every orientation, so ``limit_to_resolution``
+drops the frequencies at or above it from every set before the probe draws anything: otherwise the
+spatial-frequency curve would run on into grey images and its cut-offs would measure the pixel grid,
+not the model. The limit is strict: a grating exactly at Nyquist falls on the pixel centres at one
+phase as all zeros and at another as a full-contrast checker of +-1 pixels, so its contrast would
+depend on the phase, an artefact of sampling.
 
 The benchmark stimulus sets follow (``docs/reference/ecosystem.md`` section 7.1, from the
 Marques2020 stimulus packaging in brain-score/vision): 12 orientations (0-165 deg), 8 phases
@@ -151,6 +160,80 @@ class StimulusSet:
             )
 
 
+#: the spatial-frequency fields of ``StimulusConfig`` and the stimulus set each one feeds
+SF_FIELDS = {"spatial_frequencies": "spatial-frequency set", "orientation_sfs": "orientation set",
+             "size_sfs": "size set"}
+
+
+@dataclass(frozen=True)
+class FrequencyLimit:
+    """The highest spatial frequency a model's input can represent, and the grating frequencies left out.
+
+    ``nyquist_cpd`` = ``pixels_per_degree / 2``; a frequency is kept only if strictly below it (see the
+    module docstring). ``dropped`` maps each ``SF_FIELDS`` name to the frequencies removed from it.
+    """
+
+    image_size: int
+    visual_degrees: float
+    dropped: dict[str, tuple[float, ...]]
+    kept: dict[str, tuple[float, ...]]
+
+    @property
+    def pixels_per_degree(self) -> float:
+        return self.image_size / self.visual_degrees
+
+    @property
+    def nyquist_cpd(self) -> float:
+        return self.pixels_per_degree / 2.0
+
+    def record(self) -> dict:
+        """What ``run.json`` keeps under ``spatial_frequency_limit``."""
+        return {"pixels_per_degree": round(self.pixels_per_degree, 6), "nyquist_cpd": round(self.nyquist_cpd, 6),
+                "rule": "gratings drawn only below nyquist_cpd = pixels_per_degree / 2 (strictly: at Nyquist the "
+                        "sampled contrast depends on the phase)",
+                "dropped_cpd": {k: [round(f, 4) for f in v] for k, v in self.dropped.items()}}
+
+    def message(self) -> str | None:
+        """One line for the user when frequencies were left out (None when every grating is drawn)."""
+        every = sorted(f for v in self.dropped.values() for f in v)
+        if not every:
+            return None
+        counts = "; ".join(f"{len(v)} of the {SF_FIELDS[k]}'s {len(v) + len(self.kept[k])}"
+                           for k, v in self.dropped.items() if v)
+        span = f"{every[0]:.3g}" if every[0] == every[-1] else f"{every[0]:.3g}-{every[-1]:.3g}"
+        return (f"{self.image_size} px over {self.visual_degrees:g} deg is {self.pixels_per_degree:.3g} px/deg, "
+                f"which can represent gratings only below {self.nyquist_cpd:.3g} cycles/deg (Nyquist): left out "
+                f"those at {span} cycles/deg ({counts}; listed in run.json), so spatial-frequency tuning is "
+                f"measured below {self.nyquist_cpd:.3g} cycles/deg only")
+
+
+def limit_to_resolution(cfg: StimulusConfig, image_size: int) -> tuple[StimulusConfig, FrequencyLimit]:
+    """``cfg`` without the spatial frequencies at or above the input's Nyquist frequency, and what was dropped.
+
+    Raises a one-line ``ConfigError`` with the smallest ``--imsize`` that keeps one frequency in each
+    set when a set would be left without any.
+    """
+    from ...errors import ConfigError
+
+    nyquist = image_size / cfg.visual_degrees / 2.0
+    kept, dropped, empty = {}, {}, []
+    for name, label in SF_FIELDS.items():
+        values = tuple(getattr(cfg, name))
+        kept[name] = tuple(f for f in values if f < nyquist)
+        dropped[name] = tuple(f for f in values if f >= nyquist)
+        if values and not kept[name]:
+            empty.append((min(values), label))
+    if empty:
+        lowest, label = max(empty)  # the set whose lowest frequency needs the finest pixels
+        need = math.floor(2.0 * cfg.visual_degrees * lowest) + 1  # smallest size with lowest < size / (2 deg)
+        degrees = math.floor(image_size / (2.0 * lowest) * 100 - 1e-9) / 100  # 2 decimals, rounded down
+        raise ConfigError(
+            f"--imsize {image_size} over {cfg.visual_degrees:g} deg can represent gratings only below {nyquist:.3g} "
+            f"cycles/deg (Nyquist), and the {label}'s lowest is {lowest:.3g} cycles/deg: give --imsize {need} or more "
+            f"(or --visual_degrees {degrees:g} or less)")
+    return replace(cfg, **kept), FrequencyLimit(int(image_size), float(cfg.visual_degrees), dropped, kept)
+
+
 def _grid(image_size: int, visual_degrees: float, device, dtype) -> tuple[torch.Tensor, torch.Tensor, float]:
     ppd = image_size / float(visual_degrees)  # pixels per degree
     c = (torch.arange(image_size, device=device, dtype=dtype) + 0.5 - image_size / 2) / ppd
@@ -183,9 +266,10 @@ def grating_luminance(params: dict, image_size: int, visual_degrees: float, devi
     wave = torch.sin(2 * math.pi * sf * (dx * cos + dy * sin) + phase)
     # pixel-area average of a sinusoid = sinusoid x sinc of its frequency in cycles/pixel along x and y;
     # a component beyond the pixel grid's Nyquist limit (0.5 cycles/pixel) would alias to a coarser
-    # grating, so it is removed, as an ideal anti-aliasing filter would (the image is then grey there)
+    # grating, so it is removed, as an ideal anti-aliasing filter would (the image is then grey there);
     fx, fy = sf * cos / ppd, sf * sin / ppd
-    attenuation = torch.sinc(fx) * torch.sinc(fy) * ((fx.abs() <= 0.5) & (fy.abs() <= 0.5))
+    # removed too exactly at Nyquist, where the sampled contrast would depend on the phase
+    attenuation = torch.sinc(fx) * torch.sinc(fy) * ((fx.abs() < 0.5) & (fy.abs() < 0.5))
     # aperture with a one-pixel linear edge (approximate pixel coverage)
     dist_px = torch.sqrt(dx * dx + dy * dy) * ppd
     mask = torch.clamp(radius * ppd - dist_px + 0.5, 0.0, 1.0)
