@@ -75,10 +75,16 @@ def disk_note(model: torch.nn.Module, optimizer: torch.optim.Optimizer, cfg) -> 
     trainable = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
     last = weights + slots * trainable
     keep = cfg.keep_epochs if cfg.keep_epochs >= 0 else cfg.epochs
+    snaps = min(keep, cfg.epochs)
     mb = 1 / 2**20
-    return (f"checkpoints: last.pt ~{last * mb:.0f} MB, best.pt (weights) ~{weights * mb:.0f} MB, up to "
-            f"{min(keep, cfg.epochs)} epoch snapshots as hard links of last.pt (~{last * mb:.0f} MB each once "
-            f"last.pt moves on): at most ~{(last * (1 + min(keep, cfg.epochs)) + weights) * mb:.0f} MB")
+    if snaps == 0:
+        kept = "no epoch snapshots (--keep_epochs 0)"
+    elif snaps == 1:
+        kept = f"1 epoch snapshot, a hard link of last.pt (~{last * mb:.0f} MB once last.pt moves on)"
+    else:
+        kept = f"up to {snaps} epoch snapshots as hard links of last.pt (~{last * mb:.0f} MB each once last.pt moves on)"
+    return (f"checkpoints: last.pt ~{last * mb:.0f} MB, best.pt (weights) ~{weights * mb:.0f} MB, {kept}: "
+            f"at most ~{(last * (1 + snaps) + weights) * mb:.0f} MB")
 
 
 def rng_state() -> dict:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 import sys
 from dataclasses import dataclass, field, fields
@@ -30,6 +31,8 @@ RUN_SPECIFIC = frozenset({"output_path", "resume", "overwrite", "stage"})
 #: permissions for one command, given only as its flags: a file (recipe, TOML or JSON config, a checkpoint's stored
 #: config) that could set them would let that file decide whether another file may run code when loaded
 PER_COMMAND = frozenset({"trust_checkpoint"})
+#: printed at the start of every run even at their default values: what is trained, on what, and where
+DESCRIBE_ALWAYS = ("model", "dataset", "output_path")
 
 
 @dataclass
@@ -166,6 +169,9 @@ class TrainConfig:
         def bad(flag: str, why: str):
             raise ConfigError(f"--{flag} {why}")
 
+        not_finite = self.non_finite_option()
+        if not_finite:  # nan passes every "<= 0" test below, then poisons the run (a NaN lr diverges at step 1)
+            bad(not_finite, f"must be a finite number, got {getattr(self, not_finite)}")
         if self.batch_size is None or self.batch_size <= 0:
             bad("batch_size", f"must be a positive integer, got {self.batch_size}")
         if self.epochs <= 0:
@@ -180,6 +186,11 @@ class TrainConfig:
             bad("save_every_minutes", f"must be >= 0, got {self.save_every_minutes}")
         if self.lr <= 0:
             bad("lr", f"must be positive, got {self.lr}")
+        for name in ("momentum", "weight_decay", "warmup_epochs"):
+            if getattr(self, name) < 0:
+                bad(name, f"must be >= 0, got {getattr(self, name)}")
+        if self.gamma <= 0:
+            bad("gamma", f"must be positive (the factor of each learning-rate decay), got {self.gamma}")
         if self.num_classes is not None and self.num_classes <= 0:
             bad("num_classes", f"must be positive, got {self.num_classes}")
         choices = {
@@ -239,14 +250,31 @@ class TrainConfig:
                 raise ConfigError(f"stage {st['name']!r}: unknown option {sorted(extra)[0]!r}")
         return self
 
-    def describe(self) -> str:
-        """The resolved config as aligned ``key = value  (source)`` lines (printed at the start of a run)."""
+    def non_finite_option(self) -> str | None:
+        """The first option holding nan or inf (flags and TOML files can both spell them), or None."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if any(isinstance(v, float) and not math.isfinite(v) for v in (value if isinstance(value, list) else [value])):
+                return f.name
+        return None
+
+    def describe(self, full: bool = False) -> str:
+        """The resolved config as aligned ``key = value  (source)`` lines (printed at the start of a run).
+
+        Only what differs from the defaults, and the essentials (``DESCRIBE_ALWAYS``), unless ``full``: sixty
+        lines on every run hide the few that matter. The last line says where every option is kept."""
         d = self.to_dict()
-        width = max(map(len, d))
-        vwidth = min(max(len(json.dumps(v)) for v in d.values()), 40)
         defaults = TrainConfig().to_dict()
-        src = {k: self.sources.get(k) or ("default" if v == defaults[k] else "given") for k, v in d.items()}
-        return "\n".join(f"  {k.ljust(width)} = {json.dumps(v).ljust(vwidth)}  ({src[k]})" for k, v in d.items())
+        shown = {k: v for k, v in d.items() if full or k in DESCRIBE_ALWAYS or v != defaults[k]}
+        width = max(map(len, shown))
+        vwidth = min(max(len(json.dumps(v)) for v in shown.values()), 40)
+        src = {k: self.sources.get(k) or ("default" if v == defaults[k] else "given") for k, v in shown.items()}
+        lines = [f"  {k.ljust(width)} = {json.dumps(v).ljust(vwidth)}  ({src[k]})" for k, v in shown.items()]
+        hidden = len(d) - len(shown)
+        if hidden:
+            where = Path(self.output_path) / "config.json" if self.output_path else "the run's config.json"
+            lines.append(f"  ({hidden} other options at their defaults; every option is in {where})")
+        return "\n".join(lines)
 
 
 def recipe_path(name: str) -> Path:

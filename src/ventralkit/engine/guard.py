@@ -8,6 +8,8 @@ which needs the answer before ``optimizer.step`` (one host read per step).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from ..errors import TrainingDiverged
@@ -16,8 +18,10 @@ MODES = ("stop", "skip")
 
 
 class NonFiniteGuard:
-    def __init__(self, mode: str, device: torch.device, params, check_grads: bool = True):
+    def __init__(self, mode: str, device: torch.device, params, check_grads: bool = True,
+                 last_checkpoint: Path | None = None):
         self.mode = mode
+        self.last_checkpoint = last_checkpoint  # the run's last.pt: named in the message only if it exists
         self.params = [p for p in params if p.requires_grad]
         self.check_grads = check_grads
         self.first_bad = torch.full((), -1, dtype=torch.long, device=device)  # first non-finite global step
@@ -56,6 +60,13 @@ class NonFiniteGuard:
             where = f"epoch {epoch + 1}, step {step + 1}" if epoch is not None else f"global step {bad + 1}"
             raise TrainingDiverged(
                 f"training diverged: non-finite loss or gradients at {where} (global step {bad + 1}, lr {lr:.4g}); "
-                "stopped without saving these weights (the last good checkpoints/last.pt is kept). Try a lower "
+                f"stopped without saving these weights ({self._kept()}). Try a lower "
                 "--lr, --clip_grad_norm 1, a warm-up (--warmup_epochs 1), or --on_nonfinite skip")
         self.steps.clear()
+
+    def _kept(self) -> str:
+        """What survives the stop: a last.pt saved before the bad step, or nothing (it diverged before the first
+        save), so the message never points to a file that is not there."""
+        if self.last_checkpoint is not None and self.last_checkpoint.is_file():
+            return f"the last good checkpoint, {self.last_checkpoint}, is kept"
+        return "no checkpoint was saved before this step"

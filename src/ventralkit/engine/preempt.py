@@ -4,10 +4,15 @@ Cluster schedulers (SLURM's ``--signal``, preemption) send one of these some tim
 job. The handler only sets a flag; the training loop looks at it after each step, writes
 ``last.pt`` atomically and raises ``TrainingInterrupted`` with the command that resumes. A second
 Ctrl-C aborts at once (``KeyboardInterrupt``), for a user who does not want to wait.
+
+Ctrl-C in a terminal reaches the whole process group, so the forked data-loading workers, which inherit
+these handlers, get it too: they ignore it (the main process decides, and shuts them down), so the
+user reads the message once, not once per worker.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 
@@ -20,8 +25,10 @@ class StopRequest:
     def __init__(self):
         self.signum: int | None = None
         self._old: dict[int, object] = {}
+        self._pid = os.getpid()  # the process that installed the handlers; forked workers inherit them
 
     def __enter__(self) -> "StopRequest":
+        self._pid = os.getpid()
         if threading.current_thread() is threading.main_thread():
             for s in SIGNALS:
                 self._old[s] = signal.signal(s, self._handle)
@@ -33,6 +40,8 @@ class StopRequest:
         self._old.clear()
 
     def _handle(self, signum, frame) -> None:
+        if os.getpid() != self._pid:  # a DataLoader worker forked inside the block: the main process reports
+            return
         if self.signum is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt  # second Ctrl-C: stop now, without saving
         if self.signum is None:

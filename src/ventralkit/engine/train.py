@@ -38,7 +38,7 @@ from .device_defaults import fit_device
 from .evaluate import EvalResult, evaluate, logits_of, topk_correct
 from .guard import NonFiniteGuard
 from .optim import build_optimizer, build_scheduler
-from .progress import progress_bar
+from .progress import plural, progress_bar, say
 from .preempt import StopRequest
 from .records import RunRecords
 from .run_folder import RunFolder, check_ownership, check_writable
@@ -251,7 +251,8 @@ def fit(cfg: TrainConfig) -> TrainResult:
     clipping = cfg.clip_grad_value is not None or cfg.clip_grad_norm is not None
     clip_params = [p for g in optimizer.param_groups for p in g["params"]] if clipping else []
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-    guard = NonFiniteGuard(cfg.on_nonfinite, device, model.parameters(), check_grads=cfg.amp != "fp16")
+    guard = NonFiniteGuard(cfg.on_nonfinite, device, model.parameters(), check_grads=cfg.amp != "fp16",
+                           last_checkpoint=run_dir / "checkpoints" / "last.pt")
     mixer = build_mixer(cfg, num_classes)
     core = model  # the unwrapped model: what is saved and what owns head_loss
     head_loss = getattr(core, "head_loss", None)
@@ -281,7 +282,7 @@ def fit(cfg: TrainConfig) -> TrainResult:
     if dinfo.enabled:
         unused = unused_parameters(core, cfg.image_size or info.input_size, device)
         if unused and dinfo.is_main:
-            print(f"note: {len(unused)} parameters get no gradient in this configuration (e.g. {unused[0]}); "
+            print(f"note: {plural(len(unused), 'parameter')} get no gradient in this configuration (e.g. {unused[0]}); "
                   "DDP looks for unused parameters every step")
         model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
                                                     find_unused_parameters=bool(unused))
@@ -289,18 +290,15 @@ def fit(cfg: TrainConfig) -> TrainResult:
     # validation runs the unwrapped model under DDP: no collective inside a forward, so uneven shards are safe
     val_forward = core if dinfo.enabled else forward
 
-    if resume is not None and resume.get("finished") and dinfo.is_main:
-        print(f"{cfg.resume} is a finished run ({resume['epoch']} epochs); nothing to do (raise --epochs to train on)")
     if dinfo.is_main:
         n_params, n_train = count_parameters(core), count_parameters(core, trainable_only=True)
         print(f"ventralkit {__version__}: training {cfg.model} ({n_params:,} parameters, {n_train:,} trainable) "
-              f"on {len(splits.train):,} images, {num_classes} classes, device {device}"
+              f"on {plural(len(splits.train), 'image')}, {plural(num_classes, 'class')}, device {device}"
               + (f", {dinfo.world_size} processes" if dinfo.enabled else ""))
         print("config:\n" + cfg.describe())
         print(disk_note(core, optimizer, cfg))
-        if resume is not None and not resume.get("finished"):
-            print(f"resuming from {cfg.resume}: epoch {start_epoch + 1} of {cfg.epochs}, step {start_step + 1} of "
-                  f"{steps_per_epoch} (global step {global_step + 1})")
+        if resume is not None:
+            print(resume_note(cfg, resume, steps_per_epoch))
     with RunFolder(run_dir, overwrite=cfg.overwrite and resume is None, enabled=dinfo.is_main) as folder, \
             StopRequest() as stop:
         dist.barrier()
@@ -355,6 +353,7 @@ def fit(cfg: TrainConfig) -> TrainResult:
         val_interval = max(1, round(cfg.val_every * steps_per_epoch))
         save_interval = cfg.save_every_minutes * 60
         last_val, last_save = None, time.monotonic()
+        last_val_step = -1  # the global step of the latest validation
         total_steps = cfg.epochs * steps_per_epoch
         train_meters, epoch_meters = Meters(device), Meters(device)
         if meters_state is not None:
@@ -375,7 +374,7 @@ def fit(cfg: TrainConfig) -> TrainResult:
 
         try:
             for epoch in range(start_epoch, cfg.epochs):
-                epoch_start = time.monotonic()
+                epoch_start, epoch_first_step = time.monotonic(), global_step
                 set_train_mode(core, cfg.trainable, cfg.frozen_bn)
                 train_loader.sampler.set_epoch(epoch, start_step)
                 step_time, wait_time, n_timed = 0.0, 0.0, 0
@@ -442,7 +441,7 @@ def fit(cfg: TrainConfig) -> TrainResult:
                         step_time, wait_time, n_timed = 0.0, 0.0, 0
                     if global_step % val_interval == 0 or global_step == total_steps:
                         res, val_dur = validate()
-                        last_val = {**res.record(), "dur": val_dur}
+                        last_val, last_val_step = {**res.record(), "dur": val_dur}, global_step
                         records.log("val", epoch_float, global_step, last_val)
                         if res.top1 > best_top1:
                             best_top1 = res.top1
@@ -468,6 +467,8 @@ def fit(cfg: TrainConfig) -> TrainResult:
                                                                      if k != "dur"} if last_val else {}),
                                        "learning_rate": scheduler.get_last_lr()[0],
                                        "epoch_seconds": round(time.monotonic() - epoch_start, 3)})
+                    fresh_val = last_val if last_val_step > epoch_first_step else None  # validated in this epoch
+                    say(epoch_line(epoch + 1, cfg.epochs, ep, fresh_val, time.monotonic() - epoch_start))
                 finished = epoch + 1 == cfg.epochs
                 checkpoint("last.pt", epoch + 1, 0, finished=finished, meters=[train_meters.state(), [0.0] * 6])
                 last_save = time.monotonic()
@@ -492,7 +493,7 @@ def fit(cfg: TrainConfig) -> TrainResult:
                 plot_runs([run_dir], run_dir / "plots" / "curves.png")
             except Exception as err:  # a figure must never cost the run
                 print(f"warning: could not draw curves: {err}")
-            summary = f"done: {cfg.epochs} epochs, best val top-1 {max(best_top1, 0):.4f}"
+            summary = f"done: {plural(cfg.epochs, 'epoch')}, best val top-1 {max(best_top1, 0):.4f}"
             if guard.skipped:
                 summary += f", {guard.skipped} non-finite steps skipped"
             if last_val:
@@ -501,6 +502,30 @@ def fit(cfg: TrainConfig) -> TrainResult:
             print(f"run folder: {run_dir}")
         dist.barrier()
         return TrainResult(run_dir, best_top1, last_val, cfg.epochs, core)
+
+
+def epoch_line(epoch: int, epochs: int, train: dict, val: dict | None, seconds: float) -> str:
+    """One line per finished epoch on stdout, so a run with ``--no_progress`` (or a log file) shows how it goes."""
+    line = f"epoch {epoch}/{epochs}: train loss {train['loss']:.4f} top-1 {train['top1']:.4f}"
+    if val:
+        line += f", val loss {val['loss']:.4f} top-1 {val['top1']:.4f}"
+    return f"{line}, {seconds:.1f} s"
+
+
+def resume_note(cfg: TrainConfig, resume: dict, steps_per_epoch: int) -> str:
+    """What a resume will do, in one line that agrees with what the loop then does: ``range(epoch, cfg.epochs)``
+    is empty when the checkpoint is at or past ``--epochs`` (nothing to do), and a finished run given more
+    ``--epochs`` trains on from where it ended (the schedule is that of the new epoch count)."""
+    epoch, step = resume["epoch"], resume["step_in_epoch"]
+    if epoch >= cfg.epochs:
+        done = (f"is a finished run ({plural(epoch, 'epoch')})" if resume.get("finished") else
+                f"has trained {plural(epoch, 'epoch')}" + (f" and {plural(step, 'step')}" if step else ""))
+        return f"{cfg.resume} {done}; nothing to do with --epochs {cfg.epochs} (raise --epochs to train on)"
+    if resume.get("finished"):
+        return (f"extending the finished run {cfg.resume} ({plural(epoch, 'epoch')}) to {cfg.epochs} epochs: "
+                f"epoch {epoch + 1} of {cfg.epochs} (global step {resume['global_step'] + 1})")
+    return (f"resuming from {cfg.resume}: epoch {epoch + 1} of {cfg.epochs}, step {step + 1} of {steps_per_epoch} "
+            f"(global step {resume['global_step'] + 1})")
 
 
 def build_mixer(cfg: TrainConfig, num_classes: int):

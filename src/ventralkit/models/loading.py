@@ -17,7 +17,7 @@ import torch.nn as nn
 
 from ..errors import CheckpointError, ConfigError
 from .registry import canonical_name, create_model, model_info, state_dict_converter
-from .weights import extract_state_dict, load_weights, pretrained_path, read_checkpoint
+from .weights import check_checkpoint_file, extract_state_dict, load_weights, pretrained_path, read_checkpoint
 
 #: the ``format`` tag of the checkpoints ventralkit's engine writes
 VENTRALKIT_FORMAT = "ventralkit"
@@ -164,6 +164,5 @@ def _eval_transform(config: dict) -> str:
 
 def load(path: str | os.PathLike, trust: bool = False, **options) -> LoadedModel:
     """``load_model(checkpoint=path)``: a ventralkit checkpoint brings its model, classes, size and preprocessing."""
-    if not Path(path).is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
+    check_checkpoint_file(Path(path))  # a missing file, a folder or no checkpoint at all: one line
     return load_model(checkpoint=path, trust=trust, **options)

@@ -78,8 +78,7 @@ def read_checkpoint(path: str | os.PathLike, trust: bool = False) -> dict:
     ``trust=True`` (``--trust_checkpoint``), which loads it fully with a warning.
     """
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
+    check_checkpoint_file(path)
     try:
         with torch.serialization.safe_globals(_numpy_globals()):
             obj = torch.load(path, map_location="cpu", weights_only=True)
@@ -98,11 +97,65 @@ def read_checkpoint(path: str | os.PathLike, trust: bool = False) -> dict:
             obj = torch.load(path, map_location="cpu", weights_only=False)
         except Exception as err2:  # noqa: BLE001 - anything a trusted pickle raises is the file's fault
             raise _corrupt(path, err2) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as err:
+    except Exception as err:  # noqa: BLE001 - a damaged pickle fails in many ways (KeyError, IndexError, EOFError...)
         raise _corrupt(path, err) from None
     if not isinstance(obj, dict):
         raise CheckpointError(f"checkpoint {path} holds a {type(obj).__name__}, not a state dict")
     return obj
+
+
+#: the magic number every pre-1.6 (non-zip) ``torch.save`` file pickles first: its 10 little-endian bytes
+#: (pickle protocol 2 and later) or its decimal digits (protocols 0 and 1)
+_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+_LEGACY_MARKS = (_LEGACY_MAGIC.to_bytes(10, "little"), str(_LEGACY_MAGIC).encode())
+
+
+def check_checkpoint_file(path: Path) -> None:
+    """Refuse, in one line, a path that is no ``torch.save`` file, before anything tries to unpickle it.
+
+    Without this, a text file fails deep in the unpickler (``KeyError: 101``) and an image or random
+    bytes fail the safe loader as if they held code, whose advice (``--trust_checkpoint``) would be
+    wrong. ``torch.save`` writes a zip archive holding ``*/data.pkl`` (PyTorch >= 1.6) or a pickle that
+    starts with its magic number (older files); anything else is not a PyTorch checkpoint. A file that
+    looks like one but is damaged (a truncated archive) is left to ``torch.load`` to report as corrupt.
+    """
+    if path.is_dir():
+        inside = path / "checkpoints" / "last.pt"
+        hint = (f"pass the file inside it, e.g. {inside}" if inside.is_file()
+                else "pass the checkpoint file (.pt/.pth) itself")
+        raise CheckpointError(f"checkpoint {path} is a folder, not a file; {hint}")
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(64)
+    except OSError as err:
+        raise CheckpointError(f"checkpoint {path} cannot be read ({err.strerror or err})") from None
+    if not head:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes); use another file")
+    if head.startswith(b"PK\x03\x04"):  # a zip archive: PyTorch's if it holds a pickle, else (.npz, .zip) not
+        try:
+            with zipfile.ZipFile(path) as zf:
+                is_torch = any(name.endswith("data.pkl") for name in zf.namelist())
+        except (zipfile.BadZipFile, OSError, ValueError):
+            return  # damaged: torch.load says "corrupt or truncated"
+        if is_torch:
+            return
+    elif any(mark in head for mark in _LEGACY_MARKS):
+        return
+    raise CheckpointError(f"checkpoint {path} is not a PyTorch checkpoint ({_kind_of(head)}, not a file written by "
+                          "torch.save); check the path")
+
+
+def _kind_of(head: bytes) -> str:
+    """A few words on what a file that is no checkpoint seems to be, from its first bytes (for the message)."""
+    for magic, kind in ((b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"PK\x03\x04", "a zip archive"),
+                        (b"\x93NUMPY", "a NumPy array"), (b"\x89HDF", "an HDF5 file"), (b"\x80", "a pickle")):
+        if head.startswith(magic):
+            return f"it looks like {kind}"
+    if all(32 <= b < 127 or b in b"\t\r\n" for b in head):
+        return "it looks like text"
+    return "unrecognised contents"
 
 
 def _corrupt(path: Path, err: BaseException) -> CheckpointError:
