@@ -159,3 +159,79 @@ def test_only_gated_has_per_pass_skip_and_projection_norms():
         assert key in gated and key not in additive
     assert "V4_to_V1_norm_p2.weight" not in gated  # no affine parameters: the gain is the only scale
     assert set(additive) < set(gated)
+
+
+# ---- the per-pass analysis (feedback_inside.csv), checked against the model itself
+
+
+N_INSIDE = 96  # val images the per-pass analysis reads in these tests
+
+
+def _calibrated_gated(gain: float):
+    """A gated outer_times-2 model with weights from the seed and every BatchNorm's statistics measured on
+    the val images: untrained, yet its predictions spread over the classes (with the fresh statistics 0 and
+    1 every image lands in one class, and every pass would read out the same accuracy)."""
+    from torch.utils.data import DataLoader, Subset
+
+    from ventralkit.data import load_datasets
+    from ventralkit.models.registry import model_info
+
+    model = _s100(2)
+    with torch.no_grad():
+        model.V4_to_V1_gain.fill_(gain)
+    val = Subset(load_datasets("digits-occluded", None, model_info("cornet_s100"), 16).val, range(N_INSIDE))
+    images, target = next(iter(DataLoader(val, batch_size=N_INSIDE)))
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.reset_running_stats()
+            m.momentum = None  # a plain average of what it sees
+    model.train()
+    with torch.no_grad():
+        model(images)
+    return model.eval(), images, target
+
+
+def _inside(tmp_path, monkeypatch, model):
+    """``inside_analysis`` on a run folder holding ``model`` as its last checkpoint."""
+    import ventralkit.analysis.feedback_study as fs
+
+    monkeypatch.setattr(fs, "INSIDE_MAX_IMAGES", N_INSIDE)
+    run = fs.StudyRun("gated", 2, 0)
+    (tmp_path / "checkpoints").mkdir()
+    torch.save({"model": model.state_dict(), "num_classes": 10, "finished": True},
+               tmp_path / "checkpoints" / "last.pt")
+    return fs.inside_analysis(tmp_path, run, {"dataset": "digits-occluded", "image_size": 16})
+
+
+def _top1(model, images, target) -> float:
+    with torch.no_grad():
+        return round(model(images).argmax(1).eq(target).float().mean().item(), 4)
+
+
+def test_per_pass_readout_is_the_models_own_accuracy_after_each_pass(tmp_path, monkeypatch):
+    """Pass 0's read-out is the feed-forward network's top-1 (the same weights without feedback) and the
+    last pass's is the model's own top-1 on the same images; an open gate makes V1 differ between passes."""
+    model, images, target = _calibrated_gated(gain=1.0)
+    own = _top1(model, images, target)
+    model.outer_times = 1  # the same weights and norms run once: the feed-forward network, pass 0 alone
+    first = _top1(model, images, target)
+    model.outer_times = 2
+    assert own != first  # else reading one pass for both could not be told apart
+    rows = _inside(tmp_path, monkeypatch, model)
+    assert [r["pass"] for r in rows] == [0, 1]
+    assert rows[0]["readout_top1"] == first and rows[1]["readout_top1"] == own
+    assert rows[0]["v1_cka_prev"] is None and rows[0]["v1_cka_first"] == 1.0
+    assert rows[1]["v1_cka_prev"] == rows[1]["v1_cka_first"] < 0.95  # the feedback changed what V1 sees
+    assert rows[1]["gain"] == "1 1 1"
+
+
+def test_with_the_gate_at_zero_consecutive_passes_are_the_same(tmp_path, monkeypatch):
+    """At gain 0 pass 1 sees the image alone: V1 and V4 repeat pass 0 (CKA 1) and the read-out is unchanged."""
+    model, images, target = _calibrated_gated(gain=0.0)
+    rows = _inside(tmp_path, monkeypatch, model)
+    for area in ("v1", "v4"):
+        assert rows[1][f"{area}_cka_prev"] == pytest.approx(1.0, abs=1e-4)
+        assert rows[1][f"{area}_cka_first"] == pytest.approx(1.0, abs=1e-4)
+    own = _top1(model, images, target)
+    assert rows[0]["readout_top1"] == rows[1]["readout_top1"] == own
+    assert rows[1]["gain"] == "0 0 0"
