@@ -24,6 +24,12 @@ layer and one time step) or one ``features.h5`` with a dataset per name; ``image
 of each row) and ``features.json`` (model, layers, shapes, preprocessing). Files are written under
 temporary names and renamed at the end, so an interrupted run leaves nothing half-written. The
 arrays returned are then read-only memory maps (``.npy``) or ``H5Array``s read on access (HDF5).
+A folder that holds an earlier run's features is refused unless ``overwrite``; the earlier run's
+files (those its ``features.json`` lists) are then removed when the new ones are committed, so no
+array of another run is left beside them and a failed run leaves the earlier one intact.
+
+Unreadable images (``on_bad_image="skip"``) have no row: ``images.txt`` lists the images of the rows,
+``skipped.txt`` and ``features.json`` (``skipped``, with each one's position in the input) the others.
 
 Memory: hooks copy each output into its rows and keep nothing (``record_activations`` with a
 transform that returns None), so at most one forward batch of activations is alive at a time,
@@ -33,7 +39,9 @@ whatever the number of images (``tests/test_features.py`` checks it).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import re
 import shutil
 import time
 from dataclasses import dataclass
@@ -45,7 +53,7 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset
 
-from ..data.folders import ImageListDataset, is_image, list_images
+from ..data.folders import ImageListDataset, collate_readable, is_image, list_images, skipped_in, write_skipped
 from ..engine.progress import progress_bar
 from ..errors import ConfigError, DataError, VentralkitError
 from ..files import ensure_writable_dir, write_json, write_text
@@ -61,6 +69,17 @@ CPU_FORWARD_BATCH = 8
 TRANSFORMS = ("square", "center")
 DTYPES = ("float32", "float16")
 TimeSteps = int | Sequence[int] | Mapping[str, int | Sequence[int] | None] | None
+#: files of a features run with fixed names (the arrays' names are listed in its features.json)
+RUN_FILES = ("features.json", "images.txt", "skipped.txt", "features.h5")
+_ARRAY_FILE = re.compile(r"(.+-t\d+|CORnet-.+_feats)\.npy$")
+
+
+class Features(dict):
+    """``{"<layer>-t<k>": array (N, D)}``, plus ``skipped``: the images left out as unreadable (in no row)."""
+
+    def __init__(self, arrays=(), skipped=()):
+        super().__init__(arrays)
+        self.skipped = list(skipped)
 
 
 # --------------------------------------------------------------------------- names and inputs
@@ -217,10 +236,31 @@ class _Writer:
                 self.tmp_files.append(self.h5_tmp)
                 self.h5 = h5py.File(self.h5_tmp, "w")
             rows = int(max(1, min(self.n, (1 << 20) // max(1, out.dim * self.dtype.itemsize))))
-            out.sink = self.h5.create_dataset(out.name, shape=shape, dtype=self.dtype, chunks=(rows, out.dim))
+            out.sink = self.h5.create_dataset(out.name, shape=shape, dtype=self.dtype, chunks=(rows, out.dim),
+                                              maxshape=(None, out.dim))  # shrinkable: see shrink()
             out.sink.attrs["layer"] = out.layer
             out.sink.attrs["time_step"] = out.step
             out.sink.attrs["unflattened_shape"] = out.shape
+
+    def shrink(self, outputs: Iterable[_Output], rows: int) -> None:
+        """Keep the first ``rows`` rows of every output: the rows of skipped (unreadable) images were never
+        filled, because each batch's images are written one after another in reading order."""
+        for o in outputs:
+            if self.dir is None:
+                o.sink = o.sink[:rows]
+            elif self.fmt == "npy":  # a .npy cannot be cut in place: copy the rows into a file of the right shape
+                o.sink.flush()
+                new = o.tmp_path.with_name(o.tmp_path.name + "-rows")
+                self.tmp_files.append(new)
+                dst = np.lib.format.open_memmap(new, mode="w+", dtype=self.dtype, shape=(rows, o.dim))
+                block = max(1, (64 << 20) // max(1, o.dim * self.dtype.itemsize))
+                for a in range(0, rows, block):
+                    z = min(rows, a + block)
+                    dst[a:z] = o.sink[a:z]
+                o.tmp_path.unlink()
+                o.sink, o.tmp_path = dst, new
+            else:
+                o.sink.resize(rows, axis=0)
 
     def discard(self) -> None:
         if self.h5 is not None:
@@ -240,6 +280,53 @@ def _link_or_copy(src: Path, dst: Path) -> None:
     except OSError:
         shutil.copyfile(src, tmp)
     os.replace(tmp, dst)
+
+
+def _listed_arrays(folder: Path) -> set[str]:
+    """The array files an earlier run's ``features.json`` in ``folder`` names (empty if it has none)."""
+    try:
+        manifest = json.loads((folder / "features.json").read_text(encoding="utf-8"))
+        names = [str(f) for f in manifest.get("files", [])]
+        if manifest.get("format", "npy") == "npy":
+            names += [f"{k}.npy" for k in manifest.get("features", {})]
+    except (OSError, ValueError, AttributeError, TypeError):
+        return set()
+    return {n for n in names if n == Path(n).name and _ARRAY_FILE.match(n)}  # plain file names only
+
+
+def claim_output_dir(folder: Path, overwrite: bool) -> list[Path]:
+    """Refuse a folder holding an earlier features run unless ``overwrite``; return that run's files.
+
+    An earlier run is a ``features.json``, a ``features.h5`` or a feature array (``<layer>-t<k>.npy``,
+    ``CORnet-*_feats.npy``): left beside new arrays, its arrays would be read as this run's (``neural
+    --features`` reads every array in the folder). ``--overwrite`` removes only what that run wrote (the
+    fixed names and the arrays its ``features.json`` lists), and only once the new run has committed; an
+    array that no ``features.json`` there lists may be someone else's file, so it is never deleted: the
+    user moves it."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    arrays = sorted(p.name for p in folder.iterdir() if p.is_file() and _ARRAY_FILE.match(p.name))
+    fixed = [n for n in RUN_FILES if (folder / n).is_file()]
+    if not arrays and "features.json" not in fixed and "features.h5" not in fixed:
+        return []
+    listed = _listed_arrays(folder)
+    unlisted = [a for a in arrays if a not in listed]
+    if unlisted:
+        raise DataError(f"-o {folder} holds {unlisted[0]}, which no features.json there lists, so it may not be a "
+                        "ventralkit output; move it away or choose another -o folder")
+    if not overwrite:
+        shown = ", ".join((fixed + arrays)[:3]) + (", ..." if len(fixed) + len(arrays) > 3 else "")
+        raise DataError(f"-o {folder} already holds features of an earlier run ({shown}); replace them with "
+                        "--overwrite, or choose another -o folder")
+    return [folder / n for n in fixed + arrays]
+
+
+def _remove_earlier(earlier: list[Path], written: set[str]) -> None:
+    """Delete the earlier run's files that this run did not just write again (called after the commit)."""
+    for path in earlier:
+        if path.name not in written:
+            path.unlink(missing_ok=True)
 
 
 # --------------------------------------------------------------------------- the extraction
@@ -340,7 +427,9 @@ def extract_features(
     amp: str = "none",
     dtype: str = "float32",
     forward_batch: int | None = None,
-) -> dict[str, np.ndarray]:
+    on_bad_image: str = "error",
+    overwrite: bool | None = False,
+) -> Features:
     """Features of every image for each layer and time step: ``{"<layer>-t<k>": array (N, D)}``.
 
     model: a module (a registered model carries ``model.info``) or a registered name (random weights).
@@ -363,6 +452,12 @@ def extract_features(
     dtype: ``"float32"`` (default) or ``"float16"`` storage.
     forward_batch: images per forward pass; the DataLoader's ``batch_size`` is split into chunks of
         this size. None = 8 on the CPU (measured fastest there, see below), the whole batch on CUDA.
+    on_bad_image: ``"error"`` (default): an image that cannot be decoded stops the run, naming it;
+        ``"skip"``: it gets no row (N is then the number of images read) and is listed in the result's
+        ``skipped`` (and ``skipped.txt``, ``features.json`` on disk). A ``Dataset`` decides for itself.
+    overwrite: False: a ``output_dir`` holding an earlier run's features is an error; True: they are replaced
+        (see the module docstring); None: neither checked nor removed, as CORnet ``run.py test`` (which
+        ``ventralkit test`` reproduces) writes one file per layer and runs for several layers share a folder.
     """
     from ..engine.amp import autocast
 
@@ -412,15 +507,17 @@ def extract_features(
     else:
         paths = image_paths(data)
         uint8_input = not callable(transform)  # decode to uint8 HWC; convert + normalise per batch
-        dataset = ImageListDataset(paths, _build_transform(transform, info, image_size, uint8_input))
+        dataset = ImageListDataset(paths, _build_transform(transform, info, image_size, uint8_input), on_bad_image)
         names = [str(p) for p in paths]
     n = len(dataset)
     if n == 0:
         raise DataError("no images to extract features from")
 
     out_dir = None
+    earlier: list[Path] = []
     if output_dir is not None:
         out_dir = Path(output_dir)
+        earlier = [] if overwrite is None else claim_output_dir(out_dir, overwrite)
         ensure_writable_dir(out_dir)
 
     threads = None
@@ -435,6 +532,7 @@ def extract_features(
         pin_memory=cuda,
         prefetch_factor=4 if workers > 0 else None,
         persistent_workers=False,
+        collate_fn=collate_readable,  # drops the images an on_bad_image="skip" dataset could not read
     )
     mean = std = None
     if uint8_input:  # the same arithmetic as ToTensor + Normalize, on whole batches (on the GPU if used)
@@ -459,6 +557,7 @@ def extract_features(
         raise ConfigError(f"forward_batch must be a positive integer, got {forward_batch}")
     chunk = int(min(batch_size, forward_batch))
     calls = {layer: 0 for layer in layers}
+    skipped = []
     first_batch: dict[str, list[tuple[tuple[int, ...], torch.Tensor]]] = {layer: [] for layer in layers}
 
     def make_hook(layer: str):
@@ -506,7 +605,10 @@ def extract_features(
                     break
                 except VentralkitError as err:
                     raise type(err)(_one_line(err)) from None
+                skipped += skipped_in(batch)
                 x = _as_batch(batch)
+                if skipped_in(batch) and len(x) == 0:  # every image of this batch was unreadable
+                    continue
                 if not isinstance(x, torch.Tensor) or x.dim() != 4:
                     raise DataError("the dataset must give image tensors of shape (3, H, W)")
                 x = x.to(dev, non_blocking=True)
@@ -544,10 +646,18 @@ def extract_features(
                                 o.sink[start:start + b] = o.staging[:b].numpy()
                     state["start"] = start + b
                     bar.update(b)
-            if state["start"] != n:
+            if state["start"] + len(skipped) != n:
                 raise DataError(f"read {state['start']} of {n} images; the dataset changed during extraction")
+            if state["start"] == 0:
+                raise DataError(f"none of the {n} images could be read (e.g. {skipped[0].path}: {skipped[0].reason}); "
+                                "fix or replace the image files")
         elapsed = time.perf_counter() - t0
-        result = _commit(writer, outputs, names, info, layers, calls, image_size, transform, elapsed, n)
+        if skipped:  # rows were filled in reading order, without the unreadable images: drop the unused tail
+            writer.shrink(outputs.values(), state["start"])
+            gone = {u.index for u in skipped}
+            names = [name for i, name in enumerate(names) if i not in gone]
+        result = _commit(writer, outputs, names, info, layers, calls, image_size, transform, elapsed,
+                         state["start"], skipped, earlier)
         committed = True
         return result
     finally:
@@ -562,14 +672,19 @@ def extract_features(
         model.train(was_training)
 
 
-def _commit(writer: _Writer, outputs, names, info, layers, calls, image_size, transform, elapsed, n):
-    result: dict[str, np.ndarray] = {}
+def _commit(writer: _Writer, outputs, names, info, layers, calls, image_size, transform, elapsed, n, skipped,
+            earlier: list[Path]) -> Features:
+    result = Features(skipped=skipped)
     ordered = sorted(outputs.values(), key=lambda o: (layers.index(o.layer), o.step))
     if writer.dir is None:
-        return {o.name: o.sink for o in ordered}
+        result.update({o.name: o.sink for o in ordered})
+        return result
     manifest = {
         "model": info.name,
         "n_images": n,
+        "n_skipped": len(skipped),
+        # unreadable images: no row; "input_index" is the image's position in the input (folder order or list)
+        "skipped": [{"image": u.path, "input_index": u.index, "reason": u.reason} for u in skipped],
         "layers": layers,
         "time_steps_fired": {layer: calls[layer] for layer in layers},
         "features": {o.name: {"layer": o.layer, "time_step": o.step, "shape": [n, o.dim],
@@ -605,5 +720,10 @@ def _commit(writer: _Writer, outputs, names, info, layers, calls, image_size, tr
             result[o.name] = H5Array(writer.h5_final, o.name, (n, o.dim), writer.dtype)
         manifest["files"] = [writer.h5_final.name]
     write_text(writer.dir / "images.txt", "".join(f"{p}\n" for p in names))
+    written = set(manifest["files"]) | {"images.txt", "features.json"}
+    if skipped:
+        write_skipped(writer.dir / "skipped.txt", skipped)
+        written.add("skipped.txt")
     write_json(writer.dir / "features.json", manifest)
+    _remove_earlier(earlier, written)
     return result

@@ -7,7 +7,9 @@
 Writes ``<layer>-t<k>.npy`` per layer and time step (N x D float32, rows in sorted file order;
 for one layer and one time step of a CORnet also ``CORnet-<model>_<area>_<sublayer>_feats.npy``),
 or one ``features.h5`` (``--format hdf5``) with a dataset per name; plus ``images.txt`` (the image
-of each row) and ``features.json`` (model, layers, time steps, shapes, preprocessing).
+of each row) and ``features.json`` (model, layers, time steps, shapes, preprocessing). With
+``--on_bad_image skip`` an unreadable image has no row; it is listed in ``skipped.txt`` and
+``features.json``. A folder holding an earlier run's features is refused; ``--overwrite`` replaces them.
 Default layers: the model's brain-area commitments (``ventralkit models`` lists them).
 """
 
@@ -38,14 +40,16 @@ def register(sub) -> None:
     g.add_argument("--transform", choices=["square", "center"], default="square",
                    help="square Resize((s, s)) as CORnet run.py test (default) or Resize + CenterCrop")
     g.add_argument("--dtype", choices=["float32", "float16"], default="float32", help="stored precision")
+    g.add_argument("--overwrite", action="store_true",
+                   help="replace the features of an earlier run in -o (its files are removed once this run is done)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from ..analysis.features import extract_features
+    from ..analysis.features import claim_output_dir, extract_features
     from ..errors import ConfigError
     from .common import load_model_from_args
-    from .test import channels_last_flag, output_folder, resolve_device
+    from .test import channels_last_flag, output_folder, report_skipped, resolve_device
 
     device = resolve_device(args)
     if args.batch_size is not None and args.batch_size < 1:
@@ -55,6 +59,7 @@ def run(args) -> int:
     if not args.data_path:
         raise ConfigError("--data_path is required: a folder of images")
     out = Path(args.output_path)
+    claim_output_dir(out, args.overwrite)  # before the model is loaded; extract_features checks again
     with output_folder(out):
         loaded = load_model_from_args(args)
         model = loaded.model
@@ -65,11 +70,14 @@ def run(args) -> int:
             batch_size=args.batch_size or 64, workers=args.workers, image_size=size, transform=args.transform,
             device=device, output_dir=out, format=args.format, progress=not args.no_progress,
             channels_last=channels_last_flag(args, device), amp=args.amp, dtype=args.dtype,
+            on_bad_image=args.on_bad_image, overwrite=args.overwrite,
         )
     n = next(iter(feats.values())).shape[0]
     print(f"{loaded.name}: {n} images, {len(feats)} arrays ({size} px, {args.transform} resize)")
     for name, arr in feats.items():
         print(f"  {name}: {arr.shape[1]} features")
+    report_skipped(feats.skipped, out)
     files = json.loads((out / "features.json").read_text())["files"]
-    print("wrote " + ", ".join(str(out / f) for f in files + ["images.txt", "features.json"]))
+    extra = ["skipped.txt"] if feats.skipped else []
+    print("wrote " + ", ".join(str(out / f) for f in files + ["images.txt", "features.json"] + extra))
     return 0

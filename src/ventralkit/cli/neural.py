@@ -89,20 +89,23 @@ def run(args) -> int:
     responses = read_responses(args.responses, args.responses_key)
     if args.features is not None:
         feats, images = read_features(args.features)
+        unread = _unread_stimuli(args.features)
     else:
         from ..analysis.features import image_paths
 
-        feats, images = None, [str(p) for p in image_paths(args.data_path)]
-    rows = None
+        feats, images, unread = None, [str(p) for p in image_paths(args.data_path)], []
+    names = None
     if args.stimuli:
         names = read_lines(args.stimuli, "--stimuli")
         n_rows = responses.shape[-2]
         if len(names) != n_rows:
             raise ConfigError(f"--stimuli {args.stimuli}: {len(names)} names for {n_rows} response rows")
-        rows = match_stimuli(names, images)
     groups = None
     if args.groups:
         groups = read_lines(args.groups, "--groups")
+    if unread:  # a features folder made with --on_bad_image skip: its unreadable stimuli have no row
+        responses, names, groups = _without_stimuli(responses, names, groups, len(images), unread, args.features)
+    rows = match_stimuli(names, images) if names is not None else None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         check_inputs(len(images), responses, args.metrics, groups, args.splits, args.ceiling, args.strict, rows,
@@ -114,6 +117,17 @@ def run(args) -> int:
         if feats is None:
             feats = _extract(args, out / "features")
             sources = {name: f"--model {args.model or args.ckpt_path}: layer {name}" for name in feats}
+            if feats.skipped:  # --on_bad_image skip: the responses to unreadable stimuli are left out too
+                unread = [(u.index, u.path) for u in feats.skipped]
+                gone = {i for i, _ in unread}
+                images = [p for i, p in enumerate(images) if i not in gone]
+                responses, names, groups = _without_stimuli(responses, names, groups, len(images), unread,
+                                                            out / "features")
+                rows = match_stimuli(names, images) if names is not None else None
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # reported by the first check
+                    check_inputs(len(images), responses, args.metrics, groups, args.splits, args.ceiling,
+                                 args.strict, rows, where=f"--responses {args.responses}")
         else:
             sources = feature_sources(args.features, feats)
         with warnings.catch_warnings():
@@ -127,7 +141,8 @@ def run(args) -> int:
               "stimuli": args.stimuli and str(Path(args.stimuli).resolve()),
               "groups": args.groups and str(Path(args.groups).resolve()),
               "model": args.model, "data_path": args.data_path,
-              "response_shape": list(np.shape(responses))}
+              "response_shape": list(np.shape(responses)),
+              "unreadable_stimuli_left_out": [path for _, path in unread]}
     files.append(write_run(result, out, inputs))
     if not args.no_figure:
         files.append(plot_scores(result, out / "scores.png", title=f"features: {args.features}" if args.features
@@ -183,4 +198,42 @@ def _extract(args, folder: Path) -> dict:
     return extract_features(loaded.model, args.data_path, layers=args.layers, batch_size=args.batch_size or 64,
                             workers=args.workers, image_size=size, device=device, output_dir=folder,
                             progress=not args.no_progress, channels_last=channels_last_flag(args, device),
-                            amp=args.amp)
+                            amp=args.amp, on_bad_image=args.on_bad_image,
+                            overwrite=True)  # OUT/features is this command's own: each run replaces it
+
+
+def _unread_stimuli(folder) -> list[tuple[int, str]]:
+    """(position in the input, image) of the stimuli a ``features`` run left out as unreadable (no row)."""
+    import json
+
+    try:
+        manifest = json.loads((Path(folder) / "features.json").read_text(encoding="utf-8"))
+        return [(int(s["input_index"]), str(s["image"])) for s in manifest.get("skipped", [])]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return []
+
+
+def _without_stimuli(responses, names, groups, n_rows_read: int, unread: list[tuple[int, str]], where):
+    """Responses (and --stimuli names, --groups) without the rows of stimuli that have no feature row.
+
+    With --stimuli, rows naming an unreadable image go. Without it the rows follow the images: if there
+    is a row for every input image (read or not), the rows at the unreadable images' input positions go;
+    if there is one per image read, nothing goes; any other count is left for the row-count check."""
+    import numpy as np
+
+    n = responses.shape[-2]
+    if names is not None:
+        bad = {Path(p).name for _, p in unread}
+        keep = [i for i, name in enumerate(names) if Path(name).name not in bad]
+    elif n == n_rows_read + len(unread):
+        gone = {i for i, _ in unread}
+        keep = [i for i in range(n) if i not in gone]
+    else:
+        return responses, names, groups
+    if len(keep) == n:
+        return responses, names, groups
+    print(f"left out the responses to {n - len(keep)} unreadable stimuli (no feature row; listed in "
+          f"{Path(where) / 'skipped.txt'})")
+    responses = np.take(np.asarray(responses), keep, axis=-2)
+    pick = (lambda seq: None if seq is None else [seq[i] for i in keep])
+    return responses, pick(names), (pick(groups) if groups is not None and len(groups) == n else groups)

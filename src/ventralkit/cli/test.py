@@ -68,7 +68,8 @@ def add_inference_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--channels_last", choices=["auto", "on", "off"], default="auto",
                    help="NHWC activations and weights (auto: on for CUDA, and for CORnets on the CPU)")
     g.add_argument("--on_bad_image", choices=["skip", "error"], default="error",
-                   help="evaluation: an unreadable image is skipped with a warning, or stops the run (default)")
+                   help="an unreadable image stops the run (default), or is left out of every count and output "
+                        "row and listed in skipped.txt")
     g.add_argument("--no_progress", action="store_true", help="no progress bar")
 
 
@@ -208,10 +209,12 @@ def run_features(args, loaded, path: Path, out: Path | None, device) -> int:
         model, path, layers=[layer], time_steps=args.time_step, batch_size=args.batch_size or 64,
         workers=args.workers, image_size=size, transform=args.transform, device=device, output_dir=out,
         format=args.format, progress=progress_enabled(args), channels_last=channels_last_flag(args, device),
-        amp=args.amp,
+        amp=args.amp, on_bad_image=args.on_bad_image,
+        overwrite=None,  # as CORnet's run.py test: one file per layer, runs for several layers share -o
     )
     (fname, arr), = feats.items()
     print(f"{fname}: {arr.shape[0]} images x {arr.shape[1]} features ({loaded.name}, {size} px)")
+    report_skipped(feats.skipped, out)
     if layer.split(".")[-1] in ("output", "linear") and arr.shape[1] == model.info.num_classes:
         pred = np.asarray(arr).argmax(axis=1)
         print(f"predicted classes: {pred.tolist()}")
@@ -222,9 +225,18 @@ def run_features(args, loaded, path: Path, out: Path | None, device) -> int:
         print("nothing written: give -o/--output_path to save the features")
     else:
         files = json.loads((out / "features.json").read_text())["files"]
-        for f in files + ["images.txt", "features.json"]:
+        for f in files + ["images.txt", "features.json"] + (["skipped.txt"] if feats.skipped else []):
             print(f"  {out / f}")
     return 0
+
+
+def report_skipped(skipped: list, out: Path | None) -> None:
+    """One line about the unreadable images left out (``--on_bad_image skip``); where they are listed."""
+    if not skipped:
+        return
+    where = (f"listed in {out / 'skipped.txt'}" if out is not None
+             else "e.g. " + ", ".join(u.path for u in skipped[:3]) + (", ..." if len(skipped) > 3 else ""))
+    print(f"skipped {len(skipped)} unreadable image{'s' if len(skipped) != 1 else ''} (in no count): {where}")
 
 
 def read_class_names(path: str) -> list[str]:
@@ -284,7 +296,7 @@ def run_evaluation(args, loaded, root: Path | None, out: Path | None, device) ->
 
     workers = args.workers if args.workers is not None else default_workers(device)
     loader = DataLoader(ds, batch_size=args.batch_size or 64, shuffle=False, num_workers=workers,
-                        pin_memory=device.type == "cuda")
+                        pin_memory=device.type == "cuda", collate_fn=getattr(ds, "collate", None))
     model.to(device)
     channels_last = channels_last_flag(args, device, model)
     if channels_last:
@@ -298,10 +310,12 @@ def run_evaluation(args, loaded, root: Path | None, out: Path | None, device) ->
     order = np.argsort(np.nan_to_num(res.per_class, nan=2.0))
     worst = ", ".join(f"{classes[i]} {res.per_class[i]:.3f}" for i in order[:5] if not np.isnan(res.per_class[i]))
     print(f"{res.n} images, {len(classes)} classes; lowest per-class accuracy: {worst}")
+    report_skipped(res.skipped, out)
     if out is None:
         print("nothing written: give -o/--output_path for the per-class accuracy, confusion matrix and predictions")
         return 0
-    samples = [(str(s[0]), int(s[1])) for s in getattr(ds, "samples", [])]
+    unread = {u.index for u in res.skipped}
+    samples = [(str(s[0]), int(s[1])) for i, s in enumerate(getattr(ds, "samples", [])) if i not in unread]
     files = write_evaluation(out, res, classes, record, samples, meta={
         **loaded.describe(),
         "data": where, "image_size": size, "device": str(device),
@@ -314,16 +328,21 @@ def run_evaluation(args, loaded, root: Path | None, out: Path | None, device) ->
 
 def write_evaluation(out: Path, res, classes: list[str], record: dict, samples: list[tuple[str, int]],
                      meta: dict) -> list[Path]:
-    """summary.json, per_class.csv, confusion.csv, confusion.png and predictions.csv in ``out``."""
+    """summary.json, per_class.csv, confusion.csv, confusion.png and predictions.csv in ``out``; skipped.txt
+    when unreadable images were left out (``samples``: the images read, in loader order)."""
     import numpy as np
 
+    from ..data.folders import write_skipped
     from ..plots.evaluation import confusion_matrix_png
 
     out.mkdir(parents=True, exist_ok=True)
     conf = res.confusion
     support = conf.sum(axis=1)
-    summary = {**meta, "n_images": res.n, "num_classes": len(classes), **record,
+    skipped = list(getattr(res, "skipped", []))
+    summary = {**meta, "n_images": res.n, "n_skipped": len(skipped), "num_classes": len(classes), **record,
                "mean_per_class_accuracy": float(np.nanmean(res.per_class)) if len(res.per_class) else None}
+    if skipped:
+        summary["skipped"] = [u.path for u in skipped]
     write_json(out / "summary.json", summary)
     write_csv(out / "per_class.csv", [["class_index", "class", "n_images", "correct", "accuracy"]] + [
         [i, c, int(support[i]), int(conf[i, i]), "" if np.isnan(res.per_class[i]) else f"{res.per_class[i]:.6f}"]
@@ -331,6 +350,10 @@ def write_evaluation(out: Path, res, classes: list[str], record: dict, samples: 
     write_csv(out / "confusion.csv", [["true \\ predicted", *classes]] + [
         [c, *[int(v) for v in conf[i]]] for i, c in enumerate(classes)])
     files = [out / "summary.json", out / "per_class.csv", out / "confusion.csv"]
+    if skipped:
+        files.append(write_skipped(out / "skipped.txt", skipped))
+    else:  # an earlier run's list would describe images this run read
+        (out / "skipped.txt").unlink(missing_ok=True)
     preds = res.predictions
     if len(preds) == len(samples):
         def name(i: int) -> str:

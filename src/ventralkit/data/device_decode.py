@@ -12,8 +12,6 @@ the same code runs on the CPU, which is how CI tests it.
 
 from __future__ import annotations
 
-import warnings
-
 import torch
 import torch.nn.functional as F
 from PIL import Image
@@ -22,6 +20,7 @@ from torchvision import transforms as T
 from torchvision.io import ImageReadMode, decode_jpeg
 
 from ..errors import DataError
+from .folders import Unreadable, bad_image_error, collate_readable
 from .listing import BAD_IMAGE_ERRORS, open_rgb
 
 BACKENDS = ("cpu", "gpu")
@@ -97,7 +96,8 @@ class RawCropDataset(Dataset):
     """An ``ImageFolderDataset`` read as bytes plus the crop box and flip its CPU transform would draw.
 
     Each item is ``((data, encoded, box, path), label)``; ``collate`` makes a ``RawBatch``. An unreadable
-    file is skipped or raised as ``ImageFolderDataset`` does (a neighbour takes its place)."""
+    file is raised or skipped as ``ImageFolderDataset`` does (skipped: dropped from its batch, which
+    then lists it in ``skipped``)."""
 
     def __init__(self, folder, size: int, mean, std, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)):
         self.folder, self.size, self.mean, self.std = folder, int(size), tuple(mean), tuple(std)
@@ -108,19 +108,13 @@ class RawCropDataset(Dataset):
         return len(self.samples)
 
     def __getitem__(self, index: int):
-        n = len(self.samples)
-        for attempt in range(n):
-            path, label = self.samples[(index + attempt) % n]
-            try:
-                item = self._read(path)
-            except BAD_IMAGE_ERRORS as err:
-                if self.folder.on_bad_image == "error":
-                    raise DataError(f"cannot read image {path} ({err}); fix or delete it, "
-                                    "or pass --on_bad_image skip") from None
-                warnings.warn(f"skipping unreadable image {path}: {err}", stacklevel=2)
-                continue
-            return item, label
-        raise DataError(f"no readable image in {self.folder.root}")
+        path, label = self.samples[index]
+        try:
+            return self._read(path), label
+        except BAD_IMAGE_ERRORS as err:
+            if self.folder.on_bad_image == "error":
+                raise bad_image_error(path, err) from None
+            return Unreadable(index, path, str(err)), label
 
     def _read(self, path: str):
         with open(path, "rb") as fh:
@@ -139,7 +133,11 @@ class RawCropDataset(Dataset):
         flip = bool(torch.rand(1) < 0.5)
         return data, encoded, (top, left, h, w, int(flip)), path
 
-    def collate(self, samples) -> tuple[RawBatch, torch.Tensor]:
+    def collate(self, samples):
+        """A ``RawBatch`` and the labels (as a ``SkippedBatch`` when unreadable files were dropped)."""
+        return collate_readable(samples, self._collate_raw)
+
+    def _collate_raw(self, samples) -> tuple[RawBatch, torch.Tensor]:
         items = [s[0] for s in samples]
         batch = RawBatch([d for d, _, _, _ in items], [e for _, e, _, _ in items],
                          torch.tensor([b for _, _, b, _ in items], dtype=torch.long), self.size, self.mean,

@@ -27,6 +27,8 @@ class EvalResult:
     confusion: np.ndarray = field(repr=False)
     predictions: np.ndarray = field(repr=False)
     super_top1: float | None = None  # superclass accuracy of hierarchical heads
+    #: images the loader could not read (``--on_bad_image skip``): in no count, not in ``predictions``
+    skipped: list = field(default_factory=list, repr=False)
 
     def record(self) -> dict:
         """The CORnet-100 ``val`` record keys (plus ``super_top1`` for hierarchical heads)."""
@@ -65,7 +67,12 @@ def evaluate(
     num_classes: int | None = None,
     channels_last: bool = False,
 ) -> EvalResult:
-    """Evaluate ``model`` on every batch of ``loader`` (``(images, labels)`` pairs)."""
+    """Evaluate ``model`` on every batch of ``loader`` (``(images, labels)`` pairs).
+
+    Images the loader dropped as unreadable (``data.folders.collate_readable``) are in no count;
+    they are returned in ``EvalResult.skipped`` and ``predictions`` has one entry per image read."""
+    from ..data.folders import skipped_in
+
     device = torch.device(device) if device is not None else next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -77,8 +84,13 @@ def evaluate(
     correct = torch.zeros(2, device=device, dtype=torch.long)
     confusion = None
     preds = []
+    skipped = []
     try:
-        for images, target in progress_bar(loader, desc=desc, enabled=progress, leave=False):
+        for batch in progress_bar(loader, desc=desc, enabled=progress, leave=False):
+            skipped += skipped_in(batch)
+            images, target = batch
+            if len(target) == 0:  # every image of this batch was unreadable
+                continue
             images = images.to(device, non_blocking=True)
             if channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
@@ -100,6 +112,11 @@ def evaluate(
     finally:
         model.train(was_training)
     if confusion is None:
+        if skipped:
+            from ..errors import DataError
+
+            raise DataError(f"none of the {len(skipped)} images could be read (e.g. {skipped[0].path}: "
+                            f"{skipped[0].reason}); fix or replace the image files")
         raise ValueError("evaluate() got an empty loader")
     conf = confusion.cpu().numpy()
     n = int(conf.sum())
@@ -115,4 +132,5 @@ def evaluate(
         confusion=conf,
         predictions=torch.cat(preds).cpu().numpy(),
         super_top1=None if super_hits is None else super_hits.item() / n,
+        skipped=skipped,
     )

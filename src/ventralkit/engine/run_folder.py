@@ -24,7 +24,7 @@ from ..errors import ConfigError
 
 LOCK_NAME = ".lock"
 #: files and folders a run writes; their presence means the folder holds a run
-RUN_ENTRIES = ("config.json", "metrics.jsonl", "metrics.csv", "checkpoints", "plots", "tensorboard")
+RUN_ENTRIES = ("config.json", "metrics.jsonl", "metrics.csv", "checkpoints", "plots", "tensorboard", "skipped.txt")
 
 
 def holds_run(path: Path) -> bool:

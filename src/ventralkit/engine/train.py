@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader
 
 from .. import __version__
 from ..data import load_datasets
+from ..data.folders import RunSkips
 from ..data.sampling import EpochSampler, SeededDataset
 from ..errors import CheckpointError, ConfigError, TrainingInterrupted
 from ..files import write_json
@@ -228,6 +229,8 @@ def fit(cfg: TrainConfig) -> TrainResult:
 
         train_set = RawCropDataset(splits.train, cfg.image_size or info.input_size, info.mean, info.std)
     train_loader = make_loader(train_set, cfg, True, dinfo, device)
+    # unreadable images (--on_bad_image skip) are dropped from their batches and listed in skipped.txt
+    unread = RunSkips(run_dir, dinfo.rank if dinfo.enabled else 0, resuming=resume is not None)
     val_loader = make_loader(splits.val, cfg, False, dinfo, device)
     steps_per_epoch = len(train_loader)
     if cfg.max_steps_per_epoch:
@@ -316,6 +319,7 @@ def fit(cfg: TrainConfig) -> TrainResult:
             """``last.pt`` holds everything to resume; ``best.pt`` the weights and what describes them."""
             guard.raise_if_diverged()  # never save non-finite weights (a host read, at save time only)
             if not dinfo.is_main:
+                unread.save()  # this rank's own list
                 return
             state = {
                 "format": FORMAT, "model_name": cfg.model, "num_classes": num_classes, "classes": splits.classes,
@@ -329,6 +333,7 @@ def fit(cfg: TrainConfig) -> TrainResult:
                               "meters": meters, "skipped_steps": guard.skipped})
             write_checkpoint(state, run_dir / "checkpoints" / path_name)
             folder.commit()  # there is something to resume from: the folder keeps what the run wrote
+            unread.save()
         def validate() -> tuple[EvalResult, float]:
             guard.raise_if_diverged()
             t0 = time.perf_counter()
@@ -337,6 +342,7 @@ def fit(cfg: TrainConfig) -> TrainResult:
             if len(val_loader) > 0:
                 res = evaluate(val_forward, val_loader, device=device, amp=cfg.amp, desc="val", progress=cfg.progress,
                                num_classes=num_classes, channels_last=cfg.channels_last)
+                unread.add(res.skipped)
             else:  # a rank whose validation shard is empty (fewer images than ranks)
                 res = EvalResult(0.0, 0.0, 0.0, 0, np.zeros(num_classes), np.zeros((num_classes, num_classes)),
                                  np.zeros(0, dtype=np.int64), None)
@@ -380,38 +386,42 @@ def fit(cfg: TrainConfig) -> TrainResult:
                 step_time, wait_time, n_timed = 0.0, 0.0, 0
                 t_ready = time.perf_counter()
                 step = start_step
-                for images, target in train_loader:
+                for images, target in map(unread.take, train_loader):
                     if step >= steps_per_epoch:
                         break
                     t_got = time.perf_counter()
-                    images = images.to(device, non_blocking=True)
-                    target = target.to(device, non_blocking=True)
-                    if cfg.channels_last:
-                        images = images.contiguous(memory_format=torch.channels_last)
-                    soft = None
-                    if mixer is not None:
-                        images, soft = mixer(images, target)
-                    with autocast(device, cfg.amp):
-                        output = forward(images)
-                        logits = logits_of(output)
-                        if head_loss is not None:
-                            loss = head_loss(output, soft if soft is not None else target)
-                        else:
-                            loss = criterion(logits, soft if soft is not None else target)
-                    optimizer.zero_grad(set_to_none=True)
-                    scaler.scale(loss).backward()
-                    if clip_params:
-                        scaler.unscale_(optimizer)  # clip the true gradients, not the fp16-scaled ones
-                        if cfg.clip_grad_value is not None:
-                            torch.nn.utils.clip_grad_value_(clip_params, cfg.clip_grad_value)
-                        if cfg.clip_grad_norm is not None:
-                            torch.nn.utils.clip_grad_norm_(clip_params, cfg.clip_grad_norm)
-                    applied = guard.step_ok(loss, global_step, epoch, step, scheduler.get_last_lr()[0])
-                    if applied:
-                        scaler.step(optimizer)
-                        scaler.update()
-                    else:  # --on_nonfinite skip: this step's update is dropped, as a grad scaler would
+                    if len(target) == 0:  # --on_bad_image skip dropped every image of this batch: no update
+                        unread.check_empty_batch_allowed(dinfo.enabled)
+                        applied = False
+                    else:
+                        images = images.to(device, non_blocking=True)
+                        target = target.to(device, non_blocking=True)
+                        if cfg.channels_last:
+                            images = images.contiguous(memory_format=torch.channels_last)
+                        soft = None
+                        if mixer is not None:
+                            images, soft = mixer(images, target)
+                        with autocast(device, cfg.amp):
+                            output = forward(images)
+                            logits = logits_of(output)
+                            if head_loss is not None:
+                                loss = head_loss(output, soft if soft is not None else target)
+                            else:
+                                loss = criterion(logits, soft if soft is not None else target)
                         optimizer.zero_grad(set_to_none=True)
+                        scaler.scale(loss).backward()
+                        if clip_params:
+                            scaler.unscale_(optimizer)  # clip the true gradients, not the fp16-scaled ones
+                            if cfg.clip_grad_value is not None:
+                                torch.nn.utils.clip_grad_value_(clip_params, cfg.clip_grad_value)
+                            if cfg.clip_grad_norm is not None:
+                                torch.nn.utils.clip_grad_norm_(clip_params, cfg.clip_grad_norm)
+                        applied = guard.step_ok(loss, global_step, epoch, step, scheduler.get_last_lr()[0])
+                        if applied:
+                            scaler.step(optimizer)
+                            scaler.update()
+                        else:  # --on_nonfinite skip: this step's update is dropped, as a grad scaler would
+                            optimizer.zero_grad(set_to_none=True)
                     scheduler.step()
                     if applied:
                         c1, c5 = topk_correct(logits.detach().float(), target)
@@ -496,6 +506,9 @@ def fit(cfg: TrainConfig) -> TrainResult:
             summary = f"done: {plural(cfg.epochs, 'epoch')}, best val top-1 {max(best_top1, 0):.4f}"
             if guard.skipped:
                 summary += f", {guard.skipped} non-finite steps skipped"
+            if len(unread):
+                summary += (f", {len(unread)} unreadable image{'s' if len(unread) != 1 else ''} left out "
+                            f"(listed in {unread.path})")
             if last_val:
                 summary += f", last val top-1 {last_val['top1']:.4f} top-5 {last_val['top5']:.4f} loss {last_val['loss']:.4f}"
             print(summary)
