@@ -561,6 +561,13 @@ def test_checkpoint_supplies_classes_size_and_labels(corrupted, tmp_path, cli):
     report = ventralkit.evaluate_robustness(model, sub, workers=0, image_size=32, progress=False,
                                             classes=["zebra", "class_1", "class_0"])
     assert report.accuracies["fog"][1] == pytest.approx(0.5)  # the class_0 half of the images
+    # the command reads the class list from the checkpoint: in folder order (class_0 = 0) index 2 is no class
+    code, out, err = cli("robustness", "--ckpt_path", ckpt, "--data_path", sub, "-j", "0", "--quiet",
+                         "-o", tmp_path / "permuted")
+    assert code == 0, err
+    rows = list(csv.DictReader((tmp_path / "permuted" / "tinyimagenetc_results.csv").open()))
+    assert [(r["corruption_type"], r["difficulty"]) for r in rows] == [("fog", str(s)) for s in range(1, 6)]
+    assert [float(r["valid_acc"]) for r in rows] == [0.5] * 5
     with pytest.raises(DataError, match="'class_1', which is not one of the model's 2 training classes"):
         ventralkit.evaluate_robustness(model, sub, workers=0, image_size=32, progress=False,
                                        classes=["zebra", "class_0"])
