@@ -76,13 +76,36 @@ def test_recipes_list_and_switch_off(cli):
     assert cfg.pretrained is False and cfg.sources["pretrained"] == "flag" and cfg.sources["epochs"] == "recipe"
 
 
-def test_plot_accepts_a_staged_run_as_compare_does(cli, tmp_path):
-    """Issue 13 item 14: `plot` and `compare` read a staged run's root through the same function."""
+def test_plot_accepts_a_staged_run_as_compare_does(cli, tmp_path, monkeypatch):
+    """Issue 13 item 14: `plot` and `compare` read a staged run's root through the same function.
+
+    Issue 21 §6: the figure is read back, not only found on disk: each stage is a legend entry named
+    by its folder, and its val top-1 line holds exactly that stage's val records."""
+    import matplotlib.colors as mcolors
+
+    import ventralkit.plots as plots
+
     root = tmp_path / "staged"
-    for stage in ("joint", "children"):
-        vk.train(vk.TrainConfig(model="cornet_z", dataset="digits", image_size=32, epochs=1, max_steps_per_epoch=2,
-                                batch_size=16, workers=0, progress=False, output_path=str(root / stage)))
+    for stage, steps in (("joint", 2), ("children", 3)):
+        vk.train(vk.TrainConfig(model="cornet_z", dataset="digits", image_size=32, epochs=2, max_steps_per_epoch=steps,
+                                batch_size=16, workers=0, progress=False, stage=stage, output_path=str(root / stage)))
+    figs = []
+    real = plots.save_figure
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path, **kw: (figs.append(fig), real(fig, path, **kw))[1])
     code, stdout, stderr = cli("plot", root)
     assert code == 0, stderr
+    assert stdout.strip().splitlines()[-1] == str(root / "plots" / "curves.png")  # training printed before it
     assert (root / "plots" / "curves.png").is_file()
+    (fig,) = figs
+    colour = {t.get_text().split(" (")[0]: mcolors.to_hex(h.get_color())
+              for lg in fig.legends for h, t in zip(lg.legend_handles, lg.get_texts())}
+    top1 = fig.axes[0]
+    for stage in ("joint", "children"):
+        val = [json.loads(ln) for ln in (root / stage / "metrics.jsonl").read_text().splitlines()]
+        val = [r for r in val if r["phase"] == "val"]
+        (line,) = [ln for ln in top1.lines
+                   if ln.get_linestyle() == "-" and mcolors.to_hex(ln.get_color()) == colour[stage]]
+        assert list(line.get_xdata()) == [r["epoch"] for r in val] == [1.0, 2.0]
+        assert list(line.get_ydata()) == [r["top1"] for r in val]
+    assert colour["joint"] != colour["children"]
     assert cli("compare", root, "-o", tmp_path / "cmp")[0] == 0

@@ -102,9 +102,10 @@ def test_curves_mark_non_finite_values_and_keep_the_panels_readable(tmp_path, mo
     # a one-point series is drawn with a marker
     one_point = [ln for ln in top1.lines if len(ln.get_xdata()) == 1 and ln.get_marker() not in (None, "None", "x")]
     assert one_point
-    # labels: the model and the option that differs (workers is bookkeeping), not every option
-    assert "cornet_z lr=1 (best val top-1 0.300)" in seen["legends"]
-    assert "cornet_z lr=0.01 (best val top-1 0.094)" in seen["legends"]
+    # labels: the option that differs (workers is bookkeeping), not every option; the shared model is the title
+    assert "lr=1 (best val top-1 0.300)" in seen["legends"]
+    assert "lr=0.01 (best val top-1 0.094)" in seen["legends"]
+    assert seen["fig"]._suptitle.get_text() == "cornet_z"
 
 
 def test_curves_of_a_run_without_any_finite_loss_say_so(tmp_path, monkeypatch):
@@ -116,6 +117,146 @@ def test_curves_of_a_run_without_any_finite_loss_say_so(tmp_path, monkeypatch):
     loss = seen["axes"][2]
     assert [t.get_text() for t in loss.texts] == ["no finite cross-entropy loss recorded"]
     assert loss.get_ylim() == (0, 1)  # not the +-0.04 of an empty axis
+
+
+def _visible_ticks(ax) -> list[float]:
+    lo, hi = ax.get_xlim()
+    return [float(t) for t in ax.get_xticks() if lo <= t <= hi]
+
+
+def test_one_epoch_tells_train_from_val_and_reads_epoch_1(tmp_path, monkeypatch):
+    """Issue 21 §5: one point per series, so line styles are invisible; the x axis read 0.945 ... 1.050."""
+    from ventralkit.plots.curves import plot_runs
+
+    train = {"phase": "train", "epoch": 1.0, "step": 5, "loss": 2.3, "top1": 0.16, "top5": 0.57}
+    run = _run(tmp_path / "r1", {"model": "cornet_z"}, [train, _val(1.0, 0.10, loss=2.27, top5=0.58)])
+    seen = _axes_of(monkeypatch)
+    plot_runs([run], tmp_path / "c.png")
+    for ax in seen["axes"]:
+        points = [ln for ln in ax.lines if len(ln.get_xdata()) == 1]
+        markers = {ln.get_marker() for ln in points}
+        assert len(points) == 2 and len(markers) == 2 and None not in markers and "None" not in markers
+        assert _visible_ticks(ax) == [1.0]
+        lo, hi = ax.get_xlim()
+        assert [t.get_text() for t in ax.get_xticklabels() if lo <= t.get_position()[0] <= hi] == ["1"]
+    # the key shows the same two markers as the panels
+    key = {h.get_label(): h.get_marker() for lg in seen["fig"].legends for h in lg.legend_handles}
+    assert {key["val"], key["train"]} == markers
+
+
+def test_runs_are_named_by_what_differs_else_by_folder(tmp_path, monkeypatch):
+    """Issue 21 §5: a legend entry was the model plus up to four options and '...': name runs by what differs."""
+    from ventralkit.plots.curves import plot_runs
+
+    base = {"model": "cornet_z", "dataset": "digits", "lr": 0.01, "batch_size": 64, "epochs": 3, "seed": 0,
+            "optimizer": "sgd", "output_path": "x", "workers": 2}
+    a = _run(tmp_path / "lr-small", base, [_val(1, 0.5)])
+    b = _run(tmp_path / "lr-big", {**base, "lr": 0.05, "workers": 0, "output_path": "y"}, [_val(1, 0.4)])
+    seen = _axes_of(monkeypatch)
+    plot_runs([a, b], tmp_path / "c.png")
+    assert seen["legends"][-2:] == ["lr=0.01 (best val top-1 0.500)", "lr=0.05 (best val top-1 0.400)"]
+    assert seen["fig"]._suptitle.get_text() == "cornet_z on digits"  # what they share, once
+    # differing in many options: each run by its folder name, not an option list
+    c = _run(tmp_path / "other", {**base, "lr": 0.1, "batch_size": 32, "epochs": 5, "seed": 2, "optimizer": "adamw"},
+             [_val(1, 0.3)])
+    plot_runs([a, b, c], tmp_path / "c.png")
+    assert seen["legends"][-3:] == ["lr-small (best val top-1 0.500)", "lr-big (best val top-1 0.400)",
+                                    "other (best val top-1 0.300)"]
+    # the same stage of two staged runs: the folder names that tell them apart
+    same = [_run(tmp_path / run / "joint", base, [_val(1, 0.2)]) for run in ("s1", "s2")]
+    plot_runs(same, tmp_path / "c.png")
+    assert [t.split(" (")[0] for t in seen["legends"][-2:]] == ["s1/joint", "s2/joint"]
+
+
+def _cut_run(tmp_path):
+    """A run folder as a killed job leaves it: two complete records, then a line cut short."""
+    recs = [_val(1, 0.4), _val(2, 0.6)]
+    run = _run(tmp_path / "killed", {"model": "cornet_z", "dataset": "digits", "num_classes": 10}, recs)
+    with (run / "metrics.jsonl").open("a") as fh:
+        fh.write('{"phase": "val", "epoch": 3, "step": 30, "loss": 0.9, "to')
+    return run
+
+
+def test_plot_and_compare_read_a_run_killed_mid_line(cli, tmp_path, monkeypatch):
+    """Issue 21 §4: a cut-off last line gave JSONDecodeError; the complete records are drawn and compared,
+    with one warning naming the file, through the reader resume uses."""
+    import ventralkit.plots as plots
+    from ventralkit.engine.records import RunRecords, read_metrics
+
+    run = _cut_run(tmp_path)
+    figs = []
+    real = plots.save_figure
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path, **kw: (figs.append(fig), real(fig, path, **kw))[1])
+    with pytest.warns(UserWarning, match=r"killed/metrics\.jsonl: 1 line that is not a complete record"):
+        code, _, err = cli("plot", run, "-o", tmp_path / "c.png")
+    assert code == 0, err
+    val = [ln for ln in figs[-1].axes[0].lines if ln.get_linestyle() == "-"]
+    assert [(list(ln.get_xdata()), list(ln.get_ydata())) for ln in val] == [([1.0, 2.0], [0.4, 0.6])]
+    with pytest.warns(UserWarning, match="metrics.jsonl"):
+        code, _, err = cli("compare", run, "-o", tmp_path / "cmp")
+    assert code == 0, err
+    assert "0.6000" in (tmp_path / "cmp" / "comparison.md").read_text()
+    # resume keeps the same complete lines (one reader for both)
+    RunRecords(run).truncate_after(global_step=10**6)
+    assert (run / "metrics.jsonl").read_text().splitlines() == [json.dumps(r) for r in read_metrics(run)]
+
+
+@pytest.mark.parametrize("content", [b'{"model": "cornet_z", "lr": 0.0', b'{"config": "cornet_z"}',
+                                     b'{"model": "cornet_z", "model_kwargs": 5}', b"[1, 2]", b"\x89PNG\r\n\x1a\n\x00"])
+def test_plot_and_compare_name_a_damaged_config_in_one_line(cli, tmp_path, content):
+    """Issue 21 §4: a damaged config.json gave a traceback (or, cut short, was silently ignored)."""
+    run = _run(tmp_path / "run", {"model": "cornet_z"}, [_val(1, 0.5)])
+    (run / "config.json").write_bytes(content)
+    for command, out in (("plot", tmp_path / "out" / "c.png"), ("compare", tmp_path / "cmp")):
+        code, _, err = cli(command, run, "-o", out)
+        assert code == 2, (command, err)
+        assert str(run / "config.json") in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+        assert not out.exists() and not (tmp_path / "out").exists()  # nothing half-made
+
+
+def test_plot_and_compare_output_under_a_file_is_one_line(cli, tmp_path):
+    """Issue 21 §4: `plot -o afile/x.png` gave FileExistsError; the line names the flag and the path."""
+    run = _run(tmp_path / "run", {"model": "cornet_z"}, [_val(1, 0.5)])
+    afile = tmp_path / "afile"
+    afile.write_text("not a folder")
+    for command, out in (("plot", afile / "x.png"), ("compare", afile), ("compare", afile / "sub")):
+        code, _, err = cli(command, run, "-o", out)
+        assert code == 2, (command, err)
+        assert "-o/--output" in err and str(afile) in err and len(err.strip().splitlines()) == 1
+    assert afile.read_text() == "not a folder"
+
+
+# ---- the feedback study: no design hides another ------------------------------------------------------
+
+
+def _pixel_gap(ax, a, b) -> float:
+    """Distance on screen (pixels) between the first points of two lines."""
+    pa, pb = (ax.transData.transform((ln.get_xdata()[0], ln.get_ydata()[0])) for ln in (a, b))
+    return float(np.hypot(*(pa - pb)))
+
+
+def test_feedback_figures_keep_the_feed_forward_point_visible(tmp_path, monkeypatch):
+    """Issue 21 §5: the feed-forward dot hid under the gated one (same epoch, same accuracy, same marker)."""
+    import ventralkit.plots.feedback as fb
+
+    figs = _capture(monkeypatch, fb)
+    curves = {("feedforward", 1): [[0.61], [0.61]], ("gated", 2): [[0.61], [0.61]]}  # one epoch, equal accuracy
+    fb.plot_study(curves, {("feedforward", 1): 0.34, ("gated", 2): 0.34}, 100, tmp_path / "s.png",
+                  {"dataset": "digits-occluded", "image_size": 32})
+    epoch_ax = figs[-1].axes[0]
+    ff, gated = [ln for ln in epoch_ax.lines if not ln.get_label().startswith("_")]  # not the error bars' caps
+    assert "feed-forward" in ff.get_label() and "gated" in gated.get_label()
+    size = max(ff.get_markersize(), gated.get_markersize()) * figs[-1].dpi / 72
+    assert _pixel_gap(epoch_ax, ff, gated) > size  # neither covers the other, even at equal compute
+    assert ff.get_marker() != gated.get_marker()
+    assert _visible_ticks(epoch_ax) == [1.0]
+    rows = [{"design": "gated", "outer_times": k, "pass": p, "v1_cka_first": 1.0, "v4_cka_first": 1.0,
+             "readout_top1": 0.6} for k in (2, 3) for p in range(k)]
+    fb.plot_inside(rows, tmp_path / "i.png")
+    for ax in figs[-1].axes:
+        two, three = ax.lines
+        assert _pixel_gap(ax, two, three) > two.get_markersize() * figs[-1].dpi / 72
+        assert _visible_ticks(ax) == [0.0, 1.0, 2.0]
 
 
 # ---- robustness: the baseline caveat and what the figures show ---------------------------------------
@@ -179,6 +320,36 @@ def test_robustness_figures_show_missing_as_missing_and_name_the_groups(tmp_path
     assert "different severities" in ax.get_title()
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert labels[:3] == ["a (mCE 50.0%) [severities 1,2,3,4,5]", "b [severities 1,3,5]", "not evaluated"]
+
+
+def _rgb_distance(a, b) -> float:
+    from matplotlib.colors import to_rgb
+
+    return float(np.linalg.norm(np.subtract(to_rgb(a), to_rgb(b))))
+
+
+def test_robustness_comparison_colours_name_the_runs_only(tmp_path, monkeypatch):
+    """Issue 21 §5: group-coloured corruption names (noise blue, blur green ...) clashed with the run colours
+    (tab10 blue, green ...): a blue label read as a run. Groups are named by position instead."""
+    import ventralkit.plots.robustness as rp
+
+    figs = _capture(monkeypatch, rp)
+    models = {f"run{i}": {"gaussian_noise": 0.3, "defocus_blur": 0.4, "snow": 0.5, "contrast": 0.6} for i in range(4)}
+    rp.plot_robustness_comparison(models, tmp_path / "c.png", clean_errors={m: 0.1 for m in models})
+    ax = figs[-1].axes[0]
+    run_colours = [h.get_facecolor() for h in ax.get_legend().legend_handles][:4]
+    label_colours = {t.get_color() for t in ax.get_xticklabels()}
+    texts = [t for t in ax.texts]
+    for colour in run_colours:  # nothing else in the figure is drawn in a run's colour
+        assert all(_rgb_distance(colour, c) > 0.3 for c in label_colours | {t.get_color() for t in texts})
+    assert len(label_colours) == 1  # the labels do not encode the groups by colour ...
+    named = {t.get_text(): t.get_position()[0] for t in texts}  # ... their names stand above their columns
+    ticks = [t.get_text() for t in ax.get_xticklabels()]
+    assert {g: named.get(g) for g in ("noise", "blur", "weather", "digital")} == {
+        "noise": pytest.approx(np.mean([ticks.index(c) for c in ("gaussian_noise", "shot_noise", "impulse_noise")])),
+        "blur": pytest.approx(np.mean([ticks.index("defocus_blur"), ticks.index("zoom_blur")])),
+        "weather": pytest.approx(np.mean([ticks.index("snow"), ticks.index("brightness")])),
+        "digital": pytest.approx(np.mean([ticks.index("contrast"), ticks.index("jpeg_compression")]))}
 
 
 # ---- V1 probe figures ----------------------------------------------------------------------------------

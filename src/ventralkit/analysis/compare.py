@@ -12,15 +12,14 @@ registry's default, so a 100-class PhiNet head counts 34,500 parameters, not the
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..engine.records import read_metrics
+from ..engine.records import read_config, read_metrics
 from ..errors import DataError
-from ..files import write_records, write_text
+from ..files import ensure_writable_dir, write_records, write_text
 
 COLUMNS = [
     ("run", "run"),
@@ -77,16 +76,6 @@ def _cell(value) -> str:
     if isinstance(value, int):
         return f"{value:,}"
     return str(value)
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise DataError(f"cannot read {path} ({type(err).__name__}); is the run finished?") from None
-    if not isinstance(doc, dict):
-        raise DataError(f"{path} does not hold a JSON object")
-    return doc
 
 
 def _count(module) -> int:
@@ -171,7 +160,7 @@ def _best(records: list[dict], key: str):
 
 def summarize_folder(folder: Path, name: str) -> RunRow:
     """One row from a folder holding ``config.json`` and ``metrics.jsonl``."""
-    config = _read_json(folder / "config.json")
+    config = read_config(folder)  # the same reader as `plot`: a damaged file is one line naming it
     if "model" not in config:
         raise DataError(f"{folder / 'config.json'} has no 'model' entry")
     val = [r for r in read_metrics(folder) if r.get("phase") == "val"]
@@ -233,7 +222,7 @@ def compare_runs(run_dirs, output: str | os.PathLike | None = None, plot: bool =
     result = Comparison(rows=rows, table=format_table(rows))
     if output is not None:
         out = Path(output)
-        out.mkdir(parents=True, exist_ok=True)
+        ensure_writable_dir(out, flag="-o/--output")  # a file in the way is one line, after the runs were read
         result.files["csv"] = write_csv(rows, out / "comparison.csv")
         result.files["markdown"] = write_text(out / "comparison.md", markdown_table(rows))
         if plot:

@@ -16,9 +16,19 @@ def run(args) -> int:
     from pathlib import Path
 
     from ..engine.records import run_folders
-    from ..plots.curves import plot_runs
+    from ..files import ensure_writable_dir
+    from ..plots import save_figure
+    from ..plots.curves import curves_figure
 
     runs = [r for given in args.runs for r in run_folders(given)]  # a staged run: one curve per stage
-    out = args.output or (Path(args.runs[0]) / "plots" / "curves.png" if len(args.runs) == 1 else "curves.png")
-    print(plot_runs(runs, out, title=args.title, zoom=args.zoom))
+    out = Path(args.output or (Path(args.runs[0]) / "plots" / "curves.png" if len(args.runs) == 1 else "curves.png"))
+    drawn = curves_figure(runs, title=args.title, zoom=args.zoom)  # every input read before anything is written
+    try:
+        ensure_writable_dir(out.parent, flag="-o/--output")
+    except Exception:
+        import matplotlib.pyplot as plt
+
+        plt.close(drawn.figure)
+        raise
+    print(save_figure(drawn.figure, out, bbox_inches="tight"))
     return 0

@@ -44,13 +44,8 @@ class RunRecords:
         """On resume, drop records written after the checkpoint (the interrupted tail)."""
         if not self.enabled or not self.jsonl.exists():
             return
-        keep = []
-        for ln in self.jsonl.read_text().splitlines():
-            try:
-                if json.loads(ln).get("step", 0) <= global_step:
-                    keep.append(ln)
-            except json.JSONDecodeError:  # a line cut short by the interruption
-                continue
+        lines, _ = metrics_lines(self.jsonl)  # a line cut short by the interruption is left out
+        keep = [ln for ln, rec in lines if rec.get("step", 0) <= global_step]
         write_text(self.jsonl, "".join(ln + "\n" for ln in keep))
         if self.csv.exists():
             rows = list(csv.DictReader(self.csv.open()))
@@ -107,11 +102,64 @@ def run_folders(path: str | Path) -> list[Path]:
     return runs
 
 
+def metrics_lines(path: Path) -> tuple[list[tuple[str, dict]], int]:
+    """The records of a ``metrics.jsonl`` as (line, record) pairs, and how many lines were left out.
+
+    The one reader of the file, for resume and for `plot`/`compare` alike: a job killed while writing
+    leaves its last line cut short, and a line that is not a JSON object cannot be a record, so such
+    lines are skipped (counted) rather than stopping the reader."""
+    lines, skipped = [], 0
+    for ln in path.read_bytes().decode("utf-8", errors="replace").splitlines():
+        if not ln.strip():
+            continue
+        try:
+            rec = json.loads(ln)
+        except json.JSONDecodeError:
+            rec = None
+        if isinstance(rec, dict):
+            lines.append((ln, rec))
+        else:
+            skipped += 1
+    return lines, skipped
+
+
 def read_metrics(run_dir: str | Path) -> list[dict]:
-    """All records of a run folder's ``metrics.jsonl``."""
+    """All records of a run folder's ``metrics.jsonl``; lines that are not records (the last one of a
+    killed job, cut short) are left out with a warning naming the file."""
     path = Path(run_dir) / "metrics.jsonl"
     if not path.is_file():
         from ..errors import DataError
 
         raise DataError(f"{run_dir} is not a run folder (no metrics.jsonl)")
-    return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
+    lines, skipped = metrics_lines(path)
+    if skipped:
+        import warnings
+
+        warnings.warn(f"{path}: {skipped} line{'s' if skipped > 1 else ''} that {'are' if skipped > 1 else 'is'} "
+                      "not a complete record (cut short when the run was stopped?) left out", stacklevel=2)
+    return [rec for _, rec in lines]
+
+
+def read_config(run_dir: str | Path) -> dict:
+    """A run folder's ``config.json`` as the flat dict the engine writes (the options, with
+    ``model_kwargs`` a dict), or a one-line ``DataError`` naming the file when it is not one."""
+    from ..errors import DataError
+
+    path = Path(run_dir) / "config.json"
+    try:
+        doc = json.loads(path.read_bytes().decode("utf-8"))
+        problem = None if isinstance(doc, dict) else f"it holds a JSON {type(doc).__name__}, not an object"
+    except OSError as err:
+        doc, problem = None, err.strerror or type(err).__name__
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        doc, problem = None, f"not valid JSON: {getattr(err, 'msg', None) or err.reason}"
+    if problem is None:  # the parts a reader takes apart must have their shape
+        inner = doc.get("config") if isinstance(doc.get("config"), dict) else {}
+        parts = {"config": doc.get("config"), "model_kwargs": doc.get("model_kwargs"),
+                 "config.model_kwargs": inner.get("model_kwargs")}
+        bad = [name for name, value in parts.items() if value is not None and not isinstance(value, dict)]
+        problem = f"its '{bad[0]}' is not a JSON object" if bad else None
+    if problem:
+        raise DataError(f"{path} is not the run config `ventralkit train` writes ({problem}); restore it from a "
+                        "copy, or leave this run out")
+    return doc

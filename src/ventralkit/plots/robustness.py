@@ -1,7 +1,8 @@
 """Robustness figures: error heatmap (corruption x severity), error per corruption, model comparison.
 
 Corruption names are coloured by group (noise, blur, weather, digital, extra) with a legend for the
-colours; the mCE goes in the title when there is one; a corruption or severity that was not evaluated
+colours, except in the model comparison, where colours name the models and each group is a band named
+above its bars; the mCE goes in the title when there is one; a corruption or severity that was not evaluated
 is drawn as missing (hatched, "n/a"), never as a zero-height bar; a baseline measured on another
 dataset (AlexNet's ImageNet-C errors on digits) is drawn hollow with the caveat under the figure;
 runs evaluated on different severity sets are marked, since their means are not comparable.
@@ -145,6 +146,25 @@ def plot_corruption_bars(mean_errors: dict[str, float | None], path, title: str 
     return _save(fig, path)
 
 
+def _group_spans(ax, columns: list[str]) -> None:
+    """Name the corruption groups by position, not colour: alternate grey bands behind each group's
+    columns and its name above them. The comparison's colours belong to the runs, so a group drawn in
+    a colour would read as a run (noise blue beside a run in blue)."""
+    spans: list[list] = []  # [group, first column, last column]
+    for i, name in enumerate(columns):
+        group = "clean" if name == "clean" else group_of(name)
+        if spans and spans[-1][0] == group:
+            spans[-1][2] = i
+        else:
+            spans.append([group, i, i])
+    top = ax.get_xaxis_transform()  # x in data, y in axes fraction
+    for n, (group, first, last) in enumerate(spans):
+        if n % 2:
+            ax.axvspan(first - 0.5, last + 0.5, color="0.92", lw=0, zorder=0)
+        ax.text((first + last) / 2, 1.01, group, transform=top, ha="center", va="bottom", fontsize=9, color="0.2",
+                style="italic")
+
+
 def plot_robustness_comparison(table: dict[str, dict[str, float]], path, title: str | None = None,
                                clean_errors: dict[str, float | None] | None = None,
                                scores: dict[str, float | None] | None = None, score_name: str = "mCE",
@@ -184,19 +204,16 @@ def plot_robustness_comparison(table: dict[str, dict[str, float]], path, title: 
     if any_missing:
         handles.append(Patch(label="not evaluated", **MISSING))
     ax.set_xticks(x, groups, rotation=60, ha="right")
-    for label in ax.get_xticklabels():
-        if label.get_text() != "clean":
-            label.set_color(GROUP_COLOURS[group_of(label.get_text())])
+    ax.set_xlim(-0.5, len(groups) - 0.5)
+    _group_spans(ax, groups)
     ax.set_ylabel("top-1 error (%), mean over severities")
     ax.set_ylim(0, 100)
-    ax.add_artist(ax.legend(handles=_group_handles(names), title="corruption group\n(label colour)", fontsize=7,
-                            title_fontsize=7, loc="lower left", bbox_to_anchor=(1.01, 0), frameon=False))
     ax.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     head = title or "robustness comparison"
     if scores and any(v is not None for v in scores.values()):
         head += f" ({score_name} in the legend)"
     if mixed:
         head += "\nruns evaluated on different severities: their means are not comparable"
-    ax.set_title(head, fontsize=10)
+    ax.set_title(head, fontsize=10, pad=16)  # above the group names
     _footnote(fig, ax, caveat)
     return _save(fig, path)
