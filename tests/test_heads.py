@@ -246,28 +246,23 @@ def test_child_weights_are_saved_with_the_model(tmp_path):
     torch.testing.assert_close(again(x)["logits"], model(x)["logits"])
 
 
-def test_frozen_parts_do_not_change_during_a_stage():
-    """The children stage, frozen the way the engine's `trainable = ["head.child"]` does it."""
+def test_frozen_parts_do_not_change_during_a_stage(tmp_path):
+    """The study's children stage, trained by the engine with ``trainable = ["head.child"]``: the child head
+    moves, every other parameter and the frozen backbone's BatchNorm statistics keep their bytes."""
+    from conftest import make_image_folder
+    from ventralkit.engine.train import train
+
     torch.manual_seed(0)
-    model = create_model("phinet_hierarchical10")
-    trainable = ["head.child"]
-    for name, p in model.named_parameters():
-        p.requires_grad = any(name.startswith(t) for t in trainable)
-    model.train()
-    for name, m in model.named_modules():  # frozen modules stay in eval mode (BatchNorm statistics)
-        if name and not any(name.startswith(t) or t.startswith(name + ".") for t in trainable):
-            m.eval()
-    before = {k: v.clone() for k, v in model.state_dict().items()}
-    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-2)
-    for _ in range(2):
-        x, y = torch.randn(4, 3, 32, 32), torch.randint(0, 100, (4,))
-        loss = model.head_loss(model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    after = model.state_dict()
-    changed = {k for k in before if not torch.equal(before[k], after[k])}
-    assert changed == {"head.child.weight"}
+    start = create_model("phinet_hierarchical10").state_dict()
+    assert sum(k.endswith("running_mean") for k in start) == 24  # statistics that batches would move
+    torch.save({"model": start}, tmp_path / "start.pt")
+    data = make_image_folder(tmp_path / "data", classes=3, train_per_class=4, val_per_class=1)
+    train(model="phinet_hierarchical10", checkpoint=str(tmp_path / "start.pt"), trainable=["head.child"],
+          data_path=str(data), num_classes=100, image_size=32, batch_size=4, epochs=1, max_steps_per_epoch=2,
+          workers=0, lr=0.1, device="cpu", progress=False, keep_epochs=0, output_path=str(tmp_path / "run"))
+    after = torch.load(tmp_path / "run/checkpoints/last.pt", weights_only=True)["model"]
+    assert after.keys() == start.keys()
+    assert {k for k in start if not torch.equal(start[k], after[k])} == {"head.child.weight"}
 
 
 # ---- any backbone -------------------------------------------------------------------------------

@@ -191,21 +191,44 @@ def test_uniform_interface(name):
 
 
 @pytest.mark.parametrize("name", ["v1_resnet50_composite_a", "v1_resnet50_cortical_magnification"])
-def test_fine_tuning_setup_trains_exactly_the_new_head(name):
-    # docs/reference/v1_resnet.md section 3: 409,800 trainable parameters (2048 x 200 + 200). For the Sequential model the
-    # original froze everything (main.py bug 2) or appended a second head ``fc`` (eval-script bug).
-    model = create_model(name)
-    n_children = len(list(model.children()))
-    model.reset_classifier(200)
-    assert len(list(model.children())) == n_children
-    head = model.classifier_name
-    for pname, p in model.named_parameters():
-        p.requires_grad = pname.startswith(head + ".")
-    assert count_parameters(model, trainable_only=True) == 409_800
-    assert [n for n, p in model.named_parameters() if p.requires_grad] == [f"{head}.weight", f"{head}.bias"]
-    model.eval()
-    with torch.no_grad():
-        assert model(torch.randn(1, 3, 64, 64)).shape == (1, 200)
+def test_fine_tuning_trains_exactly_the_new_head(name, tmp_path, monkeypatch):
+    """``train --checkpoint ORIGINAL --reset_classifier --num_classes 200 --trainable classifier``, as the study
+    fine-tuned: docs/reference/v1_resnet.md section 3 counts 409,800 trainable parameters (2048 x 200 + 200).
+    For the Sequential model the original froze everything (main.py bug 2) or appended a second head ``fc``
+    (eval-script bug). Only the new head may move; the backbone's weights and BatchNorm statistics keep
+    their bytes."""
+    import json
+
+    from conftest import make_image_folder
+    from ventralkit.engine import train as engine
+
+    torch.manual_seed(0)
+    original = create_model(name)
+    n_children = len(list(original.children()))
+    head = original.classifier_name
+    original = original.state_dict()
+    torch.save({"model": original}, tmp_path / "original.pt")
+    built = {}  # the weights the engine starts from: the original's, with a fresh 200-class head
+
+    def build_model(cfg, num_classes):
+        model = build(cfg, num_classes)
+        assert len(list(model.children())) == n_children
+        built.update({k: v.clone() for k, v in model.state_dict().items()})
+        return model
+
+    build = engine.build_model
+    monkeypatch.setattr(engine, "build_model", build_model)
+    data = make_image_folder(tmp_path / "data", classes=2, train_per_class=2, val_per_class=1, size=64)
+    engine.train(model=name, checkpoint=str(tmp_path / "original.pt"), reset_classifier=True, num_classes=200,
+                 trainable=["classifier"], data_path=str(data), image_size=64, batch_size=2, epochs=1,
+                 max_steps_per_epoch=2, workers=0, lr=0.1, device="cpu", progress=False, keep_epochs=0,
+                 output_path=str(tmp_path / "run"))
+    assert json.loads((tmp_path / "run/config.json").read_text())["num_trainable"] == 409_800
+    after = torch.load(tmp_path / "run/checkpoints/last.pt", weights_only=True)["model"]
+    new_head = {f"{head}.weight", f"{head}.bias"}
+    assert after.keys() == built.keys() == original.keys() and after[f"{head}.weight"].shape == (200, 2048)
+    assert all(torch.equal(built[k], original[k]) for k in original if k not in new_head)
+    assert {k for k in built if not torch.equal(built[k], after[k])} == new_head
 
 
 def test_models_built_in_one_process_do_not_leak_settings():
