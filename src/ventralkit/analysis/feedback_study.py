@@ -37,6 +37,10 @@ DESIGNS = ("replace", "additive", "gated")
 FEEDFORWARD = "feedforward"
 #: settings that must not change between two invocations on the same study folder
 _FIXED = ("dataset", "epochs", "image_size", "batch_size", "lr", "max_steps_per_epoch")
+#: what a setting is when neither the call nor the folder's study.json gives it
+STUDY_DEFAULTS = {"dataset": "digits-occluded", "outer_times": (1, 2, 3), "designs": ("gated", "additive", "replace"),
+                  "seeds": (0, 1), "epochs": 6, "image_size": 32, "batch_size": 32, "lr": 0.01,
+                  "max_steps_per_epoch": None}
 #: val images used for the inside analysis (the Gram matrices are n x n)
 INSIDE_MAX_IMAGES = 512
 
@@ -115,16 +119,53 @@ def run_state(run_dir: Path) -> str:
     return "finished" if read_checkpoint(last).get("finished") else "partial"
 
 
-def check_settings(output: Path, settings: dict) -> None:
-    """Refuse to mix two studies with different training settings in one folder."""
-    path = output / "study.json"
+def read_study(output: Path) -> dict | None:
+    """The settings in ``output/study.json`` (its dataset in the canonical spelling), or None without one."""
+    from ..data.embedded import canonical_dataset
+
+    path = Path(output) / "study.json"
     if not path.is_file():
+        return None
+    try:
+        stored = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ConfigError(f"{path}: not a readable study file ({err}); move it away to start the study "
+                          "anew in this folder") from None
+    grid_ok = isinstance(stored, dict) and all(isinstance(stored.get(k, []), list)
+                                               for k in ("outer_times", "designs", "seeds"))
+    if not grid_ok or not isinstance(stored.get("dataset"), str):
+        raise ConfigError(f"{path}: not a study file (no dataset, or a grid that is not lists); move it away "
+                          "to start the study anew in this folder")
+    stored["dataset"] = canonical_dataset(stored["dataset"])  # written before spellings were made one
+    return stored
+
+
+def resolve_settings(given: dict, stored: dict | None) -> tuple[dict, list[str]]:
+    """Each setting as given, else from the folder's study.json, else ``STUDY_DEFAULTS``.
+
+    Returns the settings and the names taken from study.json, so that re-running a study, or
+    reporting it, needs none of the flags it was started with.
+    """
+    settings, from_study = {}, []
+    for key, default in STUDY_DEFAULTS.items():
+        value = given.get(key)
+        if value is None and stored is not None and key in stored:
+            value = stored[key]
+            from_study.append(key)
+        settings[key] = default if value is None and key not in from_study else value
+    return settings, from_study
+
+
+def check_settings(output: Path, settings: dict, stored: dict | None = None) -> None:
+    """Refuse to mix two studies with different training settings in one folder (datasets compared in their
+    canonical spelling: ``digits-occluded`` is ``digits-occluded:0.5``)."""
+    old = read_study(output) if stored is None else stored
+    if old is None:
         return
-    old = json.loads(path.read_text())
     for key in _FIXED:
         if old.get(key) != settings[key]:
-            raise ConfigError(f"--output {output} holds a study with --{key} {old[key]} (this one: {settings[key]}); "
-                              "use the same value or another folder")
+            raise ConfigError(f"--output {output} holds a study with --{key} {old.get(key)} (this one: "
+                              f"{settings[key]}); use the same value (or leave the flag out) or another folder")
 
 
 def forward_macs(model: nn.Module, image_size: int) -> int:
@@ -172,30 +213,48 @@ class StudyResult:
     files: dict
 
 
-def run_feedback_study(output: str | Path, dataset: str = "digits-occluded", outer_times=(1, 2, 3),
-                       designs=DESIGNS, seeds=(0, 1), epochs: int = 6, image_size: int = 32,
-                       batch_size: int = 32, lr: float = 0.01, workers: int = 0, inside: bool = True,
-                       train_missing: bool = True, max_steps_per_epoch: int | None = None,
+def run_feedback_study(output: str | Path, dataset: str | None = None, outer_times=None, designs=None,
+                       seeds=None, epochs: int | None = None, image_size: int | None = None,
+                       batch_size: int | None = None, lr: float | None = None, workers: int = 0,
+                       inside: bool = True, train_missing: bool = True, max_steps_per_epoch: int | None = None,
                        at_epoch: int | None = None) -> StudyResult:
     """Train the missing runs of the grid (``train_missing``), then write the table and figures.
+
+    A setting left as None is the one in ``output/study.json`` (the study being continued or
+    reported), else ``STUDY_DEFAULTS``. With ``train_missing=False`` (``--report_only``) the folder
+    must hold a study, and nothing but the tables and figures is written.
 
     ``at_epoch``: tabulate the val top-1 after that epoch, from every run that has reached it
     (finished or not; the data order and the lr of the first epochs do not depend on ``epochs``
     under the step schedule, so these are the numbers a run of ``at_epoch`` epochs gives)."""
+    from ..data.embedded import canonical_dataset
     from ..engine.train import train
 
     output = Path(output)
+    stored = read_study(output)
+    if stored is None and not train_missing:
+        raise ConfigError(f"--output {output}: no study here (no study.json) to report; start it with "
+                          f"`ventralkit study feedback -o {output}` (without --report_only)")
+    given = {"dataset": dataset, "outer_times": outer_times, "designs": designs, "seeds": seeds, "epochs": epochs,
+             "image_size": image_size, "batch_size": batch_size, "lr": lr, "max_steps_per_epoch": max_steps_per_epoch}
+    chosen, from_study = resolve_settings(given, stored)
+    dataset, outer_times, designs, seeds = (chosen[k] for k in ("dataset", "outer_times", "designs", "seeds"))
+    epochs, image_size, batch_size, lr = (chosen[k] for k in ("epochs", "image_size", "batch_size", "lr"))
+    max_steps_per_epoch = chosen["max_steps_per_epoch"]
     validate_study(outer_times, designs, seeds, epochs, image_size, batch_size, lr, dataset, max_steps_per_epoch)
+    dataset = canonical_dataset(dataset)
     if at_epoch is not None and not 0 < int(at_epoch) <= int(epochs):
         raise ConfigError(f"--at_epoch must be between 1 and --epochs ({epochs}), got {at_epoch}")
     settings = {"dataset": dataset, "epochs": int(epochs), "image_size": int(image_size),
                 "batch_size": int(batch_size), "lr": float(lr), "max_steps_per_epoch": max_steps_per_epoch}
-    check_settings(output, settings)
+    check_settings(output, settings, stored)
     runs = study_runs(outer_times, designs, seeds)
     configs = {r: run_config(r, output / "runs" / r.name, dataset, epochs, image_size, batch_size, lr, workers,
                              max_steps_per_epoch) for r in runs}
-    write_json(output / "study.json", {**settings, "outer_times": sorted(set(outer_times)),
-                                       "designs": list(designs), "seeds": list(seeds)})
+    if from_study:
+        print(f"from {output / 'study.json'}: " + ", ".join(f"--{k} {_flag_value(chosen[k])}" for k in from_study))
+    if train_missing:
+        write_json(output / "study.json", {**settings, **study_grid(stored, outer_times, designs, seeds)})
     for i, r in enumerate(runs, 1):
         run_dir = output / "runs" / r.name
         state = run_state(run_dir)
@@ -210,6 +269,23 @@ def run_feedback_study(output: str | Path, dataset: str = "digits-occluded", out
             cfg = cfg.replace(resume=str(run_dir / "checkpoints" / "last.pt"))
         train(cfg)
     return write_study_results(output, runs, settings, inside=inside, at_epoch=at_epoch)
+
+
+def study_grid(stored: dict | None, outer_times, designs, seeds) -> dict:
+    """The grid study.json keeps: every outer_times, design and seed trained in the folder so far.
+
+    A call with a few more seeds or designs trains only those runs; the study, and a later
+    ``--report_only`` or a rerun without grid flags, still covers all of them.
+    """
+    old = stored or {}
+    return {"outer_times": sorted({*old.get("outer_times", ()), *outer_times}),
+            "designs": list(dict.fromkeys([*old.get("designs", ()), *designs])),
+            "seeds": list(dict.fromkeys([*old.get("seeds", ()), *seeds]))}
+
+
+def _flag_value(value) -> str:
+    """A setting as it would be typed after its flag (lists space-separated)."""
+    return " ".join(str(v) for v in value) if isinstance(value, (list, tuple)) else str(value)
 
 
 def _mean_sd(values: list[float]) -> tuple[float, float | None]:

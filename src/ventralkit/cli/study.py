@@ -6,6 +6,8 @@
 Trains every design x outer_times x seed with the engine (each run in OUT/runs/<name>, skipped when
 finished and resumed when interrupted, so the same command continues a study), then writes
 feedback_study.csv/.md/.png and, per trained feedback model, feedback_inside.csv/.png.
+The settings are stored in OUT/study.json: a flag left out is taken from there, so
+`ventralkit study feedback -o OUT` continues a study and `... -o OUT --report_only` reports it.
 """
 
 from __future__ import annotations
@@ -20,22 +22,24 @@ def register(sub) -> None:
     f = which.add_parser("feedback", help="train outer_times x feedback designs x seeds; table and figures",
                          description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     f.add_argument("-o", "--output", required=True, help="study folder (runs/, tables, figures); re-use it to resume")
-    f.add_argument("--dataset", default="digits-occluded",
-                   help="digits or digits-occluded[:LEVEL] (LEVEL in [0, 1], default 0.5)")
-    f.add_argument("--outer_times", type=int, nargs="+", default=[1, 2, 3],
-                   help="passes over V1-V4 (1 = the feed-forward network, trained once per seed)")
-    f.add_argument("--designs", nargs="+", default=["gated", "additive", "replace"],
-                   help="feedback designs, trained in this order: gated, additive, replace")
-    f.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    f.add_argument("--epochs", type=int, default=6, help="the same for every run")
-    f.add_argument("--imsize", "--image_size", dest="image_size", type=int, default=32)
-    f.add_argument("--batch_size", type=int, default=32)
-    f.add_argument("--lr", type=float, default=0.01)
+    # None = the study's own value (OUT/study.json), else the default named in the help
+    f.add_argument("--dataset", default=None,
+                   help="digits or digits-occluded[:LEVEL] (LEVEL in [0, 1], default 0.5); default digits-occluded")
+    f.add_argument("--outer_times", type=int, nargs="+", default=None,
+                   help="passes over V1-V4 (1 = the feed-forward network, trained once per seed); default 1 2 3")
+    f.add_argument("--designs", nargs="+", default=None,
+                   help="feedback designs, trained in this order; default gated additive replace")
+    f.add_argument("--seeds", type=int, nargs="+", default=None, help="default 0 1")
+    f.add_argument("--epochs", type=int, default=None, help="the same for every run; default 6")
+    f.add_argument("--imsize", "--image_size", dest="image_size", type=int, default=None, help="default 32")
+    f.add_argument("--batch_size", type=int, default=None, help="default 32")
+    f.add_argument("--lr", type=float, default=None, help="default 0.01")
     f.add_argument("--max_steps_per_epoch", type=int, default=None, help="cap on steps per epoch (quick tries)")
     f.add_argument("-j", "--workers", type=int, default=0, help="DataLoader worker processes per run")
     f.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     f.add_argument("--no_inside", action="store_true", help="skip the per-pass CKA / read-out analysis")
-    f.add_argument("--report_only", action="store_true", help="train nothing; tables and figures of finished runs")
+    f.add_argument("--report_only", action="store_true",
+                   help="train nothing; tables and figures of the finished runs of the study in -o")
     f.add_argument("--at_epoch", type=int, default=None,
                    help="also tabulate val top-1 after this epoch, from every run that reached it, as "
                         "feedback_study_epoch{N}.csv/.md/.png (default: the last epoch only)")

@@ -289,7 +289,19 @@ def occlusion_level(dataset: str) -> float:
     if not 0.0 <= value <= 1.0:
         raise ConfigError(f"--dataset {dataset}: the occlusion level after ':' must be a number in [0, 1], "
                           "e.g. digits-occluded:0.5")
-    return value
+    return value + 0.0  # -0.0 is 0.0
+
+
+def canonical_dataset(dataset: str) -> str:
+    """One spelling per dataset, so that two spellings of the same data compare equal.
+
+    ``digits-occluded``, ``digits-occluded:0.50`` and ``digits-occluded:5e-1`` all become
+    ``digits-occluded:0.5`` (the level made explicit, as the shortest float that reads back the same);
+    other names are returned as given. A bad level is the ``occlusion_level`` ConfigError.
+    """
+    if dataset.partition(":")[0] != OCCLUDED_PREFIX:
+        return dataset
+    return f"{OCCLUDED_PREFIX}:{occlusion_level(dataset)!r}"
 
 
 def occlude(image: Image.Image, level: float, seed: int) -> Image.Image:
