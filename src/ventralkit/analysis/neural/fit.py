@@ -35,8 +35,9 @@ class NeuralResult:
     """Scores of every layer under every metric, with the ceiling and per-neuroid values.
 
     ``rows``: one dict per (layer, metric) with ``layer, metric, raw, ceiling, score, note`` (``ceiling`` and
-    ``score`` NaN without repetitions; ``note`` says why a value is missing, "" when none is). ``per_neuroid[(layer, metric)]``: regression metrics' held-out
-    r per neuroid, mean over splits. ``neuroid_ceiling``: the split-half ceiling per neuroid (or None).
+    ``score`` NaN without repetitions; ``note`` says why a value is missing, "" when none is).
+    ``per_neuroid[(layer, metric)]``: regression metrics' held-out r per neuroid, mean over splits.
+    ``neuroid_ceiling``: the split-half ceiling per neuroid (or None).
     """
 
     rows: list[dict]
