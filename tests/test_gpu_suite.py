@@ -13,6 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from ventralkit.analysis.feedback_study import forward_macs
+from ventralkit.models import create_model
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -31,10 +34,39 @@ def test_gpu_suite_quick_on_cpu(tmp_path):
     assert "failed" not in text, text
     # without CUDA the CUDA tests are collected and skipped as a whole, cleanly
     assert re.search(r"CUDA tests .*: exit [05], 1 skipped", text), text  # 5: nothing left to run
-    for model in ("cornet_z", "phinet"):  # a row of numbers and two ratios for each quick model
-        assert re.search(rf"\| {model} \| 32 \| 4 \| [\d.]+ \| [\d.]+ \| [\d.]+ \| [\d.]+x \| \*\*[\d.]+x\*\* \|", text)
-    assert re.search(r"\| cornet_z \| [\d.]+ \| [\d.]+ \| \*\*[\d.]+x\*\* \| \d\.\de-\d\d \|", text)  # features
-    assert "--data_backend gpu" in text and len(re.findall(r"\*\*\d+%\*\* of the device-memory-fed", text)) == 2
+    for model in ("cornet_z", "phinet"):  # images/s of the three loops, their ratios, the FLOPs of a step
+        cells = _row(text, model, columns=11)
+        assert cells[1:3] == ["32", "4"]
+        plain, fp32, fast = map(float, cells[3:6])
+        assert min(plain, fp32, fast) > 0
+        assert _number(cells[6]) == pytest.approx(fp32 / plain, abs=0.006)
+        assert _number(cells[7]) == pytest.approx(fast / plain, abs=0.006)
+        # forward + backward: the backward computes input and weight gradients, each as costly as the forward
+        # (the first layer needs no input gradient), so 2.5-3x the forward's FLOPs counted here with hooks
+        forward = 2 * forward_macs(create_model(model), 32) / 1e9
+        assert 2.5 * forward <= float(cells[8]) <= 3 * forward * 1.001, (cells[8], forward)
+        assert cells[9:] == ["n/a / n/a / n/a"] * 2  # no MFU and no device memory on the CPU
+    cells = _row(text, "cornet_z", columns=6, after="### Feature extraction")
+    original, ours = float(cells[1]), float(cells[2])
+    assert _number(cells[3]) == pytest.approx(ours / original, abs=0.006)
+    assert float(cells[4]) < 1e-5  # the same float32 features, batched or one image at a time
+    shares = re.findall(r"([\d.]+) img/s = \*\*(\d+)%\*\* of the device-memory-fed ([\d.]+) img/s", text)
+    assert "--data_backend gpu" in text and len(shares) == 2
+    for ips, percent, ceiling in shares:
+        assert abs(int(percent) - 100 * float(ips) / float(ceiling)) <= 0.51
+
+
+def _row(text: str, first: str, columns: int, after: str = "### Train step") -> list[str]:
+    """The cells of the first table row that starts with ``first`` after the heading ``after``."""
+    lines = text[text.index(after):].splitlines()
+    cells = next([c.strip() for c in ln.strip().strip("|").split("|")] for ln in lines if ln.startswith(f"| {first} |"))
+    assert len(cells) == columns, cells
+    return cells
+
+
+def _number(cell: str) -> float:
+    """``0.90x`` or ``**2.32x**`` -> 0.9, 2.32."""
+    return float(cell.strip("*").rstrip("x"))
 
 
 def test_peak_table_matches_device_names():
