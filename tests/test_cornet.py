@@ -277,14 +277,64 @@ def test_uniform_interface(models):
     assert z(x).shape == (2, 512)
 
 
-def test_init_matches_the_original_scheme():
-    """Z: xavier-uniform, zero bias; S: conv ~ N(0, sqrt(2/(k*k*out))), BN 1/0 (docs/reference/cornet.md sections 1.1, 1.3)."""
+def _uniform(w: torch.Tensor, bound: float, what: str) -> None:
+    """Drawn from U(-bound, bound): nothing beyond the bound, the range filled (the largest of n draws
+    falls short by 20/n of it with probability e^-20), mean 0 and sd bound/sqrt(3) within 5 standard errors."""
+    x = w.detach().flatten().float()
+    n = x.numel()
+    assert x.abs().max() <= bound, what
+    assert x.abs().max() >= bound * (1 - 20 / n), what
+    sd, mean = torch.std_mean(x)
+    assert abs(mean) < 5 * bound / (3 * n) ** 0.5, what
+    assert abs(sd / (bound / 3 ** 0.5) - 1) < 5 * (0.8 / (4 * n)) ** 0.5, what  # kurtosis of a uniform: 1.8
+
+
+def _normal(w: torch.Tensor, sd_want: float, what: str) -> None:
+    """Drawn from N(0, sd_want): mean, sd and the share beyond 2 sd (4.55 %; a uniform of that sd has
+    none) within 5 standard errors."""
+    x = w.detach().flatten().float()
+    n = x.numel()
+    sd, mean = torch.std_mean(x)
+    assert abs(mean) < 5 * sd_want / n ** 0.5, what
+    assert abs(sd / sd_want - 1) < 5 * (2 / (4 * n)) ** 0.5, what
+    tail = (x.abs() > 2 * sd_want).float().mean().item()
+    assert abs(tail - 0.0455) < 5 * (0.0455 * 0.9545 / n) ** 0.5, what
+
+
+def _pytorch_default(m: nn.Module, what: str) -> None:
+    """``reset_parameters`` of Conv2d / Linear: weight and bias ~ U(+-1/sqrt(fan_in))."""
+    bound = m.weight[0].numel() ** -0.5
+    _uniform(m.weight, bound, what)
+    if m.bias is not None:
+        _uniform(m.bias, bound, what)
+
+
+@pytest.mark.parametrize("name, kwargs", [("cornet_z", {}), ("cornet_r", {}), ("cornet_rt", {}), ("cornet_s", {}),
+                                          ("cornet_s100", {"outer_times": 2, "feedback": "gated"})])
+def test_init_matches_the_original_scheme(name, kwargs):
+    """Every layer, by the distribution of its values (docs/reference/cornet.md sections 1.1-1.4): Z: conv and
+    linear xavier-uniform, zero biases; R and RT: PyTorch's default init, GroupNorm 1/0; S and S100 (V4_to_V1
+    included): every conv ~ N(0, sqrt(2/(k*k*out))) without bias, BatchNorm 1/0, and the Linear left at
+    PyTorch's default (the original forgot it; kept so training from scratch matches)."""
     torch.manual_seed(0)
-    z = vk.create_model("cornet_z")
-    assert torch.count_nonzero(z.V2.conv.bias) == 0
-    bound = (6 / (64 * 9 + 128 * 9)) ** 0.5
-    assert z.V2.conv.weight.abs().max() <= bound
-    s = vk.create_model("cornet_s")
-    w = s.IT.conv2.weight
-    assert abs(w.std().item() - (2 / (9 * 2048)) ** 0.5) < 1e-3
-    assert torch.all(s.V2.norm1_0.weight == 1)
+    model = vk.create_model(name, **kwargs)
+    kinds = {}
+    for what, m in model.named_modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            kinds[type(m)] = kinds.get(type(m), 0) + 1
+            if name == "cornet_z":
+                fan_in, fan_out = m.weight[0].numel(), m.weight[:, 0].numel()
+                _uniform(m.weight, (6 / (fan_in + fan_out)) ** 0.5, what)
+                assert not m.bias.any(), what
+            elif name in ("cornet_r", "cornet_rt") or isinstance(m, nn.Linear):
+                _pytorch_default(m, what)
+            else:
+                _normal(m.weight, (2 / (m.kernel_size[0] * m.kernel_size[1] * m.out_channels)) ** 0.5, what)
+                assert m.bias is None, what
+        elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)) and m.weight is not None:
+            kinds[type(m)] = kinds.get(type(m), 0) + 1
+            assert torch.all(m.weight == 1) and not m.bias.any(), what
+    assert kinds[nn.Conv2d] >= 4 and kinds[nn.Linear] == 1
+    assert (nn.GroupNorm if name in ("cornet_r", "cornet_rt") else nn.BatchNorm2d) in kinds or name == "cornet_z"
+    if name == "cornet_s100":
+        assert not model.V4_to_V1_gain.any()  # the gate starts closed
