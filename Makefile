@@ -29,5 +29,23 @@ bench: $(STAMP)
 gpu-check: $(STAMP)
 	$(PY) benchmarks/gpu_suite.py --device cuda
 
+# The Brain-Score adapter against brainscore-vision itself, in its own environment: brainscore-vision pins
+# numpy<2 and scikit-learn<1.6, so it never goes into .venv (where tests/test_brainscore.py skips the
+# construction test). Run by hand before a release and after changing integrations/brainscore.py; CI does
+# not run it (its first install puts ~7 GB in .venv-brainscore: torch with its CUDA libraries, jupyter).
+BS_VENV  := .venv-brainscore
+BS_PY    := $(BS_VENV)/bin/python
+BS_STAMP := $(BS_VENV)/.installed
+
+$(BS_STAMP): pyproject.toml
+	test -x $(BS_PY) || $(PYTHON) -m venv $(BS_VENV)
+	$(BS_PY) -m pip install --quiet --upgrade pip
+	$(BS_PY) -m pip install --quiet -e '.[test]' 'brainscore-vision==2.4.2'
+	touch $(BS_STAMP)
+
+.PHONY: test-brainscore
+test-brainscore: $(BS_STAMP)
+	VENTRALKIT_REQUIRE_BRAINSCORE=1 $(BS_PY) -m pytest -q -p no:cacheprovider tests/test_brainscore.py
+
 clean:
-	rm -rf $(VENV) demo_runs .pytest_cache
+	rm -rf $(VENV) $(BS_VENV) demo_runs .pytest_cache

@@ -1,11 +1,15 @@
 """The Brain-Score adapter: region map from the registry's commitments; construction when installed.
 
-brainscore-vision is an optional extra (it downgrades numpy), so CI runs the first three tests and
+brainscore-vision is an optional extra (it downgrades numpy), so CI runs the first four tests and
 skips the construction test; with the extra installed the last test builds a ModelCommitment and
 checks the extracted activations against ventralkit's own recording (no Brain-Score data needed).
+`make test-brainscore` runs this file in its own environment (.venv-brainscore) with
+VENTRALKIT_REQUIRE_BRAINSCORE=1, under which the construction test runs (and fails) rather than skips
+when brainscore-vision cannot be imported.
 """
 
 import importlib.util
+import os
 
 import numpy as np
 import pytest
@@ -16,6 +20,7 @@ from ventralkit.errors import ConfigError
 from ventralkit.integrations.brainscore import brainscore_model, region_layer_map, split_layer
 
 HAVE_BRAINSCORE = importlib.util.find_spec("brainscore_vision") is not None
+REQUIRED = os.environ.get("VENTRALKIT_REQUIRE_BRAINSCORE") == "1"  # set by `make test-brainscore`
 
 
 def test_region_map_is_the_registry_commitment_last_step_by_default():
@@ -41,13 +46,13 @@ def test_split_layer():
     assert split_layer("features.conv-t2-t10") == ("features.conv-t2", 10)
 
 
-@pytest.mark.skipif(HAVE_BRAINSCORE, reason="brainscore-vision is installed")
+@pytest.mark.skipif(HAVE_BRAINSCORE or REQUIRED, reason="brainscore-vision is installed (or required)")
 def test_missing_extra_is_a_clear_error():
     with pytest.raises(ConfigError, match=r"pip install 'ventralkit\[brainscore\]'"):
         brainscore_model("cornet_z")
 
 
-@pytest.mark.skipif(not HAVE_BRAINSCORE, reason="optional extra brainscore-vision not installed")
+@pytest.mark.skipif(not (HAVE_BRAINSCORE or REQUIRED), reason="optional extra brainscore-vision not installed")
 def test_construction_and_time_step_activations(tmp_path):
     from PIL import Image
 
