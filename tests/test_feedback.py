@@ -114,7 +114,7 @@ def _study(tmp_path, *extra):
 
 @pytest.mark.slow
 def test_study_end_to_end_and_skips_finished_runs(tmp_path, capsys, monkeypatch):
-    import ventralkit.analysis.feedback_study as fs
+    import ventralkit.studies.feedback as fs
 
     monkeypatch.setattr(fs, "INSIDE_MAX_IMAGES", 40)
     assert _study(tmp_path) == 0
@@ -193,7 +193,7 @@ def _calibrated_gated(gain: float):
 
 def _inside(tmp_path, monkeypatch, model):
     """``inside_analysis`` on a run folder holding ``model`` as its last checkpoint."""
-    import ventralkit.analysis.feedback_study as fs
+    import ventralkit.studies.feedback as fs
 
     monkeypatch.setattr(fs, "INSIDE_MAX_IMAGES", N_INSIDE)
     run = fs.StudyRun("gated", 2, 0)

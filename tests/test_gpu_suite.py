@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ventralkit.analysis.feedback_study import forward_macs
+from ventralkit.studies.feedback import forward_macs
 from ventralkit.models import create_model
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -37,7 +37,7 @@ def trained(monkeypatch):
 
     monkeypatch.setattr(engine_train, "train", fake_train)
     # the compute column builds a 53M-parameter CORnet-S100 per row: not what these tests are about
-    monkeypatch.setattr("ventralkit.analysis.feedback_study.run_macs",
+    monkeypatch.setattr("ventralkit.studies.feedback.run_macs",
                         lambda run, size, classes: 10 ** 8 * run.outer_times)
     return calls
 

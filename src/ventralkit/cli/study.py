@@ -48,7 +48,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..analysis.feedback_study import run_feedback_study, study_summary
+    from ..studies.feedback import run_feedback_study, study_summary
     from ..errors import ConfigError
 
     if args.threads is not None:

@@ -1,4 +1,4 @@
-"""Figures of the feedback study (``analysis.feedback_study``): accuracy against epoch and compute,
+"""Figures of the feedback study (``studies.feedback``): accuracy against epoch and compute,
 and what each pass of the V4 -> V1 loop changes inside the network.
 
 Designs often land on the same point (the gated network and the feed-forward one reach the same

@@ -385,7 +385,7 @@ def inside_analysis(run_dir: Path, run: StudyRun, settings: dict) -> list[dict]:
 
     from ..data import load_datasets
     from ..models.interface import record_activations
-    from .neural.metrics import cka_from_grams
+    from ..analysis.neural.metrics import cka_from_grams
     from ..models.registry import create_model, model_info
     from ..models.weights import load_weights, read_checkpoint
 
