@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast bench gpu-check clean
+.PHONY: demo test test-fast stress bench gpu-check clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,10 +17,14 @@ demo: $(STAMP)
 	$(VENV)/bin/ventralkit demo
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not stress"
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -m "not slow and not stress"
+
+# `corrupt -j 2` over every corruption, 50 fresh processes: no hang, the same bytes (~4 min on 2 cores)
+stress: $(STAMP)
+	$(PY) -m pytest -q -m stress tests/test_corrupt_stress.py
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py

@@ -1,12 +1,55 @@
-"""Shared fixtures: small generated datasets (no downloads), CLI runner, quiet progress bars."""
+"""Shared fixtures: small generated datasets (no downloads), CLI runner, quiet progress bars; a time limit per test;
+the ``stress`` tests only when asked for (``make stress``, ``pytest -m stress``)."""
 
 from __future__ import annotations
 
+import faulthandler
 import os
+import sys
 
 import pytest
 
 os.environ.setdefault("VENTRALKIT_NO_PROGRESS", "1")
+
+#: seconds one test may run before the whole run stops with the stack of every thread (faulthandler, which also
+#: reports a hang inside C code): a hang fails in minutes instead of holding CI until its own limit. The slowest
+#: tests take a few minutes on 2 loaded cores; VENTRALKIT_TEST_TIME_LIMIT changes it (0 = no limit, e.g. under a
+#: debugger).
+TEST_TIME_LIMIT_S = float(os.environ.get("VENTRALKIT_TEST_TIME_LIMIT", "600"))
+_STACKS_FD: list[int] = []
+
+
+def pytest_configure(config):
+    # the terminal's stderr, kept now: while a test runs, pytest captures fd 2, and what faulthandler writes
+    # there would be lost when it ends the process
+    _STACKS_FD.append(os.dup(sys.stderr.fileno()))
+
+
+def pytest_unconfigure(config):
+    while _STACKS_FD:
+        os.close(_STACKS_FD.pop())
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    marker = item.get_closest_marker("time_limit")  # @pytest.mark.time_limit(seconds): a longer test's own
+    limit = float(marker.args[0]) if marker and TEST_TIME_LIMIT_S > 0 else TEST_TIME_LIMIT_S
+    if limit > 0 and _STACKS_FD:
+        faulthandler.dump_traceback_later(limit, exit=True, file=_STACKS_FD[0])
+    try:
+        yield
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Stress tests run only when ``-m`` names them: plain ``pytest`` and ``make test`` leave them out."""
+    if "stress" in (config.getoption("markexpr", "") or ""):
+        return
+    skip = pytest.mark.skip(reason="a stress test: run with `make stress` (pytest -m stress)")
+    for item in items:
+        if item.get_closest_marker("stress"):
+            item.add_marker(skip)
 
 
 def make_image_folder(root, classes=3, train_per_class=8, val_per_class=3, size=32, seed=0):

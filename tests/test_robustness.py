@@ -285,6 +285,78 @@ def test_corrupt_refuses_a_corrupted_source_and_dst_inside_src(tmp_path):
         rb.corrupt_dataset(src, src / "corrupted", workers=0)
 
 
+
+CORRUPT = ("--corruptions", "contrast", "--severities", "1", "--quiet")
+
+
+def _tiny_image_among_others(src: Path) -> Path:
+    make_folder(src, per_class=2)
+    from PIL import Image
+
+    Image.new("RGB", (16, 16), (90, 120, 150)).save(src / "class_1" / "img_9.png")
+    return src
+
+
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_a_failed_start_leaves_nothing_and_the_size_advice_works(tmp_path, cli, workers):
+    """Issue 21: a 16 px image left DST half-made with size null, and `--size 32` (the advice) was then refused
+    with "pass --size None", which argparse refuses. Now nothing is made, and the advice works as given."""
+    src = _tiny_image_among_others(tmp_path / "src")
+    dst = tmp_path / "dst"
+    code, out, err = cli("corrupt", src, dst, *CORRUPT, "-j", workers)
+    assert code == 2 and err.count("\n") == 1 and "img_9.png is 16x16 pixels" in err
+    assert "pass --size 32 or more" in err
+    assert not dst.exists()
+    code, out, err = cli("corrupt", src, dst, *CORRUPT, "-j", workers, "--size", "32")  # as advised
+    assert (code, err) == (0, "")
+    assert len(output_files(dst)) == 5 and json.loads((dst / generate.MANIFEST).read_text())["size"] == 32
+
+
+def test_a_truncated_image_leaves_nothing_and_deleting_it_as_advised_works(tmp_path, cli):
+    src = make_folder(tmp_path / "src", per_class=2)
+    cut = src / "class_0" / "img_0.png"  # the first image: the run fails before any output is finished
+    cut.write_bytes(cut.read_bytes()[:-60])  # header intact, pixels cut short
+    header_only = tmp_path / "src2"
+    make_folder(header_only, per_class=1)
+    (header_only / "class_1" / "img_0.png").write_bytes(b"\x89PNG\r\n")  # not even a header
+    existing = tmp_path / "existing"
+    existing.mkdir()  # a DST folder made beforehand stays, as it was
+    for source, dst in ((src, tmp_path / "dst"), (header_only, tmp_path / "dst2"), (src, existing)):
+        code, out, err = cli("corrupt", source, dst, *CORRUPT, "-j", "0")
+        assert code == 2 and err.count("\n") == 1 and "cannot read image" in err and "fix or delete it" in err
+        assert not dst.exists() or list(dst.iterdir()) == []
+    cut.unlink()  # as advised
+    code, out, err = cli("corrupt", src, tmp_path / "dst", *CORRUPT, "-j", "0")
+    assert code == 0 and len(output_files(tmp_path / "dst")) == 3
+
+
+def test_resuming_with_another_size_gives_advice_that_works(tmp_path, cli):
+    src = make_folder(tmp_path / "src", per_class=1, size=40)
+    code, _, _ = cli("corrupt", src, tmp_path / "plain", *CORRUPT, "-j", "0")
+    assert code == 0
+    code, out, err = cli("corrupt", src, tmp_path / "plain", *CORRUPT, "-j", "0", "--size", "32")
+    assert code == 2 and "leave out --size to resume it" in err and "None" not in err.split(";")[1]
+    code, out, err = cli("corrupt", src, tmp_path / "plain", *CORRUPT, "-j", "0")  # as advised
+    assert code == 0 and "2 already there" in out
+
+    code, _, _ = cli("corrupt", src, tmp_path / "sized", *CORRUPT, "-j", "0", "--size", "32")
+    assert code == 0
+    code, out, err = cli("corrupt", src, tmp_path / "sized", *CORRUPT, "-j", "0")
+    assert code == 2 and "pass --size 32 to resume it" in err
+    code, out, err = cli("corrupt", src, tmp_path / "sized", *CORRUPT, "-j", "0", "--size", "32")  # as advised
+    assert code == 0 and "2 already there" in out
+
+    # a 16 px image added to a source whose DST was made without --size: --size alone would be refused
+    from PIL import Image
+
+    Image.new("RGB", (16, 16)).save(src / "class_0" / "img_9.png")
+    code, out, err = cli("corrupt", src, tmp_path / "plain", *CORRUPT, "-j", "0")
+    assert code == 2 and "resize or remove it (DST was made without --size" in err
+    (src / "class_0" / "img_9.png").unlink()  # as advised
+    code, out, err = cli("corrupt", src, tmp_path / "plain", *CORRUPT, "-j", "0")
+    assert code == 0
+
+
 # ---------------------------------------------------------------------------------------------
 # metrics
 

@@ -33,10 +33,19 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from ..analysis.robustness import corrupt_dataset
+    from ..analysis.robustness.generate import CorruptionPoolError
 
-    result = corrupt_dataset(args.src, args.dst, corruptions=args.corruptions, severities=args.severities,
-                             seed=args.seed, workers=args.workers, progress=not args.quiet, size=args.size,
-                             jpeg_quality=args.jpeg_quality)
+    try:
+        result = corrupt_dataset(args.src, args.dst, corruptions=args.corruptions, severities=args.severities,
+                                 seed=args.seed, workers=args.workers, progress=not args.quiet, size=args.size,
+                                 jpeg_quality=args.jpeg_quality)
+    except CorruptionPoolError as err:
+        if err.starting and err.exitcode is not None and err.exitcode > 0:
+            # the API's advice for this case is about Python scripts (the __main__ guard); not this command's
+            raise CorruptionPoolError(f"a corruption worker exited with code {err.exitcode} while starting (its "
+                                      "error is printed above); run with -j 0 to work in this process",
+                                      starting=True, exitcode=err.exitcode) from None
+        raise
     print(f"{result.outputs} images in {result.dst} ({len(result.corruptions)} corruptions x "
           f"{len(result.severities)} severities x {result.images} source images): "
           f"{result.written} written, {result.skipped} already there")

@@ -14,6 +14,11 @@ corruption functions of ``imagecorruptions`` (the maintained ``imagecorruptions-
   temporary files an interrupted run left behind.
 * Parallel: a task is a batch of source images (each read once, every pending corruption and
   severity applied), spread over a process pool; the output folders are created once, up front.
+* Never hangs: workers fork from a server that never ran a thread pool (``_fork_safe``); each reports every
+  output before starting it, and one that makes no progress for ``stall_limit`` seconds, or dies, stops the
+  run with one line naming what it was on (``CorruptionPoolError``); Ctrl-C kills the workers.
+* A failed start leaves nothing: source headers are checked before any output, and a run that fails before
+  finishing an output removes what it made.
 """
 
 from __future__ import annotations
@@ -24,6 +29,9 @@ import json
 import multiprocessing
 import os
 import re
+import shutil
+import signal
+import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +40,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ...engine.progress import progress_bar
-from ...errors import ConfigError, DataError
+from ...errors import ConfigError, DataError, VentralkitError
 from ...files import ensure_writable_dir, write_json
 from ...data.listing import VAL_NAMES, is_image, open_rgb, scan_classes
 from .names import ALL, resolve_corruptions, resolve_severities
@@ -264,8 +272,10 @@ def _load_source(path: str, size: int | None) -> np.ndarray:
     return np.asarray(img, dtype=np.uint8)
 
 
-def _corrupt_one(job: tuple) -> tuple[int, dict[str, int], str | None, str | None]:
-    """Worker: all pending outputs of one source image -> (written, redrawn, error kind, message)."""
+def _corrupt_one(job: tuple, on_output=None) -> tuple[int, dict[str, int], str | None, str | None]:
+    """Worker: all pending outputs of one source image -> (written, redrawn, error kind, message).
+
+    on_output(k): called before the k-th pending output is begun (a pool worker's heartbeat)."""
     src_path, rel, pairs, dst, seed, size, quality = job
     try:
         arr = _load_source(src_path, size)
@@ -273,10 +283,11 @@ def _corrupt_one(job: tuple) -> tuple[int, dict[str, int], str | None, str | Non
         return 0, {}, "data", f"cannot read image {src_path} ({err}); fix or delete it"
     h, w = arr.shape[:2]
     if min(h, w) < MIN_SIZE:
-        return 0, {}, "data", (f"{src_path} is {w}x{h} pixels; corruptions need at least {MIN_SIZE}x{MIN_SIZE} "
-                               f"(pass --size {MIN_SIZE} or more to resize the images first)")
+        return 0, {}, "data", _too_small(src_path, w, h)
     written, redrawn = 0, {}
-    for corruption, severity in pairs:
+    for k, (corruption, severity) in enumerate(pairs):
+        if on_output is not None:
+            on_output(k)
         out_path = Path(dst, corruption, str(severity), rel)
         try:
             out, redraws = _corrupt_array(arr, corruption, severity, job_seed(seed, corruption, severity, rel),
@@ -293,6 +304,13 @@ def _corrupt_one(job: tuple) -> tuple[int, dict[str, int], str | None, str | Non
     return written, redrawn, None, None
 
 
+def _too_small(path, w: int, h: int, resumed_without_size: bool = False) -> str:
+    advice = ("resize or remove it (DST was made without --size, so its images are used as they are; "
+              f"or pass --size {MIN_SIZE} or more with a new DST)" if resumed_without_size
+              else f"pass --size {MIN_SIZE} or more to resize the images first")
+    return f"{path} is {w}x{h} pixels; corruptions need at least {MIN_SIZE}x{MIN_SIZE} ({advice})"
+
+
 def _log_redraw(dst: str, key: str, redraws: int) -> None:
     """One line appended in a single write (workers share the file; short appends do not interleave)."""
     fd = os.open(os.path.join(dst, REDRAW_LOG), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -302,13 +320,44 @@ def _log_redraw(dst: str, key: str, redraws: int) -> None:
         os.close(fd)
 
 
+# ---------------------------------------------------------------------------------------------
+# the worker pool
+
+
+#: a worker that spends longer than this on one output (or on starting) is stuck: the pool is stopped. The
+#: slowest corruptions (zoom_blur, glass_blur) take under 1 s for a 512 x 512 image on one core, so the base
+#: (for images up to ~0.1 megapixels) and the allowance per megapixel of the largest image leave a margin of
+#: about 100 for a loaded machine and for a worker's start (imports, glass_blur's compiled kernel)
+STALL_BASE_S = 180.0
+STALL_PER_MEGAPIXEL_S = 120.0
+#: environment override of the stall limit, in seconds (used by the tests to stop a stalled pool quickly)
+STALL_ENV = "VENTRALKIT_CORRUPT_STALL_S"
+#: seconds workers get to exit after the last chunk before they are killed
+_EXIT_GRACE_S = 10.0
+
+
+class CorruptionPoolError(VentralkitError):
+    """The worker pool stopped: a worker hung (no progress within the stall limit) or died (killed, e.g. by
+    the out-of-memory killer). The message is one line naming what the worker was on; outputs already written
+    are complete and kept, so re-running resumes. Exit code 1 from the CLI (not a mistake in the input)."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, starting: bool = False, exitcode: int | None = None):
+        super().__init__(message)
+        self.starting = starting  # the worker had not begun any image
+        self.exitcode = exitcode  # of a dead worker: negative = killed by that signal
+
+
 def _pool_context(warm: bool = False):
     """Workers are forked from a fresh single-threaded server (forkserver), never from the caller: forking a
     process with other threads running (OpenCV's pool, which frost, snow and spatter use; torch; numba) can
-    leave the child deadlocked on a lock copied in the held state; plain fork hung here in testing."""
+    leave the child deadlocked on a lock copied in the held state; plain fork hung here in testing. The server
+    itself must stay single-threaded too: ``_fork_safe`` (one OpenCV thread) is imported before anything that
+    could run OpenCV there (the warm-up)."""
     if "forkserver" in multiprocessing.get_all_start_methods():
         ctx = multiprocessing.get_context("forkserver")
-        preload = [__name__, "imagecorruptions"]  # imported once in the server, shared by every worker
+        preload = [f"{__package__}._fork_safe", __name__, "imagecorruptions"]  # imported once in the server
         if warm:
             preload.append(f"{__package__}._warm_numba")
         ctx.set_forkserver_preload(preload)  # no effect once the server runs
@@ -316,57 +365,206 @@ def _pool_context(warm: bool = False):
     return multiprocessing.get_context("spawn")
 
 
-def _corrupt_many(jobs: list[tuple]) -> list[tuple]:
-    results = []
-    for job in jobs:
-        results.append(_corrupt_one(job))
-        if results[-1][2] is not None:
-            break
-    return results
+def _limit_threads() -> None:
+    try:
+        import cv2
+
+        cv2.setNumThreads(1)  # one process per core already (a no-op in a forkserver child: _fork_safe did it)
+    except Exception:  # pragma: no cover - cv2 is a dependency of imagecorruptions
+        pass
 
 
-def _run_jobs(jobs: list[tuple], n_workers: int):
+def _worker_loop(conn) -> None:
+    """A pool worker: runs the chunks of jobs it is sent until it gets None or the parent is gone.
+
+    Messages to the parent: ("ready",) once started, ("on", job index, output index) before each output (the
+    watchdog's heartbeat and what a stall or death message names), ("done", results) after each chunk.
+    Ctrl-C is ignored here: the parent stops the pool (a worker's KeyboardInterrupt would only print a traceback).
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _limit_threads()
+    try:
+        conn.send(("ready",))
+        while True:
+            chunk = conn.recv()
+            if chunk is None:
+                return
+            results = []
+            for index, job in chunk:
+                try:
+                    results.append(_corrupt_one(job, lambda k, index=index: conn.send(("on", index, k))))
+                except (BrokenPipeError, ConnectionResetError):
+                    raise
+                except Exception:  # e.g. a full disk while saving: the parent raises it with this traceback
+                    results.append((0, {}, "bug", f"{job[0]}:\n{traceback.format_exc()}"))
+                if results[-1][2] is not None:
+                    break
+            conn.send(("done", results))
+    except (EOFError, BrokenPipeError, ConnectionResetError):  # the parent went away; nothing to report to
+        return
+
+
+@dataclass
+class _Worker:
+    process: object
+    conn: object
+    started: float  # time.monotonic() of the last sign of life (start, heartbeat, chunk sent or done)
+    ready: bool = False
+    chunk: list | None = None  # job indices being done
+    on: tuple[int, int] | None = None  # (job index, output index) begun last
+
+
+class _Pool:
+    """Process pool for the corruption jobs, with a watchdog.
+
+    Unlike ``concurrent.futures.ProcessPoolExecutor`` it knows what each worker is on (a heartbeat before every
+    output), so a worker that makes no progress for ``stall_limit`` seconds, or dies, stops the run with one
+    line naming the corruption and image; and it can kill its workers, so Ctrl-C or an error leaves no process.
+    """
+
+    def __init__(self, jobs: list[tuple], n_workers: int, stall_limit: float):
+        self.jobs = jobs
+        self.stall_limit = float(stall_limit)
+        chunk = max(1, min(16, len(jobs) // (n_workers * 8)))
+        self.todo = [list(range(i, min(i + chunk, len(jobs)))) for i in range(0, len(jobs), chunk)]
+        self.todo.reverse()  # popped from the end: first chunk first
+        warm = any(c in ("glass_blur", "frost") for job in jobs for c, _ in job[2])
+        self.ctx = _pool_context(warm)
+        self.n_workers = n_workers
+        self.workers: list[_Worker] = []
+
+    def start(self) -> None:
+        for _ in range(self.n_workers):
+            parent_conn, child_conn = self.ctx.Pipe()
+            process = self.ctx.Process(target=_worker_loop, args=(child_conn,), daemon=True,
+                                       name="ventralkit-corrupt")
+            self.workers.append(_Worker(process, parent_conn, time.monotonic()))
+            process.start()
+            child_conn.close()
+            self.workers[-1].started = time.monotonic()
+
+    def results(self):
+        """Results of ``_corrupt_one`` as chunks finish; raises CorruptionPoolError on a stall or a death."""
+        from multiprocessing.connection import wait
+
+        while self.todo or any(w.chunk is not None for w in self.workers):
+            for w in self.workers:
+                if w.ready and w.chunk is None and self.todo:
+                    w.chunk = self.todo.pop()
+                    w.on, w.started = (w.chunk[0], 0), time.monotonic()
+                    try:
+                        w.conn.send([(i, self.jobs[i]) for i in w.chunk])
+                    except OSError:  # it died since its last message
+                        self._died(w)
+            by_handle = {w.conn: w for w in self.workers}
+            by_handle.update({w.process.sentinel: w for w in self.workers})
+            for handle in wait(list(by_handle), timeout=min(1.0, self.stall_limit / 4)):
+                w = by_handle[handle]
+                if handle is w.conn:
+                    yield from self._read(w)
+                else:
+                    self._died(w)
+            self._check_stalls()
+
+    def _read(self, w: _Worker):
+        try:
+            while w.conn.poll():
+                message = w.conn.recv()
+                w.started = time.monotonic()
+                if message[0] == "ready":
+                    w.ready = True
+                elif message[0] == "on":
+                    w.on = message[1:]
+                else:
+                    w.chunk = w.on = None
+                    yield from message[1]
+        except (EOFError, OSError):
+            self._died(w)
+
+    def _what(self, w: _Worker) -> str:
+        if not w.ready:
+            return "while starting, before its first image"
+        if w.chunk is None or w.on is None:
+            return "while waiting for work"
+        job = self.jobs[w.on[0]]
+        corruption, severity = job[2][w.on[1]]
+        return f"on {corruption} severity {severity} of {job[0]}"
+
+    def _died(self, w: _Worker) -> None:
+        with contextlib.suppress(EOFError, OSError):  # what it said before it died (sentinel seen first)
+            while w.conn.poll():
+                message = w.conn.recv()
+                if message[0] == "on":
+                    w.on = message[1:]
+        w.process.join(timeout=5)
+        code = w.process.exitcode
+        how = (f"was killed by signal {-code} ({_signal_name(-code)})" if code is not None and code < 0
+               else f"exited with code {code}")
+        resume = "run the same command again to resume (finished images are kept)"
+        if code is not None and code < 0:
+            advice = f"{resume}, with fewer workers (-j) if memory is short (the out-of-memory killer sends SIGKILL)"
+        elif not w.ready:
+            advice = ("when calling corrupt_dataset from a Python script, put the call under "
+                      "`if __name__ == \"__main__\":` (workers start by importing the script), or pass workers=0")
+        else:
+            advice = f"its error is printed above; {resume}, or with -j 0 to work in this process"
+        raise CorruptionPoolError(f"a corruption worker (pid {w.process.pid}) {how} {self._what(w)}; {advice}",
+                                  starting=not w.ready, exitcode=code)
+
+    def _check_stalls(self) -> None:
+        now = time.monotonic()
+        for w in self.workers:
+            busy = w.chunk is not None or not w.ready
+            if busy and now - w.started > self.stall_limit:
+                raise CorruptionPoolError(
+                    f"a corruption worker (pid {w.process.pid}) made no progress for {self.stall_limit:.0f} s "
+                    f"{self._what(w)}, so the run was stopped; run the same command again to resume (finished "
+                    f"images are kept), or with -j 0 to work in this process",
+                    starting=not w.ready)
+
+    def stop(self, graceful: bool) -> None:
+        """Ends every worker: graceful (the work is done): asked to exit, killed after a grace period;
+        otherwise killed at once. Nothing is left running either way (a second Ctrl-C during the grace period
+        still reaches the kill)."""
+        try:
+            if graceful:
+                for w in self.workers:
+                    with contextlib.suppress(OSError):
+                        w.conn.send(None)
+                deadline = time.monotonic() + _EXIT_GRACE_S
+                for w in self.workers:
+                    w.process.join(timeout=max(0.0, deadline - time.monotonic()))
+        finally:
+            started = [w for w in self.workers if w.process.pid is not None]
+            for w in started:
+                if w.process.exitcode is None:
+                    w.process.kill()
+            for w in started:
+                w.process.join(timeout=5)
+            for w in self.workers:
+                w.conn.close()
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return "unknown signal"
+
+
+def _run_jobs(jobs: list[tuple], n_workers: int, stall_limit: float = STALL_BASE_S):
     """Results of ``_corrupt_one`` for every job, in this process or in a process pool (as they finish)."""
     if n_workers <= 1:
         yield from map(_corrupt_one, jobs)
         return
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-    from concurrent.futures.process import BrokenProcessPool
-
-    chunk = max(1, min(16, len(jobs) // (n_workers * 8)))
-    chunks = [jobs[i:i + chunk] for i in range(0, len(jobs), chunk)]
-    # a broken pool (a worker that died, e.g. a script without the __main__ guard re-run by every worker)
-    # raises instead of being refilled forever, as multiprocessing.Pool would
-    warm = any(c in ("glass_blur", "frost") for job in jobs for c, _ in job[2])
-    executor = ProcessPoolExecutor(n_workers, mp_context=_pool_context(warm), initializer=_init_worker)
+    pool = _Pool(jobs, n_workers, stall_limit)
+    finished = False
     try:
-        pending = {executor.submit(_corrupt_many, c) for c in chunks[: 4 * n_workers]}
-        queued = iter(chunks[4 * n_workers:])
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                try:
-                    results = future.result()
-                except BrokenProcessPool:
-                    raise RuntimeError(
-                        "a corruption worker process died; when calling corrupt_dataset from a script, put the "
-                        "call under `if __name__ == \"__main__\":` (workers start by importing the script), "
-                        "or pass workers=0") from None
-                yield from results
-                nxt = next(queued, None)
-                if nxt is not None:
-                    pending.add(executor.submit(_corrupt_many, nxt))
+        pool.start()
+        yield from pool.results()
+        finished = True
     finally:
-        executor.shutdown(wait=True, cancel_futures=True)
-
-
-def _init_worker() -> None:
-    try:
-        import cv2
-
-        cv2.setNumThreads(1)  # one process per core already
-    except Exception:  # pragma: no cover - cv2 is a dependency of imagecorruptions
-        pass
+        pool.stop(graceful=finished)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -415,28 +613,99 @@ def _imagecorruptions_version() -> str:
     return "unknown"
 
 
-def _check_manifest(dst: Path, settings: dict, corruptions: list[str], severities: list[int], src: Path) -> dict:
-    """Refuse to resume into a DST made with other settings; record what this run adds (returns the manifest)."""
+def _read_manifest(dst: Path, settings: dict) -> dict:
+    """The manifest of an earlier run into DST ({} if none); refuses a DST made with other settings (before
+    anything is written, so the refusal changes nothing)."""
     path = dst / MANIFEST
-    manifest = {}
-    if path.is_file():
-        try:
-            manifest = json.loads(path.read_text())
-        except (OSError, ValueError):
-            manifest = {}
-        for key, value in settings.items():
-            if key in manifest and manifest[key] != value:
-                flag = {"seed": "--seed", "size": "--size", "jpeg_quality": "--jpeg_quality"}[key]
-                raise ConfigError(f"{dst} was made with {key}={manifest[key]} but this run has {key}={value}; "
-                                  f"pass {flag} {manifest[key]} to resume it, or choose a new DST")
+    if not path.is_file():
+        return {}
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    for key, value in settings.items():
+        if key in manifest and manifest[key] != value:
+            flag = {"seed": "--seed", "size": "--size", "jpeg_quality": "--jpeg_quality"}[key]
+            made = f"{key}={manifest[key]}" + (f" (no {flag})" if manifest[key] is None else "")
+            # the advice must work when followed: there is no "--size None", leaving the flag out gives None
+            advice = f"leave out {flag}" if manifest[key] is None else f"pass {flag} {manifest[key]}"
+            raise ConfigError(f"{dst} was made with {made} but this run has {key}={value}; "
+                              f"{advice} to resume it, or choose a new DST")
+    return manifest
+
+
+def _record_manifest(dst: Path, manifest: dict, settings: dict, corruptions: list[str], severities: list[int],
+                     src: Path) -> dict:
+    """Record this run's settings and what it adds in DST's manifest (returns the manifest)."""
+    manifest = dict(manifest)
     manifest.update(settings)
     manifest["source"] = str(src)
     manifest["imagecorruptions"] = _imagecorruptions_version()
     manifest["corruptions"] = [c for c in ALL if c in set(manifest.get("corruptions", [])) | set(corruptions)]
     manifest["severities"] = sorted(set(manifest.get("severities", [])) | set(severities))
     manifest.setdefault("redrawn", {})
-    write_json(path, manifest)
+    write_json(dst / MANIFEST, manifest)
     return manifest
+
+
+def _check_sources(src: Path, rels: list[str], size: int | None, resumed_without_size: bool) -> float:
+    """Reads the header (not the pixels) of each source image to do, before anything is written: a file that
+    is not an image, or, without ``size``, one under 32 px, stops the run as a failed start would. Returns the
+    largest image in megapixels, which the stall limit scales with."""
+    largest = 0
+    for rel in rels:
+        path = src / rel
+        try:
+            with Image.open(path) as img:
+                w, h = img.size
+        except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as err:
+            raise DataError(f"cannot read image {path} ({err}); fix or delete it") from None
+        if size is None and min(w, h) < MIN_SIZE:
+            raise DataError(_too_small(path, w, h, resumed_without_size))
+        largest = max(largest, w * h)
+    return (int(size) ** 2 if size else largest) / 1e6
+
+
+def stall_limit(megapixels: float, stall_timeout: float | None = None) -> float:
+    """Seconds a pool worker may go without progress: ``stall_timeout`` if given, else the environment's
+    ``VENTRALKIT_CORRUPT_STALL_S`` (for tests), else ``STALL_BASE_S`` plus ``STALL_PER_MEGAPIXEL_S`` per
+    megapixel of the largest image."""
+    if stall_timeout is None and os.environ.get(STALL_ENV):
+        try:
+            stall_timeout = float(os.environ[STALL_ENV])
+        except ValueError:
+            raise ConfigError(f"{STALL_ENV}={os.environ[STALL_ENV]!r} is not a number of seconds") from None
+        if not stall_timeout > 0:
+            raise ConfigError(f"{STALL_ENV}={os.environ[STALL_ENV]!r} must be a positive number of seconds")
+    if stall_timeout is not None:
+        if not float(stall_timeout) > 0:
+            raise ConfigError(f"stall_timeout {stall_timeout} must be a positive number of seconds")
+        return float(stall_timeout)
+    return STALL_BASE_S + STALL_PER_MEGAPIXEL_S * megapixels
+
+
+def _has_outputs(folder: Path) -> bool:
+    """Whether ``folder`` holds a finished output (anything but the manifest, the redraw log, temporary files)."""
+    for _, _, names in os.walk(folder):
+        if any(n not in (MANIFEST, REDRAW_LOG) and not _TEMP.match(n) for n in names):
+            return True
+    return False
+
+
+def _undo_failed_start(dst: Path, created: bool, had_manifest: bool, new_tops: list[Path]) -> None:
+    """After a run that failed before any output was finished, remove what it made (a failed start leaves
+    nothing: a half-made DST would pin its settings, e.g. size=None, on the next run). A run that finished
+    some outputs keeps them, to be resumed."""
+    if created:
+        if not _has_outputs(dst):
+            shutil.rmtree(dst, ignore_errors=True)
+        return
+    if had_manifest or any(_has_outputs(top) for top in new_tops):
+        return
+    for top in new_tops:
+        shutil.rmtree(top, ignore_errors=True)
+    (dst / MANIFEST).unlink(missing_ok=True)
+    (dst / REDRAW_LOG).unlink(missing_ok=True)
 
 
 def _fold_redraw_log(dst: Path, manifest: dict) -> None:
@@ -468,6 +737,7 @@ def corrupt_dataset(
     progress: bool = True,
     size: int | None = None,
     jpeg_quality: int = JPEG_QUALITY,
+    stall_timeout: float | None = None,
 ) -> CorruptionRun:
     """Write ``dst/<corruption>/<severity>/<class>/<image>`` for every image of ``src/<class>/``.
 
@@ -479,11 +749,14 @@ def corrupt_dataset(
     size: None keeps every image as it is; N first applies the ImageNet-C protocol
         (shorter side resized to N*256/224, centre crop N x N).
     jpeg_quality: quality of JPEG outputs (85, optimize=True, as Hendrycks' released sets).
+    stall_timeout: seconds a worker may go without finishing an output (or starting) before the run stops
+        with ``CorruptionPoolError``; None = ``stall_limit``'s default, a few minutes scaled to the image size.
 
     Outputs keep the source file name and format (JPEG in, JPEG out; PNG stays lossless).
     Existing outputs are kept, so an interrupted run resumes where it stopped. Outputs whose first
     draws gave non-finite pixels are listed, with their number of redraws, in the manifest's
-    ``redrawn`` and in the returned ``CorruptionRun.redrawn``.
+    ``redrawn`` and in the returned ``CorruptionRun.redrawn``. A run that fails before finishing any output
+    leaves nothing behind (a DST it created is removed), so its error's advice can be followed as it is.
     """
     src, dst = Path(src), Path(dst)
     corruptions = resolve_corruptions(corruptions)
@@ -500,10 +773,23 @@ def corrupt_dataset(
     if dst_abs == src_abs or src_abs in dst_abs.parents:
         raise ConfigError(f"DST {dst} is inside SRC {src}; write the corrupted copy somewhere else")
     settings = {"seed": int(seed), "size": None if size is None else int(size), "jpeg_quality": int(jpeg_quality)}
-    ensure_writable_dir(dst, flag="DST")
-    manifest = _check_manifest(dst, settings, corruptions, severities, src_abs)
-    _fold_redraw_log(dst, manifest)
+    earlier = _read_manifest(dst, settings) if dst.is_dir() else {}
+    stall_limit(0.0, stall_timeout)  # a bad value (argument or environment) fails here, before DST is made
+    had_manifest = (dst / MANIFEST).is_file()
+    created = ensure_writable_dir(dst, flag="DST")
+    new_tops = [dst / c for c in corruptions if not (dst / c).exists()]
+    try:
+        return _corrupt_into(src, dst, rels, corruptions, severities, settings, earlier, workers, progress,
+                             stall_timeout)
+    except BaseException:
+        _undo_failed_start(dst, created, had_manifest, new_tops)
+        raise
 
+
+def _corrupt_into(src: Path, dst: Path, rels: list[str], corruptions: list[str], severities: list[int],
+                  settings: dict, earlier: dict, workers: int | None, progress: bool,
+                  stall_timeout: float | None) -> CorruptionRun:
+    """corrupt_dataset once its arguments are checked and DST exists."""
     listings: dict[Path, set[str]] = {}
 
     def finished(out_dir: Path) -> set[str]:
@@ -515,6 +801,7 @@ def corrupt_dataset(
             listings[out_dir] = names
         return listings[out_dir]
 
+    seed, size, quality = settings["seed"], settings["size"], settings["jpeg_quality"]
     jobs, skipped, folders = [], 0, set()
     for rel in rels:
         parent, name = os.path.split(rel)
@@ -528,8 +815,12 @@ def corrupt_dataset(
                     pairs.append((corruption, severity))
                     folders.add(out_dir)
         if pairs:
-            jobs.append((str(src / rel), rel, pairs, str(dst), int(seed), settings["size"], int(jpeg_quality)))
+            jobs.append((str(src / rel), rel, pairs, str(dst), seed, size, quality))
     listings.clear()
+    megapixels = _check_sources(src, [job[1] for job in jobs], size,
+                                resumed_without_size=bool(earlier) and earlier.get("size", 0) is None)
+    manifest = _record_manifest(dst, earlier, settings, corruptions, severities, src.resolve())
+    _fold_redraw_log(dst, manifest)
     for out_dir in sorted(folders):  # once per folder here, not once per file in the workers
         out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -540,7 +831,7 @@ def corrupt_dataset(
     n_workers = _available_cores() if workers is None else int(workers)
     n_workers = max(1, min(n_workers, len(jobs)))
     total = sum(len(job[2]) for job in jobs)
-    results = _run_jobs(jobs, n_workers)
+    results = _run_jobs(jobs, n_workers, stall_limit(megapixels, stall_timeout))
     try:
         with progress_bar(total=total, desc="corrupt", enabled=progress, unit="img") as bar:
             for written, redrawn, kind, message in results:
