@@ -9,8 +9,7 @@ from __future__ import annotations
 import importlib
 
 from .errors import VentralkitError
-
-__version__ = "0.1.0"
+from .version import __version__ as __version__  # re-exported: ventralkit.__version__
 
 # public name -> module that defines it (loaded lazily: the command line's torch-free commands import
 # ventralkit without paying for torch)

@@ -4,6 +4,17 @@ Anything that is not a ``VentralkitError`` is a bug and keeps its traceback.
 """
 
 
+def one_line(err: BaseException) -> str:
+    """The user-facing line of an error: a DataLoader worker's exception arrives wrapped in its traceback, so
+    the last non-empty line, without the ``module.Class: `` prefix the traceback puts before the message."""
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    if not lines:
+        return type(err).__name__
+    last = lines[-1]
+    prefix = f"{type(err).__module__}.{type(err).__name__}: "
+    return last[len(prefix):] if last.startswith(prefix) else last
+
+
 class VentralkitError(Exception):
     """Base class: a mistake in the input, fixable by the user; ``str(err)`` is one line."""
 

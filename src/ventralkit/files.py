@@ -21,7 +21,8 @@ from .errors import DataError
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
-__all__ = ["atomic_path", "ensure_writable_dir", "write_csv", "write_json", "write_records", "write_text"]
+__all__ = ["atomic_path", "ensure_writable_dir", "link_or_copy", "write_csv", "write_json", "write_records",
+           "write_text"]
 
 
 @contextlib.contextmanager
@@ -43,6 +44,21 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+
+
+def link_or_copy(source: str | os.PathLike, target: str | os.PathLike) -> Path:
+    """Make ``target`` hold the bytes of ``source`` without a second copy where the file system allows: a hard
+    link, else (no hard links, another device) a copy; atomically, like every result file. ``source`` may
+    later be replaced by a rename (``last.pt``) and ``target`` keeps these bytes."""
+    import shutil
+
+    with atomic_path(target) as tmp:
+        tmp.unlink()  # os.link needs a free name
+        try:
+            os.link(source, tmp)
+        except OSError:
+            shutil.copyfile(source, tmp)
+    return Path(target)
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:

@@ -7,7 +7,7 @@ step), rows in image order: sorted file names for a folder, the given order for 
 
 How it is fast (see ``benchmarks/bench_features.py``): a DataLoader decodes and resizes images in
 worker processes while the model runs (on CUDA and on CPUs with more than 4 cores; on fewer cores
-decoding in-line is faster, see ``default_workers``); batches instead of single images (on the
+decoding in-line is faster, see ``engine.workers``); batches instead of single images (on the
 CPU forward passes of ``CPU_FORWARD_BATCH`` = 8 images, which keep activations in cache);
 ``torch.inference_mode``;
 one forward pass records every requested module through forward hooks that copy each output
@@ -42,7 +42,6 @@ import contextlib
 import json
 import os
 import re
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,8 +54,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..data.folders import ImageListDataset, collate_readable, is_image, list_images, skipped_in, write_skipped
 from ..engine.progress import progress_bar
-from ..errors import ConfigError, DataError, VentralkitError
-from ..files import ensure_writable_dir, write_json, write_text
+from ..engine.workers import inference_workers, usable_cores
+from ..errors import ConfigError, DataError, VentralkitError, one_line
+from ..files import ensure_writable_dir, link_or_copy, write_json, write_text
 from ..models.interface import record_activations, resolve_module
 from ..models.registry import ModelInfo
 
@@ -136,14 +136,6 @@ def _info_of(model: nn.Module) -> ModelInfo:
     if isinstance(info, ModelInfo):
         return info
     return ModelInfo(name=type(model).__name__, family="custom", num_classes=0)
-
-
-def _one_line(err: BaseException) -> str:
-    """A worker's exception arrives wrapped in a traceback; keep the user-facing last line."""
-    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
-    last = lines[-1] if lines else type(err).__name__
-    prefix = f"{type(err).__module__}.{type(err).__name__}: "
-    return last[len(prefix):] if last.startswith(prefix) else last
 
 
 def resolve_time_steps(layer: str, fires: int, time_steps: TimeSteps) -> list[int]:
@@ -271,17 +263,6 @@ class _Writer:
                 p.unlink()
 
 
-def _link_or_copy(src: Path, dst: Path) -> None:
-    tmp = dst.with_name(f".{dst.name}.partial")
-    with contextlib.suppress(FileNotFoundError):
-        tmp.unlink()
-    try:
-        os.link(src, tmp)
-    except OSError:
-        shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
-
-
 def _listed_arrays(folder: Path) -> set[str]:
     """The array files an earlier run's ``features.json`` in ``folder`` names (empty if it has none)."""
     try:
@@ -365,29 +346,9 @@ def normalize_hwc_uint8(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) 
     return x.permute(0, 3, 1, 2).float().div_(255).sub_(mean).div_(std)
 
 
-def _cpu_count() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
-def default_workers(device: torch.device) -> int:
-    """DataLoader workers when none are asked for.
-
-    CUDA: many (decoding is the bottleneck). CPU: the forward pass dominates (CORnet-Z ~13 ms per
-    224-px image on 2 cores against ~2.7 ms to decode and resize a 256-px JPEG; CORnet-S ~280 ms),
-    and on a few cores a decoding process only preempts the compute threads: measured on 2 cores,
-    CORnet-Z ran at 69-73 img/s with decoding in the main process and 53-60 img/s with one worker
-    (niced or not). So none up to 4 cores; beyond, a few, with the compute threads reduced to match
-    (see ``_compute_threads``).
-    """
-    cpus = _cpu_count()
-    if device.type == "cuda":
-        return max(1, min(16, cpus - 1))
-    return 0 if cpus <= 4 else max(1, min(4, cpus // 8))
-
-
 def _compute_threads(workers: int) -> int | None:
     """Intra-op threads for the forward pass so that threads + decoding workers fit the cores."""
-    cpus, threads = _cpu_count(), torch.get_num_threads()
+    cpus, threads = usable_cores(), torch.get_num_threads()
     if workers > 0 and threads + workers > cpus:
         return max(1, cpus - workers)
     return None
@@ -522,7 +483,7 @@ def extract_features(
 
     threads = None
     if workers is None:
-        workers = default_workers(dev)
+        workers = inference_workers(dev)
         threads = None if cuda else _compute_threads(workers)
     loader = DataLoader(
         dataset,
@@ -604,7 +565,7 @@ def extract_features(
                 except StopIteration:
                     break
                 except VentralkitError as err:
-                    raise type(err)(_one_line(err)) from None
+                    raise type(err)(one_line(err)) from None
                 skipped += skipped_in(batch)
                 x = _as_batch(batch)
                 if skipped_in(batch) and len(x) == 0:  # every image of this batch was unreadable
@@ -707,7 +668,7 @@ def _commit(writer: _Writer, outputs, names, info, layers, calls, image_size, tr
         if len(ordered) == 1:
             cornet = cornet_feature_filename(info.name, ordered[0].layer)
             if cornet:
-                _link_or_copy(ordered[0].final_path, writer.dir / cornet)
+                link_or_copy(ordered[0].final_path, writer.dir / cornet)
                 files.append(cornet)
         manifest["files"] = files
     else:

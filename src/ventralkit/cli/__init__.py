@@ -13,7 +13,7 @@ import argparse
 import importlib
 import sys
 
-from ..errors import VentralkitError
+from ..errors import VentralkitError, one_line
 
 #: (command, module in ventralkit.cli, one-line help) in the order ``ventralkit --help`` lists them; the help
 #: must be the one the module's ``register`` gives (a test checks). A bare module name also works, but that
@@ -50,7 +50,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
     ``argv=None`` imports and registers every command (for tests and documentation)."""
     parser = _Parser(prog="ventralkit", description="Brain-like vision models: build, train, evaluate, probe.")
-    from .. import __version__
+    from ..version import __version__
 
     parser.add_argument("--version", action="version", version=f"ventralkit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -68,16 +68,6 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         else:
             sub.add_parser(command, help=help_text, add_help=False)
     return parser
-
-
-def one_line(err: Exception) -> str:
-    """The user-facing line of an error; DataLoader workers wrap it in a traceback, so take its last line."""
-    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
-    if not lines:
-        return type(err).__name__
-    last = lines[-1]
-    prefix = f"{type(err).__module__}.{type(err).__name__}: "
-    return last[len(prefix):] if last.startswith(prefix) else last
 
 
 def main(argv: list[str] | None = None) -> int:

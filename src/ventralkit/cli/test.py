@@ -292,9 +292,9 @@ def run_evaluation(args, loaded, root: Path | None, out: Path | None, device) ->
     if loaded.classes and list(loaded.classes) != list(classes):
         raise DataError(f"the classes of {where} differ from the checkpoint's training classes "
                         f"(e.g. {classes[0]!r} vs {loaded.classes[0]!r}); evaluate on the same class folders")
-    from ..analysis.features import default_workers
+    from ..engine.workers import inference_workers
 
-    workers = args.workers if args.workers is not None else default_workers(device)
+    workers = args.workers if args.workers is not None else inference_workers(device)
     loader = DataLoader(ds, batch_size=args.batch_size or 64, shuffle=False, num_workers=workers,
                         pin_memory=device.type == "cuda", collate_fn=getattr(ds, "collate", None))
     model.to(device)

@@ -29,7 +29,7 @@ from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
 from ..errors import ConfigError, DataError
-from ..models.compact import CIFAR100_MEAN, CIFAR100_STD
+from ..models.compact.stats import CIFAR100_MEAN, CIFAR100_STD
 
 CIFAR100_URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
 FOLDER_NAME = "cifar-100-python"

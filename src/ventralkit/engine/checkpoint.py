@@ -18,9 +18,7 @@ import torch
 
 from ..errors import CheckpointError
 from ..files import atomic_path
-from ..models.weights import read_checkpoint
-
-FORMAT = "ventralkit"
+from ..models.weights import CHECKPOINT_FORMAT, read_checkpoint
 
 
 def save_atomic(obj, path: str | os.PathLike) -> Path:
@@ -45,19 +43,6 @@ def write_checkpoint(state: dict, path: Path) -> Path:
         raise CheckpointError(f"could not write {path} ({why}); the previous checkpoint is intact. Free space or "
                               f"fix permissions, then resume with: ventralkit train --resume {path.parent / 'last.pt'}"
                               ) from None
-
-
-def link_checkpoint(source: Path, target: Path) -> None:
-    """``target`` holds the same bytes as ``source`` without a second copy (a hard link; a copy where
-    the file system has none). ``last.pt`` is later replaced by rename, so the link keeps this epoch."""
-    import shutil
-
-    with atomic_path(target) as tmp:
-        tmp.unlink()
-        try:
-            os.link(source, tmp)
-        except OSError:
-            shutil.copyfile(source, tmp)
 
 
 def check_finite(model: torch.nn.Module, what: str) -> None:
@@ -112,7 +97,7 @@ def set_rng_state(state: dict) -> None:
 def read_resume(path: str | os.PathLike, trust: bool = False) -> dict:
     """A ventralkit training checkpoint, or a one-line error saying why it cannot resume a run."""
     ckpt = read_checkpoint(path, trust=trust)
-    if ckpt.get("format") != FORMAT or "optimizer" not in ckpt:
+    if ckpt.get("format") != CHECKPOINT_FORMAT or "optimizer" not in ckpt:
         raise CheckpointError(
             f"--resume {path} is not a ventralkit training checkpoint (use --checkpoint to start from its weights)"
         )

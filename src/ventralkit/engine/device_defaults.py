@@ -13,16 +13,15 @@ from __future__ import annotations
 import torch
 
 from .config import TrainConfig
+from .workers import training_workers
 
 
 def fit_device(cfg: TrainConfig, device: torch.device) -> TrainConfig:
     if device.type != "cuda":
         return cfg
-    from .train import default_workers
-
     chosen = {}
     if cfg.workers is None:
-        chosen["workers"] = default_workers()
+        chosen["workers"] = training_workers()
     if cfg.amp != "none" and not cfg.channels_last and "channels_last" not in cfg.sources:
         chosen["channels_last"] = True
     torch.backends.cudnn.benchmark = True

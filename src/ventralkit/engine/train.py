@@ -8,7 +8,6 @@ synchronisation. A run resumed from ``checkpoints/last.pt`` continues bit-identi
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -20,19 +19,19 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader
 
-from .. import __version__
+from ..version import __version__
 from ..data import load_datasets
 from ..data.folders import RunSkips
 from ..data.sampling import EpochSampler, SeededDataset
 from ..errors import CheckpointError, ConfigError, TrainingInterrupted
-from ..files import write_json
+from ..files import link_or_copy, write_json
 from ..models.interface import check_input_size, unused_parameters
 from ..models.loading import load_model
 from ..models.registry import count_parameters, model_info
-from ..models.weights import load_weights, read_checkpoint
+from ..models.weights import CHECKPOINT_FORMAT, load_weights, read_checkpoint
 from . import distributed as dist
 from .amp import autocast
-from .checkpoint import (FORMAT, check_finite, disk_note, link_checkpoint, prune_epoch_snapshots, read_resume,
+from .checkpoint import (check_finite, disk_note, prune_epoch_snapshots, read_resume,
                          rng_state, set_rng_state, write_checkpoint)
 from .config import TrainConfig
 from .device_defaults import fit_device
@@ -43,6 +42,7 @@ from .progress import plural, progress_bar, say
 from .preempt import StopRequest
 from .records import RunRecords
 from .run_folder import RunFolder, check_ownership, check_writable
+from .workers import training_workers
 
 
 @dataclass
@@ -115,15 +115,6 @@ def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
                       trust=cfg.trust_checkpoint).model
 
 
-def default_workers() -> int:
-    """One DataLoader worker per CPU core this process may use, at most 8 (more only add start-up cost)."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    return max(0, min(8, cores))
-
-
 def freeze(model: nn.Module, trainable: list[str]) -> None:
     """Train only parameters under the given module-name prefixes (empty list: everything)."""
     if not trainable:
@@ -159,7 +150,7 @@ def make_loader(ds, cfg: TrainConfig, shuffle: bool, dinfo: dist.DistInfo, devic
                            world_size=dinfo.world_size, batch_size=cfg.batch_size, pad=shuffle)
     return DataLoader(SeededDataset(ds, cfg.seed), batch_size=cfg.batch_size, sampler=sampler,
                       collate_fn=getattr(ds, "collate", None),
-                      num_workers=cfg.workers if cfg.workers is not None else default_workers(),
+                      num_workers=cfg.workers if cfg.workers is not None else training_workers(),
                       pin_memory=device.type == "cuda",
                       persistent_workers=False, drop_last=False)
 
@@ -322,7 +313,7 @@ def fit(cfg: TrainConfig) -> TrainResult:
                 unread.save()  # this rank's own list
                 return
             state = {
-                "format": FORMAT, "model_name": cfg.model, "num_classes": num_classes, "classes": splits.classes,
+                "format": CHECKPOINT_FORMAT, "model_name": cfg.model, "num_classes": num_classes, "classes": splits.classes,
                 "config": cfg.to_dict(), "model": core.state_dict(), "epoch": epoch, "step_in_epoch": step_in_epoch,
                 "global_step": global_step, "best_top1": best_top1, "finished": finished,
                 "ventralkit_version": __version__,
@@ -483,7 +474,7 @@ def fit(cfg: TrainConfig) -> TrainResult:
                 checkpoint("last.pt", epoch + 1, 0, finished=finished, meters=[train_meters.state(), [0.0] * 6])
                 last_save = time.monotonic()
                 if cfg.keep_epochs != 0 and dinfo.is_main:  # the same bytes as last.pt: a hard link, not a copy
-                    link_checkpoint(run_dir / "checkpoints" / "last.pt", run_dir / "checkpoints" / f"epoch_{epoch + 1:02d}.pt")
+                    link_or_copy(run_dir / "checkpoints" / "last.pt", run_dir / "checkpoints" / f"epoch_{epoch + 1:02d}.pt")
                     prune_epoch_snapshots(run_dir / "checkpoints", cfg.keep_epochs)
         except KeyboardInterrupt:
             if dinfo.is_main and (run_dir / "checkpoints" / "last.pt").is_file():

@@ -22,7 +22,7 @@ import torch.nn as nn
 
 from ..errors import ConfigError
 from ..models.commitments import BRAIN_AREAS, area_commitments, brainscore_layers
-from ..models.registry import create_model
+from ..models.loading import create_model
 
 _STEP = re.compile(r"^(?P<module>.+)-t(?P<step>\d+)$")
 

@@ -653,7 +653,7 @@ def attach_head(
     Returns a ``HierarchicalModel`` for hierarchical heads, else a ``HeadModel``.
     """
     if isinstance(backbone, str):
-        from .registry import create_model
+        from .loading import create_model
 
         backbone = create_model(backbone, pretrained=backbone_pretrained, **(backbone_kwargs or {}))
     elif backbone_pretrained:

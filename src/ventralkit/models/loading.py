@@ -10,17 +10,13 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 import torch.nn as nn
 
 from ..errors import CheckpointError, ConfigError
-from .registry import canonical_name, create_model, model_info, state_dict_converter
-from .weights import check_checkpoint_file, extract_state_dict, load_weights, pretrained_path, read_checkpoint
-
-#: the ``format`` tag of the checkpoints ventralkit's engine writes
-VENTRALKIT_FORMAT = "ventralkit"
+from .registry import build_model, canonical_name, model_info, state_dict_converter
+from .weights import CHECKPOINT_FORMAT, extract_state_dict, load_weights, pretrained_path, read_checkpoint
 
 
 @dataclass
@@ -49,7 +45,7 @@ class LoadedModel:
 
 def checkpoint_metadata(ckpt: dict) -> dict:
     """The metadata a ventralkit checkpoint carries (empty for other layouts)."""
-    if ckpt.get("format") != VENTRALKIT_FORMAT:
+    if ckpt.get("format") != CHECKPOINT_FORMAT:
         return {}
     return {k: ckpt.get(k) for k in ("model_name", "num_classes", "classes", "config")}
 
@@ -128,7 +124,7 @@ def load_model(
 
 def _build(name: str, num_classes: int | None, kwargs: dict) -> nn.Module:
     try:
-        return create_model(name, num_classes=num_classes, **kwargs)
+        return build_model(name, num_classes=num_classes, **kwargs)
     except TypeError as err:  # a misspelt model option
         import inspect
 
@@ -153,16 +149,37 @@ def _build_meta(name: str) -> nn.Module:
     whose construction computes with data, e.g. the polar transform's sampling grid)."""
     try:
         with torch.device("meta"):
-            return create_model(name)
+            return build_model(name)
     except (NotImplementedError, RuntimeError):
-        return create_model(name)
+        return build_model(name)
 
 
 def _eval_transform(config: dict) -> str:
     return config.get("eval_transform") or "resize_crop"  # the embedded digits are prepared this way too
 
 
+def create_model(
+    name: str,
+    num_classes: int | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    pretrained: bool = False,
+    trust: bool = False,
+    **kwargs,
+) -> nn.Module:
+    """Build a registered model, optionally loading weights; the module only (``load_model`` gives the facts too).
+
+    ``checkpoint`` accepts an original checkpoint file, a plain state dict or a ventralkit checkpoint
+    (whose class count, model options and preprocessing are used); ``pretrained`` looks for the original
+    published file in the weights folder (never downloads). With either, this is ``load_model(...).model``:
+    one loader. Files load safely (``weights_only``); ``trust=True`` allows one that needs full unpickling.
+    The returned model carries ``model.info`` (a ``ModelInfo`` adjusted to the kwargs and weights used).
+    """
+    if pretrained or checkpoint:
+        return load_model(name, checkpoint=checkpoint, pretrained=pretrained, num_classes=num_classes,
+                          model_kwargs=kwargs, trust=trust).model
+    return build_model(name, num_classes=num_classes, **kwargs)
+
+
 def load(path: str | os.PathLike, trust: bool = False, **options) -> LoadedModel:
-    """``load_model(checkpoint=path)``: a ventralkit checkpoint brings its model, classes, size and preprocessing."""
-    check_checkpoint_file(Path(path))  # a missing file, a folder or no checkpoint at all: one line
+    """Alias of ``load_model(checkpoint=path, ...)``, kept for scripts that use it (README's first examples)."""
     return load_model(checkpoint=path, trust=trust, **options)

@@ -118,27 +118,12 @@ def state_dict_converter(name: str) -> Callable[[dict], dict] | None:
     return _entry(name).convert_state_dict
 
 
-def create_model(
-    name: str,
-    num_classes: int | None = None,
-    checkpoint: str | None = None,
-    pretrained: bool = False,
-    trust: bool = False,
-    **kwargs,
-) -> nn.Module:
-    """Build a registered model, optionally loading weights.
+def build_model(name: str, num_classes: int | None = None, **kwargs) -> nn.Module:
+    """A registered model with its initial weights and ``model.info`` (a ``ModelInfo`` adjusted to the kwargs).
 
-    ``checkpoint`` accepts an original checkpoint file, a plain state dict or a ventralkit checkpoint
-    (whose class count, model options and training image size are used); ``pretrained`` looks for
-    the original published file in the weights folder (never downloads). Files load safely
-    (``weights_only``); ``trust=True`` allows one that needs full unpickling. The returned model
-    carries ``model.info`` (a ``ModelInfo`` adjusted to the kwargs and weights used).
+    The family's builder only: weights from a file go through ``loading.load_model`` (or the public
+    ``create_model``, which delegates to it), which reads the file first and builds the model through this.
     """
-    if pretrained or checkpoint:
-        from .loading import load_model
-
-        return load_model(name, checkpoint=checkpoint, pretrained=pretrained, num_classes=num_classes,
-                          model_kwargs=kwargs, trust=trust).model
     entry = _entry(name)
     n_classes = entry.info.num_classes if num_classes is None else int(num_classes)
     model = entry.builder(num_classes=n_classes, **kwargs)

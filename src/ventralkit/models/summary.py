@@ -23,13 +23,13 @@ def describe_model(name: str) -> dict:
     builder allows it, else on the CPU (some V1 front ends compute their filters with ops meta lacks)."""
     import torch
 
-    from .registry import count_parameters, create_model
+    from .registry import build_model, count_parameters
 
     try:
         with torch.device("meta"):
-            model = create_model(name)
+            model = build_model(name)
     except (NotImplementedError, RuntimeError):
-        model = create_model(name)
+        model = build_model(name)
     info = model.info
     return {
         "name": name,
@@ -65,10 +65,10 @@ def model_rows(pattern: str = "*", with_shapes: bool = False) -> list[dict]:
     if with_shapes:
         import torch
 
-        from .registry import create_model
+        from .registry import build_model
 
         for row in rows:
-            model = create_model(row["name"]).eval()
+            model = build_model(row["name"]).eval()
             size = model.info.input_size
             with torch.no_grad():
                 out = model(torch.zeros(1, 3, size, size))

@@ -20,6 +20,10 @@ import torch.nn as nn
 from ..errors import CheckpointError
 from .registry import ModelInfo
 
+#: the ``format`` tag of the checkpoints ventralkit's engine writes (``engine.checkpoint``), by which a
+#: loader knows the file also carries its model name, classes, config and preprocessing
+CHECKPOINT_FORMAT = "ventralkit"
+
 #: wrappers whose state dict keys carry a prefix: DataParallel / DDP (``module.``), torch.compile.
 _PREFIXES = ("module.", "_orig_mod.")
 

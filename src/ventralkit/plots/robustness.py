@@ -22,7 +22,7 @@ import numpy as np  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
-from ..analysis.robustness.names import ALL, group_of  # noqa: E402
+from ..data.imagenet_c import ALL, group_of  # noqa: E402
 from . import save_figure  # noqa: E402
 
 GROUP_COLOURS = {"noise": "#4C72B0", "blur": "#55A868", "weather": "#8172B2", "digital": "#C44E52",

@@ -194,7 +194,7 @@ def forward_macs(model: nn.Module, image_size: int) -> int:
 
 
 def run_macs(run: StudyRun, image_size: int, num_classes: int) -> int:
-    from ..models.registry import create_model
+    from ..models.loading import create_model
 
     return forward_macs(create_model(MODEL, num_classes=num_classes, **run.model_kwargs()), image_size)
 
@@ -386,7 +386,8 @@ def inside_analysis(run_dir: Path, run: StudyRun, settings: dict) -> list[dict]:
     from ..data import load_datasets
     from ..models.interface import record_activations
     from ..analysis.neural.metrics import cka_from_grams
-    from ..models.registry import create_model, model_info
+    from ..models.loading import create_model
+    from ..models.registry import model_info
     from ..models.weights import load_weights, read_checkpoint
 
     ckpt = read_checkpoint(run_dir / "checkpoints" / "last.pt")

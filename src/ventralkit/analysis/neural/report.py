@@ -42,7 +42,7 @@ def write_run(result: NeuralResult, out: Path, inputs: dict) -> Path:
     import scipy
     import sklearn
 
-    from ... import __version__
+    from ...version import __version__
 
     best = {}
     for m in result.metrics:

@@ -3,9 +3,10 @@
 * ``corrupt_dataset(src, dst)``: write ``dst/<corruption>/<severity>/<class>/<image>`` (generate.py)
 * ``evaluate_robustness(model, c_root)``: accuracy per corruption and severity, CE, mCE, figures (evaluate.py)
 * ``compare_robustness([run, ...])``: several models or runs in one table and figure (evaluate.py)
-* the metrics and the AlexNet ImageNet-C baseline table (metrics.py); names and groups (names.py)
+* the metrics and the AlexNet ImageNet-C baseline table (metrics.py); names, groups and severities (``data.imagenet_c``)
 """
 
+from ...data.imagenet_c import ALL, BENCHMARK, EXTRA, GROUPS, ORIGINAL_CSV_ORDER, resolve_corruptions, resolve_severities
 from .evaluate import RobustnessReport, compare_robustness, evaluate_robustness, scan_corruption_root, write_report
 from .generate import CorruptionRun, corrupt_dataset, corrupt_image, job_seed
 from .metrics import (
@@ -21,7 +22,6 @@ from .metrics import (
     summarize,
     write_results_csv,
 )
-from .names import ALL, BENCHMARK, EXTRA, GROUPS, ORIGINAL_CSV_ORDER, resolve_corruptions, resolve_severities
 
 __all__ = [
     "ALEXNET_CLEAN_ERROR", "ALEXNET_MEAN_ERRORS", "ALL", "BENCHMARK", "EXTRA", "GROUPS", "ORIGINAL_CSV_ORDER",

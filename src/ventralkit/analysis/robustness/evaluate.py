@@ -22,6 +22,7 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ...data.imagenet_c import ALL, resolve_corruptions, resolve_severities
 from ...errors import ConfigError, DataError
 from ...files import ensure_writable_dir, write_csv, write_json, write_text
 from .metrics import (
@@ -37,7 +38,6 @@ from .metrics import (
     write_results_csv,
     write_summary_csv,
 )
-from .names import ALL, resolve_corruptions, resolve_severities
 
 SUMMARY_CSV = "summary.csv"
 SUMMARY_TXT = "summary.txt"
@@ -382,7 +382,8 @@ def evaluate_robustness(
 
     from ...data.folders import ImageFolderDataset
     from ...engine.evaluate import default_device
-    from ..features import _compute_threads, default_workers, pil_to_hwc_uint8
+    from ...engine.workers import inference_workers
+    from ..features import _compute_threads, pil_to_hwc_uint8
 
     if preprocess is None:
         preprocess = checkpoint_preprocess(getattr(model, "info", None))
@@ -409,7 +410,7 @@ def evaluate_robustness(
     model.to(device)
     threads = None
     if workers is None:
-        workers = default_workers(device)
+        workers = inference_workers(device)
         threads = None if device.type == "cuda" else _compute_threads(workers)
     if channels_last is None:
         channels_last = True

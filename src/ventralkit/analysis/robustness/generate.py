@@ -42,8 +42,8 @@ from PIL import Image, UnidentifiedImageError
 from ...engine.progress import progress_bar
 from ...errors import ConfigError, DataError, VentralkitError
 from ...files import ensure_writable_dir, write_json
+from ...data.imagenet_c import ALL, resolve_corruptions, resolve_severities
 from ...data.listing import VAL_NAMES, is_image, open_rgb, scan_classes
-from .names import ALL, resolve_corruptions, resolve_severities
 
 #: JPEG outputs use Hendrycks' setting for the released -C sets: quality 85, optimize=True
 #: (hendrycks/robustness ImageNet-C/create_c/make_imagenet_c.py and make_tinyimagenet_c.py)

@@ -21,9 +21,9 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from ...data.imagenet_c import ALL, BENCHMARK, EXTRA, ORIGINAL_CSV_ORDER, SEVERITIES, group_of
 from ...errors import ConfigError, DataError
 from ...files import write_csv
-from .names import ALL, BENCHMARK, EXTRA, ORIGINAL_CSV_ORDER, SEVERITIES, group_of
 
 #: AlexNet top-1 error on ImageNet-C, mean over severities 1-5 (the 15 benchmark corruptions).
 #: Source: the AlexNet row of Hendrycks & Dietterich 2019 as tabulated in the hendrycks/robustness

@@ -109,7 +109,7 @@ class V1ProbeResult:
         return RunSummary(self.label, self.summary, self.mean_score, self.meta())
 
     def meta(self) -> dict:
-        from ... import __version__
+        from ...version import __version__
 
         return {
             "label": self.label, "model": self.model, "layer": self.layer, "time_step": self.time_step,

@@ -19,7 +19,7 @@ import torch.nn as nn
 
 from ..heads import build_with_optional_head
 from ..registry import WeightsFile, register_model
-from . import CIFAR100_MEAN, CIFAR100_STD
+from .stats import CIFAR100_MEAN, CIFAR100_STD
 from .pooled import PooledClassifierModel, pooled_classifier
 
 #: builder keywords that configure the PhiNet itself (everything else goes to the head)
