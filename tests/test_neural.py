@@ -518,3 +518,174 @@ def test_cli_missing_trials_counted_and_holes_refused_with_advice_that_works(tmp
     assert _neural(tmp_path, feats, tmp_path / "kept.npy", "--stimuli", str(tmp_path / "kept.txt"),
                    out="followed") == 0
     assert json.loads((tmp_path / "followed" / "run.json").read_text())["n_stimuli"] == N - 2
+
+
+# --------------------------------------------------------------------------- the metric registry
+
+
+def _mean_response_r(layer):
+    """A toy similarity metric: Pearson r between each stimulus' feature norm and its mean response."""
+    from ventralkit.analysis.neural import MetricScore
+
+    return MetricScore(float(np.corrcoef(np.sqrt(np.diag(layer.g)), layer.y.mean(axis=1))[0, 1]))
+
+
+def _mean_response_ceiling(halves):
+    return float(M.spearman_brown(np.corrcoef(halves.first.mean(axis=1), halves.second.mean(axis=1))[0, 1]))
+
+
+@pytest.fixture
+def toy_metrics():
+    """Two metrics registered for one test, each as a single entry, and removed after it."""
+    from sklearn.linear_model import Ridge
+
+    from ventralkit.analysis.neural import NeuralMetric, register_metric, regression_score, unregister_metric
+    from ventralkit.analysis.neural.registry import neuroid_median_ceiling
+
+    entries = [NeuralMetric("normr", "similarity", _mean_response_r, _mean_response_ceiling, "norm vs mean (r)"),
+               NeuralMetric("ridge10", "regression", regression_score(lambda n: Ridge(alpha=10.0)),
+                            neuroid_median_ceiling, "ridge alpha 10 (Pearson r)")]
+    for entry in entries:
+        register_metric(entry)
+    yield [e.name for e in entries]
+    for entry in entries:
+        unregister_metric(entry.name)
+
+
+def test_a_registered_metric_is_computed_by_its_own_entry(toy_metrics):
+    """neural_fit runs a new metric from its entry alone: its score, its ceiling and its kind's ceiled score and
+    splits (a metric computed as another one, as CKA used to be for any name added to METRICS, fails here)."""
+    from sklearn.linear_model import Ridge
+    from sklearn.model_selection import ShuffleSplit
+
+    import ventralkit.analysis.neural as neural
+
+    assert neural.METRICS[-2:] == ("normr", "ridge10") and "ridge10" in neural.REGRESSION_METRICS
+    rng = np.random.default_rng(31)
+    layers = _layers(rng)
+    reps = _planted(rng, layers) + 0.3 * np.abs(layers["late"][:, :1])  # a mean response the norms can follow
+    res = neural_fit(layers, reps, metrics=("normr", "ridge10", "cka"), seed=1)
+    y = reps.mean(axis=0)
+    for name, x in layers.items():
+        want = np.corrcoef(np.linalg.norm(x, axis=1), y.mean(axis=1))[0, 1]
+        assert res.value(name, "normr") == pytest.approx(want, abs=1e-12)
+        assert res.value(name, "normr") != pytest.approx(res.value(name, "cka"), abs=1e-3)
+        medians = []
+        for train, test in ShuffleSplit(n_splits=10, train_size=0.9, random_state=1).split(x):
+            pred = Ridge(alpha=10.0).fit(x[train], y[train]).predict(x[test])
+            medians.append(np.median([pearsonr(pred[:, j], y[test, j])[0] for j in range(K)]))
+        assert res.value(name, "ridge10") == pytest.approx(np.mean(medians), abs=1e-6)
+    halves = ShuffleSplit(10, train_size=0.5, random_state=1).split(reps)
+    draws = [(reps[a].mean(0), reps[b].mean(0)) for a, b in halves]
+    ceiling = np.mean([M.spearman_brown(np.corrcoef(h1.mean(1), h2.mean(1))[0, 1]) for h1, h2 in draws])
+    assert res.ceilings["normr"] == pytest.approx(ceiling, abs=1e-12)
+    raw = res.value("late", "normr")
+    assert res.value("late", "normr", "score") == pytest.approx(raw / ceiling, rel=1e-12)  # similarity: divided
+    raw, c = res.value("middle", "ridge10"), res.ceilings["ridge10"]
+    assert res.value("middle", "ridge10", "score") == pytest.approx(raw * abs(raw) / c, rel=1e-12)  # r|r|/ceiling
+    assert ("middle", "ridge10") in res.per_neuroid and ("middle", "normr") not in res.per_neuroid
+    assert "normr  " in res.table() and "ridge10" in res.table()
+
+
+def test_a_registered_metric_reaches_the_cli_the_files_and_the_figure(toy_metrics, tmp_path, capsys, monkeypatch):
+    import ventralkit.plots.neural as figure
+
+    rng = np.random.default_rng(32)
+    layers = _layers(rng)
+    _write_features(tmp_path / "feats", layers, [f"img{i:03d}.png" for i in range(N)])
+    reps = _planted(rng, layers)
+    np.save(tmp_path / "resp.npy", reps)
+    with pytest.raises(SystemExit):
+        cli_main(["neural", "--help"])
+    assert "ridgecv, rdm, cka, normr, ridge10" in " ".join(capsys.readouterr().out.split())
+    legends = []
+
+    def keep_legend(fig, path):
+        legends.extend(t.get_text() for t in fig.axes[0].get_legend().get_texts())
+        figure.plt.close(fig)
+        return path
+
+    monkeypatch.setattr(figure, "save_figure", keep_legend)
+    out = tmp_path / "out"
+    rc = cli_main(["neural", "--features", str(tmp_path / "feats"), "--responses", str(tmp_path / "resp.npy"),
+                   "--metrics", "normr", "ridge10", "-o", str(out), "--no_progress"])
+    assert rc == 0, capsys.readouterr().err
+    stdout = capsys.readouterr().out
+    assert "best layer for ridge10: middle-t0" in stdout and "best layer for normr:" in stdout
+    api = neural_fit(layers, reps, metrics=("normr", "ridge10"))
+    rows = [ln.split(",") for ln in (out / "scores.csv").read_text().splitlines()[1:]]
+    assert {(r[0], r[1]) for r in rows} == {(f"{n}-t0", m) for n in layers for m in ("normr", "ridge10")}
+    for layer, metric, raw, *_ in rows:
+        assert float(raw) == pytest.approx(api.value(layer[:-3], metric), abs=1e-6)
+    per = (out / "per_neuroid.csv").read_text().splitlines()
+    assert len(per) == 1 + 3 * K and all(",ridge10," in ln for ln in per[1:])
+    assert json.loads((out / "run.json").read_text())["best_layer"]["ridge10"] == "middle-t0"
+    assert any(t.startswith("norm vs mean (r)\n  best ") for t in legends)
+    assert any(t.startswith("ridge alpha 10 (Pearson r)\n  best middle-t0") for t in legends)
+
+
+def test_an_unregistered_metric_is_refused_everywhere(tmp_path, capsys):
+    from ventralkit.analysis.neural import NeuralMetric, get_metric, metric_names, register_metric, unregister_metric
+    from ventralkit.analysis.neural.fit import ceiled
+    from ventralkit.analysis.neural.registry import cka_ceiling, cka_score
+    from ventralkit.errors import ConfigError
+
+    rng = np.random.default_rng(33)
+    layers = _layers(rng)
+    reps = _planted(rng, layers)
+    register_metric(NeuralMetric("gone", "similarity", cka_score, cka_ceiling, "gone"))
+    unregister_metric("gone")  # registered once: removing it leaves no trace
+    listed = ", ".join(metric_names())
+    assert listed == "pls, ridge, ridgecv, rdm, cka"
+    for call in (lambda: neural_fit(layers, reps, metrics=("cka", "gone")), lambda: get_metric("gone"),
+                 lambda: ceiled(0.5, 0.9, "gone")):
+        with pytest.raises(ConfigError) as info:
+            call()
+        assert str(info.value) == f"unknown metric 'gone'; choose from {listed}"
+    _write_features(tmp_path / "feats", layers, [f"img{i:03d}.png" for i in range(N)])
+    np.save(tmp_path / "resp.npy", reps)
+    with pytest.raises(SystemExit) as info:
+        cli_main(["neural", "--features", str(tmp_path / "feats"), "--responses", str(tmp_path / "resp.npy"),
+                  "--metrics", "gone", "-o", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip()
+    assert info.value.code == 2 and len(err.splitlines()) == 1, err
+    assert "argument --metrics: invalid choice: 'gone' (choose from 'pls', 'ridge', 'ridgecv', 'rdm', 'cka')" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_metric_entry_is_checked_when_registered():
+    from ventralkit.analysis.neural import NeuralMetric, get_metric, register_metric
+    from ventralkit.analysis.neural.registry import cka_ceiling, cka_score
+    from ventralkit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="'cka' is already registered; pass replace=True"):
+        register_metric(NeuralMetric("cka", "similarity", cka_score, cka_ceiling, "again"))
+    assert get_metric("cka").label == "CKA (unbiased)"
+    for args, match in ((("two words", "similarity"), "use a letter followed by"),
+                        (("toy", "distance"), "kind 'distance' is not one of regression, similarity")):
+        with pytest.raises(ConfigError, match=match):
+            NeuralMetric(*args, cka_score, cka_ceiling, "toy")
+    with pytest.raises(ConfigError, match="score must be a function"):
+        NeuralMetric("toy", "similarity", 0.5, cka_ceiling, "toy")
+
+
+def test_neural_figure_draws_plain_data(tmp_path, monkeypatch):
+    """plots.neural takes lists, not a NeuralResult: labels, the best layer, one line for a shared ceiling."""
+    import ventralkit.plots.neural as figure
+
+    drawn = {}
+
+    def keep(fig, path):
+        ax = fig.axes[0]
+        drawn.update(legend=[t.get_text() for t in ax.get_legend().get_texts()], ylim=ax.get_ylim(),
+                     title=ax.get_title(), ticks=[t.get_text() for t in ax.get_xticklabels()])
+        figure.plt.close(fig)
+        return path
+
+    monkeypatch.setattr(figure, "save_figure", keep)
+    figure.plot_layer_scores(tmp_path / "s.png", ["a", "b"], {"p": [0.2, 0.5], "q": [0.1, 0.3], "r": [np.nan] * 2},
+                             {"p": 0.8, "q": 0.8, "r": np.nan}, {"p": "P", "q": "Q", "r": "R"},
+                             n_stimuli=9, n_neuroids=3, n_repetitions=2, title="T")
+    assert drawn["legend"] == ["P\n  best b: 0.500", "Q\n  best b: 0.300", "R", "ceiling p/q: 0.800"]
+    assert drawn["title"] == "T\n9 stimuli, 3 neuroids, 2 repetitions" and drawn["ticks"] == ["a", "b"]
+    assert drawn["ylim"] == pytest.approx((0.1 - 0.09, 0.8 + 0.09))

@@ -24,6 +24,7 @@ import numpy as np
 from ...errors import ConfigError, DataError
 from . import metrics as M
 from .io import response_array
+from .registry import Halves, LayerView, get_metric, metric_names, resolve_metrics
 
 CEILING_SPLITS = 10
 #: below this many stimuli the N x N linear algebra runs on one BLAS thread (see ``_small_blas``)
@@ -77,12 +78,13 @@ class NeuralResult:
     def table(self) -> str:
         """The scores as aligned text, one line per layer and metric; a ``note`` column says why a value is --."""
         width = max(len("layer"), *(len(r["layer"]) for r in self.rows))
+        mwidth = max(7, *(len(r["metric"]) for r in self.rows))  # 7: the longest built-in name, ridgecv
         notes = any(r.get("note") for r in self.rows)
-        lines = [f"{'layer':<{width}}  {'metric':<7}  {'raw':>7}  {'ceiling':>7}  {'score':>7}"
+        lines = [f"{'layer':<{width}}  {'metric':<{mwidth}}  {'raw':>7}  {'ceiling':>7}  {'score':>7}"
                  + ("  note" if notes else "")]
         fmt = lambda v: "     --" if not np.isfinite(v) else f"{v:7.3f}"  # noqa: E731
         for r in self.rows:
-            line = (f"{r['layer']:<{width}}  {r['metric']:<7}  {fmt(r['raw'])}  {fmt(r['ceiling'])}  "
+            line = (f"{r['layer']:<{width}}  {r['metric']:<{mwidth}}  {fmt(r['raw'])}  {fmt(r['ceiling'])}  "
                     f"{fmt(r['score'])}")
             lines.append(line + (f"  {r['note']}" if r.get("note") else ""))
         return "\n".join(lines)
@@ -111,17 +113,46 @@ def check_inputs(n_features: int, responses, metrics=("pls",), groups=None, spli
                  strict: bool = False, rows=None, where: str = "responses") -> _Checked:
     """Validate everything ``neural_fit`` needs before any work; one-line ``VentralkitError`` otherwise.
 
-    ``where`` names the input in messages (the CLI passes the file name).
+    ``where`` names the input in messages (the CLI passes the file name). The checks run in a fixed
+    order, so the same input always gets the same (first) complaint.
     """
-    metrics = tuple(metrics) if not isinstance(metrics, str) else (metrics,)
-    if not metrics:
-        raise ConfigError("no metric given; choose from " + ", ".join(M.METRICS))
-    for m in metrics:
-        if m not in M.METRICS:
-            raise ConfigError(f"unknown metric {m!r}; choose from {', '.join(M.METRICS)}")
-    metrics = tuple(dict.fromkeys(metrics))
+    metrics = resolve_metrics(metrics)
     if isinstance(splits, bool) or not isinstance(splits, (int, np.integer)) or splits < 1:
         raise ConfigError(f"splits must be a positive integer, got {splits!r}")
+    arr, bad = _response_trials(responses, strict, where)
+    r, n, k = arr.shape
+    kept, dropped = _kept_neuroids(bad, where)
+    arr, bad = arr[:, :, kept], bad[:, :, kept]
+    missing_values, missing_trials = int(bad.sum()), int(bad.any(axis=2).sum())
+    if missing_values:
+        arr = np.where(bad, np.nan, arr)  # infinities too: every non-finite value is a missing trial
+        _warn_missing_trials(missing_values, missing_trials, r * n, where)
+    rows = _feature_rows(rows, n, n_features, where)
+    if ceiling and r < 2:
+        raise DataError(f"{where}: a ceiling needs repeated presentations (repetitions, stimuli, neuroids) "
+                        "with at least 2 repetitions; this has 1 (drop --ceiling to report raw scores)")
+    if groups is not None:
+        groups = np.asarray(groups)
+        if groups.shape != (n,):
+            raise DataError(f"groups: {len(groups)} labels for {n} stimuli; give one label per stimulus")
+    if any(get_metric(m).per_split for m in metrics):
+        _check_split_sizes(n, groups, where)
+    if n < 4:
+        raise DataError(f"{where}: {n} stimuli; the metrics need at least 4")
+    y = _trial_mean(arr)
+    constant = _constant_neuroids(y, where)
+    return _Checked(y=y, reps=arr if r >= 2 else None, kept=kept, dropped=dropped, groups=groups,
+                    rows=rows, metrics=metrics, n_features=n_features, n_repetitions=r,
+                    missing_values=missing_values, missing_trials=missing_trials, constant=constant)
+
+
+# the warnings below are raised two calls deeper than check_inputs' own were: stacklevel 4 names the same caller
+
+
+def _response_trials(responses, strict: bool, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """The responses as (repetitions, stimuli, neuroids) float64 and where they are not finite.
+
+    Empty responses, and with ``strict`` any non-finite value, are refused."""
     arr = response_array(responses, where)
     arr = arr.astype(np.float64)[None] if arr.ndim == 2 else arr.astype(np.float64)
     r, n, k = arr.shape
@@ -132,65 +163,70 @@ def check_inputs(n_features: int, responses, metrics=("pls",), groups=None, spli
         raise DataError(f"{where}: {int(bad.any(axis=(0, 1)).sum())} of {k} neuroids have NaN or infinite "
                         "responses; clean them or drop --strict to "
                         + ("average over the finite repetitions" if r >= 2 else "skip them"))
+    return arr, bad
+
+
+def _kept_neuroids(bad: np.ndarray, where: str) -> tuple[np.ndarray, int]:
+    """The neuroids that can be scored and how many were dropped (with a warning); none left is an error."""
+    r, k = bad.shape[0], bad.shape[2]
     unusable = _unusable_neuroids(bad)
     dropped = int(unusable.sum())
     if dropped == k:
         raise DataError(_nothing_usable(where, bad))
     if dropped:
         why = "a stimulus that has no finite repetition" if r >= 2 else "NaN or infinite responses"
-        warnings.warn(f"{where}: dropped {dropped} of {k} neuroids with {why}", stacklevel=3)
-    kept = np.nonzero(~unusable)[0]
-    arr, bad = arr[:, :, kept], bad[:, :, kept]
-    missing_values, missing_trials = int(bad.sum()), int(bad.any(axis=2).sum())
-    if missing_values:
-        arr = np.where(bad, np.nan, arr)  # infinities too: every non-finite value is a missing trial
-        values = "value" if missing_values == 1 else "values"
-        warnings.warn(f"{where}: left out {missing_values} NaN or infinite {values} in {missing_trials} of {r * n} "
-                      "trials (repetition x stimulus); each stimulus is averaged over its finite repetitions",
-                      stacklevel=3)
+        warnings.warn(f"{where}: dropped {dropped} of {k} neuroids with {why}", stacklevel=4)
+    return np.nonzero(~unusable)[0], dropped
+
+
+def _warn_missing_trials(missing_values: int, missing_trials: int, trials: int, where: str) -> None:
+    values = "value" if missing_values == 1 else "values"
+    warnings.warn(f"{where}: left out {missing_values} NaN or infinite {values} in {missing_trials} of {trials} "
+                  "trials (repetition x stimulus); each stimulus is averaged over its finite repetitions",
+                  stacklevel=4)
+
+
+def _feature_rows(rows, n: int, n_features: int, where: str) -> np.ndarray:
+    """The feature row of each of the ``n`` response rows (the same order when ``rows`` is None)."""
     if rows is None:
         if n != n_features:
             raise DataError(f"{where}: {n} stimuli (rows) but the features have {n_features}; give --stimuli "
                             "to match them by name, or responses for every image in images.txt")
-        rows = np.arange(n)
-    else:
-        rows = np.asarray(rows, dtype=np.int64)
-        if rows.shape != (n,) or (rows < 0).any() or (rows >= n_features).any():
-            raise DataError(f"{where}: {n} stimuli but {len(rows)} feature rows were given to match them")
-    if ceiling and r < 2:
-        raise DataError(f"{where}: a ceiling needs repeated presentations (repetitions, stimuli, neuroids) "
-                        "with at least 2 repetitions; this has 1 (drop --ceiling to report raw scores)")
+        return np.arange(n)
+    rows = np.asarray(rows, dtype=np.int64)
+    if rows.shape != (n,) or (rows < 0).any() or (rows >= n_features).any():
+        raise DataError(f"{where}: {n} stimuli but {len(rows)} feature rows were given to match them")
+    return rows
+
+
+def _check_split_sizes(n: int, groups: np.ndarray | None, where: str) -> None:
+    """Metrics fitted on splits need enough held-out stimuli, and every group label in both parts."""
+    held = M.test_size(n)
+    if held < M.MIN_TEST_STIMULI:
+        need = math.ceil(M.MIN_TEST_STIMULI / (1 - M.TRAIN_SIZE))
+        raise DataError(f"{where}: {n} stimuli leave {held} per held-out 10% split; regression metrics need "
+                        f"at least {M.MIN_TEST_STIMULI} (about {need} stimuli); use --metrics "
+                        + " ".join(metric_names("similarity")))
     if groups is not None:
-        groups = np.asarray(groups)
-        if groups.shape != (n,):
-            raise DataError(f"groups: {len(groups)} labels for {n} stimuli; give one label per stimulus")
-    if any(m in M.REGRESSION_METRICS for m in metrics):
-        held = M.test_size(n)
-        if held < M.MIN_TEST_STIMULI:
-            need = math.ceil(M.MIN_TEST_STIMULI / (1 - M.TRAIN_SIZE))
-            raise DataError(f"{where}: {n} stimuli leave {held} per held-out 10% split; regression metrics need "
-                            f"at least {M.MIN_TEST_STIMULI} (about {need} stimuli); use --metrics rdm cka")
-        if groups is not None:
-            labels, counts = np.unique(groups, return_counts=True)
-            if counts.min() < 2:
-                raise DataError(f"groups: label {labels[counts.argmin()]!r} has one stimulus; stratified splits "
-                                "need at least 2 per label")
-            if len(labels) > held or len(labels) > n - held:
-                raise DataError(f"groups: {len(labels)} labels do not fit in a held-out split of {held} stimuli; "
-                                "use coarser labels or no --groups")
-    if n < 4:
-        raise DataError(f"{where}: {n} stimuli; the metrics need at least 4")
-    y = _trial_mean(arr)
+        labels, counts = np.unique(groups, return_counts=True)
+        if counts.min() < 2:
+            raise DataError(f"groups: label {labels[counts.argmin()]!r} has one stimulus; stratified splits "
+                            "need at least 2 per label")
+        if len(labels) > held or len(labels) > n - held:
+            raise DataError(f"groups: {len(labels)} labels do not fit in a held-out split of {held} stimuli; "
+                            "use coarser labels or no --groups")
+
+
+def _constant_neuroids(y: np.ndarray, where: str) -> np.ndarray:
+    """(K,) True where a neuroid responds the same to every stimulus (warned: it has no r)."""
     constant = np.ptp(y, axis=0) == 0
     if constant.all():
         warnings.warn(f"{where}: every neuroid responds the same to every stimulus; no metric is defined "
-                      "(the scores are left empty)", stacklevel=3)
+                      "(the scores are left empty)", stacklevel=4)
     elif constant.any():
-        warnings.warn(f"{where}: {int(constant.sum())} of {len(kept)} neuroids respond the same to every stimulus; "
-                      "they have no r (empty in per_neuroid.csv) and are left out of the medians", stacklevel=3)
-    return _Checked(y=y, reps=arr if r >= 2 else None, kept=kept, dropped=dropped, groups=groups,
-                    rows=rows, metrics=metrics, n_features=n_features, n_repetitions=r,
-                    missing_values=missing_values, missing_trials=missing_trials, constant=constant)
+        warnings.warn(f"{where}: {int(constant.sum())} of {y.shape[1]} neuroids respond the same to every stimulus; "
+                      "they have no r (empty in per_neuroid.csv) and are left out of the medians", stacklevel=4)
+    return constant
 
 
 def _unusable_neuroids(bad: np.ndarray) -> np.ndarray:
@@ -244,7 +280,8 @@ def _feature_items(features) -> list[tuple[str, object]]:
 
 def split_half_ceilings(reps: np.ndarray, metrics: Sequence[str], seed: int = 0,
                         splits: int = CEILING_SPLITS) -> tuple[dict[str, float], np.ndarray]:
-    """Spearman-Brown corrected split-half consistency per metric, and per neuroid (Pearson).
+    """Spearman-Brown corrected split-half consistency per metric (its ``ceiling`` function, averaged over the
+    draws), and per neuroid (Pearson).
 
     ``reps`` may hold NaN for missing trials. Each half is then averaged over its finite trials, as
     the responses scored against the model are; a stimulus whose trials of one half are all missing
@@ -253,49 +290,25 @@ def split_half_ceilings(reps: np.ndarray, metrics: Sequence[str], seed: int = 0,
     """
     from sklearn.model_selection import ShuffleSplit
 
+    entries = [get_metric(m) for m in metrics]
     cv = ShuffleSplit(n_splits=splits, train_size=0.5, test_size=None, random_state=seed)
-    per_split: dict[str, list[float]] = {m: [] for m in metrics}
+    per_split: dict[str, list[float]] = {m.name: [] for m in entries}
     neuroid = []
     for a, b in cv.split(np.zeros(reps.shape[0])):
         h1, h2 = _trial_mean(reps[a]), _trial_mean(reps[b])
         r = M.spearman_brown(M.pearson_columns_complete(h1, h2))
         neuroid.append(r)
-        for m in metrics:
-            if m in M.REGRESSION_METRICS:
-                v = np.nanmedian(r) if np.isfinite(r).any() else np.nan
-            elif m == "rdm":
-                v = _on_complete_rows(h1, h2, lambda x1, x2: M.spearman_brown(M.compare_rdms(M.rdm(x1), M.rdm(x2))))
-            else:
-                v = _on_complete_rows(h1, h2, lambda x1, x2: M.spearman_brown(M.cka_from_grams(x1 @ x1.T, x2 @ x2.T)))
-            per_split[m].append(float(v))
+        halves = Halves(h1, h2, r)
+        for m in entries:
+            per_split[m.name].append(float(m.ceiling(halves)))
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         return ({m: float(np.nanmean(v)) for m, v in per_split.items()}, np.nanmean(np.array(neuroid), axis=0))
 
 
-def _on_complete_rows(h1: np.ndarray, h2: np.ndarray, compare) -> float:
-    """``compare(h1, h2)`` on the stimuli (rows) finite in both halves; NaN when fewer than 4 are."""
-    keep = np.isfinite(h1).all(axis=1) & np.isfinite(h2).all(axis=1)
-    if keep.all():
-        return compare(h1, h2)
-    if keep.sum() < 4:
-        return float("nan")
-    return compare(h1[keep], h2[keep])
-
-
 def ceiled(raw: float, ceiling: float, metric: str) -> float:
-    """The ceiled score: explained variance ``r |r| / ceiling`` for regressions, ``raw / ceiling`` otherwise.
-
-    The split-half ceiling is a reliability, which bounds r^2, not r; Brain-Score 2's
-    ``NeuralBenchmark`` ceils regression scores as ``r^2 / ceiling`` (``explained_variance`` in
-    ``benchmark_helpers/neural_common.py``). ``r |r|`` keeps the sign of a negative r, which r^2 would hide.
-    RDM and CKA scores are ceiled by division, as ``ceil_score`` does.
-    """
-    if not (np.isfinite(ceiling) and ceiling > 0 and np.isfinite(raw)):
-        return float("nan")
-    if metric in M.REGRESSION_METRICS:
-        return float(raw * abs(raw) / ceiling)
-    return float(raw / ceiling)
+    """The ceiled score under ``metric``'s rule (``NeuralMetric.ceiled``: ``r |r| / ceiling`` for regressions)."""
+    return get_metric(metric).ceiled(raw, ceiling)
 
 
 # --------------------------------------------------------------------------- the fit
@@ -355,47 +368,16 @@ def _constant_features(g: np.ndarray) -> bool:
 def _score_gram(feat, g, s, d, checked: _Checked, split_list) -> dict[str, tuple[float, np.ndarray | None, str]]:
     idx = checked.rows
     g, s = g[np.ix_(idx, idx)], s[idx]
-    y = checked.y
     undefined = (CONSTANT_RESPONSES if checked.constant is not None and checked.constant.all()
                  else CONSTANT_FEATURES if _constant_features(g) else "")
     if undefined:  # every metric is 0 / 0 here (and PLS would divide by a zero score)
         return {m: (float("nan"), None, undefined) for m in checked.metrics}
+    layer = LayerView(feat, idx, g, s, d, checked.y, split_list)  # its ``z`` is computed once, for every regression
     out: dict[str, tuple[float, np.ndarray | None, str]] = {}
-    z = None
     for m in checked.metrics:
-        if m in M.REGRESSION_METRICS:
-            if z is None:  # D <= N: the features themselves; else an N x N factor of their Gram matrix
-                z = np.asarray(feat[:], dtype=np.float64)[idx] if d <= len(idx) else M.gram_factor(g)
-            per = M.regression_scores(z, y, m, split_list)
-            with np.errstate(all="ignore"), warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                raw = M.aggregate_splits(per)
-                out[m] = (raw, np.nanmean(per, axis=0),
-                          "" if np.isfinite(raw) else "no finite held-out r: the predictions are constant in "
-                                                     "every split")
-        elif m == "rdm":
-            model_rdm, neural_rdm = M.rdm_from_gram(g, s, d), M.rdm(y)
-            raw = M.compare_rdms(model_rdm, neural_rdm)
-            out[m] = (raw, None, "" if np.isfinite(raw) else _rdm_note(model_rdm, neural_rdm))
-        else:
-            out[m] = (M.cka_from_grams(g, y @ y.T), None, "")
+        scored = get_metric(m).score(layer)
+        out[m] = (scored.raw, scored.per_neuroid, scored.note)
     return out
-
-
-def _rdm_note(model_rdm: np.ndarray, neural_rdm: np.ndarray) -> str:
-    """Why an RDM comparison is NaN: stimuli whose correlation distance is undefined (no spread to correlate)."""
-    flat_model = int((~np.isfinite(model_rdm)).all(axis=1).sum())
-    flat_neural = int((~np.isfinite(neural_rdm)).all(axis=1).sum())
-    if neural_rdm.shape[0] and flat_neural == neural_rdm.shape[0]:
-        return "rdm needs responses that differ between neuroids (a single neuroid has no correlation distance)"
-    parts = []
-    if flat_model:
-        parts.append(f"{flat_model} stimuli have the same value on every feature")
-    if flat_neural:
-        parts.append(f"{flat_neural} stimuli have the same response on every neuroid")
-    if parts:
-        return "; ".join(parts) + ": their correlation distance is undefined"
-    return "the RDMs cannot be compared (one of them is constant)"
 
 
 def _ceiling_notes(checked: _Checked, ceilings: dict[str, float], requested: bool | None) -> dict[str, str]:
@@ -439,7 +421,8 @@ def neural_fit(
         ``missing_values`` / ``missing_trials``, with a warning); a neuroid with no finite repetition
         for some stimulus, or with any NaN when there are no repetitions, is dropped with a warning.
         ``strict``: any NaN or infinite response is an error.
-    metrics: any of ``pls``, ``ridge``, ``ridgecv``, ``rdm``, ``cka``.
+    metrics: registered metric names (``registry.metric_names()``: ``pls``, ``ridge``, ``ridgecv``, ``rdm``,
+        ``cka`` and any added with ``register_metric``); an unknown name is a ``ConfigError``.
     groups: one label per stimulus (object / category) to stratify the regression splits.
     splits: train/test draws for the regression metrics (90 % / 10 %, Brain-Score's default 10).
     seed: the splits' random state (Brain-Score uses 1); the result is the same for the same seed.
@@ -452,8 +435,8 @@ def neural_fit(
     """
     items = _feature_items(features)
     checked = check_inputs(int(items[0][1].shape[0]), responses, metrics, groups, splits, ceiling, strict, rows)
-    regression = [m for m in checked.metrics if m in M.REGRESSION_METRICS]
-    split_list = M.regression_splits(len(checked.rows), checked.groups, splits, seed) if regression else []
+    per_split = any(get_metric(m).per_split for m in checked.metrics)
+    split_list = M.regression_splits(len(checked.rows), checked.groups, splits, seed) if per_split else []
     if checked.reps is not None and ceiling is not False and not checked.constant.all():
         with _small_blas(len(checked.rows)):
             ceilings, neuroid_ceiling = split_half_ceilings(checked.reps, checked.metrics, seed)

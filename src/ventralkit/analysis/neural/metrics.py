@@ -13,18 +13,14 @@ stimuli) and row sums, which is what keeps a layer of D = 200,000 features cheap
   neural RDM by Spearman's rho over the upper triangle.
 * ``cka``: linear CKA with the unbiased HSIC estimator on ``G`` and ``Y Y^T``.
 
-Definitions follow ``brainscore_vision.metrics`` (regression_correlation, rdm, cka,
+Which metrics exist, and what each of them computes, is the registry's (``registry.py``); this module
+holds the arithmetic. Definitions follow ``brainscore_vision.metrics`` (regression_correlation, rdm, cka,
 internal_consistency) and ``brainscore_vision.metric_helpers.transformations`` (splits).
 """
 
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import spearmanr
-
-REGRESSION_METRICS = ("pls", "ridge", "ridgecv")
-SIMILARITY_METRICS = ("rdm", "cka")
-METRICS = REGRESSION_METRICS + SIMILARITY_METRICS
 #: Brain-Score's pls_regression: PLSRegression(n_components=25, scale=False)
 PLS_COMPONENTS = 25
 #: Brain-Score's ridge_regression: Ridge(alpha=1)
@@ -214,28 +210,37 @@ class PLS:
         return (np.asarray(x, dtype=np.float64) - self.x_mean) @ self.coef + self.y_mean
 
 
-def _regressor(metric: str, n_components: int):
-    from sklearn.linear_model import Ridge, RidgeCV
-
-    if metric == "pls":
-        return PLS(n_components=n_components)
-    if metric == "ridge":
-        return Ridge(alpha=RIDGE_ALPHA)
-    if metric == "ridgecv":
-        return RidgeCV(alphas=RIDGECV_ALPHAS)
-    raise ValueError(metric)
+def make_pls(n_features: int) -> PLS:
+    """Brain-Score's ``pls_regression``: 25 components (fewer when there are fewer features), no scaling."""
+    return PLS(n_components=int(min(PLS_COMPONENTS, n_features)))
 
 
-def regression_scores(z: np.ndarray, y: np.ndarray, metric: str, split_list) -> np.ndarray:
-    """Held-out Pearson r per split and neuroid (splits x K) of features ``z`` regressed onto ``y``."""
+def make_ridge(n_features: int):
+    """Brain-Score's ``ridge_regression``: ``Ridge(alpha=1)``."""
+    from sklearn.linear_model import Ridge
+
+    return Ridge(alpha=RIDGE_ALPHA)
+
+
+def make_ridgecv(n_features: int):
+    """``RidgeCV`` over ``RIDGECV_ALPHAS``, alpha chosen by efficient leave-one-out on the training stimuli."""
+    from sklearn.linear_model import RidgeCV
+
+    return RidgeCV(alphas=RIDGECV_ALPHAS)
+
+
+def regression_scores(z: np.ndarray, y: np.ndarray, make_regressor, split_list) -> np.ndarray:
+    """Held-out Pearson r per split and neuroid (splits x K) of features ``z`` regressed onto ``y``.
+
+    ``make_regressor(n_features)`` gives a fresh estimator (``fit``/``predict``) for each split.
+    """
     import warnings
 
     from sklearn.exceptions import ConvergenceWarning
 
-    n_components = int(min(PLS_COMPONENTS, z.shape[1]))
     out = np.empty((len(split_list), y.shape[1]))
     for i, (train, test) in enumerate(split_list):
-        reg = _regressor(metric, n_components)
+        reg = make_regressor(z.shape[1])
         with warnings.catch_warnings():  # NIPALS on late, tiny components; Brain-Score's PLS runs the same way
             warnings.simplefilter("ignore", ConvergenceWarning)
             reg.fit(z[train], y[train])
@@ -279,6 +284,8 @@ def rdm(y: np.ndarray) -> np.ndarray:
 
 def compare_rdms(a: np.ndarray, b: np.ndarray) -> float:
     """Spearman's rho between the upper triangles (diagonal excluded) of two RDMs."""
+    from scipy.stats import spearmanr  # here, not at the top: scipy.stats takes a second to import
+
     iu = np.triu_indices(a.shape[0], k=1)
     rho = spearmanr(a[iu], b[iu])[0]
     return float(rho)
