@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+from dataclasses import dataclass
 from pathlib import Path
-
-METRIC_CHOICES = ("pls", "ridge", "ridgecv", "rdm", "cka")
 
 
 def register(sub) -> None:
+    from ..analysis.neural.registry import metric_names  # the choices are the registered metrics
     from .common import add_data_args, add_model_args
     from .test import add_inference_args
 
@@ -36,8 +36,8 @@ def register(sub) -> None:
                    help="image file name of each response row, one per line (matched to images.txt by name)")
     g.add_argument("--groups", default=None, metavar="FILE",
                    help="object / category label of each response row, one per line (stratified splits)")
-    g.add_argument("--metrics", nargs="+", choices=METRIC_CHOICES, default=["pls"], metavar="METRIC",
-                   help=f"any of {', '.join(METRIC_CHOICES)} (default: pls)")
+    g.add_argument("--metrics", nargs="+", choices=metric_names(), default=["pls"], metavar="METRIC",
+                   help=f"any of {', '.join(metric_names())} (default: pls)")
     g.add_argument("--splits", type=_positive, default=10, help="train/test splits for the regressions (default 10)")
     g.add_argument("--seed", type=int, default=0, help="random state of the splits (Brain-Score uses 1)")
     c = g.add_mutually_exclusive_group()
@@ -65,14 +65,32 @@ def _positive(value: str) -> int:
 
 
 def run(args) -> int:
-    import sys
-    import warnings
+    out = _output_folder(args)
+    inputs = _read_inputs(args)  # everything is read and checked before OUT is created
+    _check_responses(args, inputs, report=True)
+    with _removed_on_failure(out):
+        feats, sources = _features(args, inputs, out)
+        result = _fit(args, inputs, feats, sources)
+    files = _write_results(args, result, inputs, out)
+    _print_summary(result, files)
+    return 0
 
-    import numpy as np
 
-    from ..analysis.neural import check_inputs, neural_fit
-    from ..analysis.neural.io import feature_sources, match_stimuli, read_features, read_lines, read_responses
-    from ..analysis.neural.report import plot_scores, write_run, write_scores
+@dataclass
+class _Inputs:
+    """The responses and what matches them to the feature rows (updated when stimuli are left out)."""
+
+    responses: object
+    images: list[str]  # the image of each feature row
+    feats: dict | None  # the --features arrays; None until extracted with --model
+    unread: list[tuple[int, str]]  # (input position, image) of the stimuli without a feature row
+    names: list[str] | None  # --stimuli
+    groups: list[str] | None  # --groups
+    rows: object = None  # the feature row of each response row (None: the same order)
+
+
+def _output_folder(args) -> Path:
+    """OUT, after checking that the flags name exactly one source of features and that OUT is not a file."""
     from ..errors import ConfigError
 
     model_given = bool(args.model or args.ckpt_path)
@@ -84,8 +102,14 @@ def run(args) -> int:
     out = Path(args.output_path)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"-o {out} is a file; give a folder")
+    return out
 
-    # everything is read and checked before OUT is created
+
+def _read_inputs(args) -> _Inputs:
+    """Responses, the features folder (or the image list to extract from), --stimuli and --groups."""
+    from ..analysis.neural.io import match_stimuli, read_features, read_lines, read_responses
+    from ..errors import ConfigError
+
     responses = read_responses(args.responses, args.responses_key)
     if args.features is not None:
         feats, images = read_features(args.features)
@@ -106,47 +130,79 @@ def run(args) -> int:
     if unread:  # a features folder made with --on_bad_image skip: its unreadable stimuli have no row
         responses, names, groups = _without_stimuli(responses, names, groups, len(images), unread, args.features)
     rows = match_stimuli(names, images) if names is not None else None
+    return _Inputs(responses, images, feats, unread, names, groups, rows)
+
+
+def _check_responses(args, inputs: _Inputs, report: bool) -> None:
+    """``check_inputs`` on the responses as matched now; its warnings go to stderr when ``report``."""
+    import sys
+    import warnings
+
+    from ..analysis.neural import check_inputs
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        check_inputs(len(images), responses, args.metrics, groups, args.splits, args.ceiling, args.strict, rows,
-                     where=f"--responses {args.responses}")
-    for w in caught:
+        check_inputs(len(inputs.images), inputs.responses, args.metrics, inputs.groups, args.splits, args.ceiling,
+                     args.strict, inputs.rows, where=f"--responses {args.responses}")
+    for w in caught if report else ():
         print(f"warning: {w.message}", file=sys.stderr)
 
-    with _removed_on_failure(out):
-        if feats is None:
-            feats = _extract(args, out / "features")
-            sources = {name: f"--model {args.model or args.ckpt_path}: layer {name}" for name in feats}
-            if feats.skipped:  # --on_bad_image skip: the responses to unreadable stimuli are left out too
-                unread = [(u.index, u.path) for u in feats.skipped]
-                gone = {i for i, _ in unread}
-                images = [p for i, p in enumerate(images) if i not in gone]
-                responses, names, groups = _without_stimuli(responses, names, groups, len(images), unread,
-                                                            out / "features")
-                rows = match_stimuli(names, images) if names is not None else None
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")  # reported by the first check
-                    check_inputs(len(images), responses, args.metrics, groups, args.splits, args.ceiling,
-                                 args.strict, rows, where=f"--responses {args.responses}")
-        else:
-            sources = feature_sources(args.features, feats)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the drop was reported above
-            result = neural_fit(feats, responses, metrics=args.metrics, groups=groups, splits=args.splits,
-                                seed=args.seed, ceiling=args.ceiling, strict=args.strict, rows=rows,
-                                progress=not args.no_progress, sources=sources)
+
+def _features(args, inputs: _Inputs, out: Path) -> tuple[dict, dict[str, str]]:
+    """The feature arrays and how to name each layer in an error: read from --features, or extracted into
+    OUT/features (the responses to stimuli the extraction could not read are then left out too)."""
+    from ..analysis.neural.io import feature_sources, match_stimuli
+
+    if inputs.feats is not None:
+        return inputs.feats, feature_sources(args.features, inputs.feats)
+    feats = _extract(args, out / "features")
+    sources = {name: f"--model {args.model or args.ckpt_path}: layer {name}" for name in feats}
+    if feats.skipped:  # --on_bad_image skip: the responses to unreadable stimuli are left out too
+        inputs.unread = [(u.index, u.path) for u in feats.skipped]
+        gone = {i for i, _ in inputs.unread}
+        inputs.images = [p for i, p in enumerate(inputs.images) if i not in gone]
+        inputs.responses, inputs.names, inputs.groups = _without_stimuli(
+            inputs.responses, inputs.names, inputs.groups, len(inputs.images), inputs.unread, out / "features")
+        inputs.rows = match_stimuli(inputs.names, inputs.images) if inputs.names is not None else None
+        _check_responses(args, inputs, report=False)  # its warnings were reported by the first check
+    return feats, sources
+
+
+def _fit(args, inputs: _Inputs, feats, sources):
+    import warnings
+
+    from ..analysis.neural import neural_fit
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the drop was reported above
+        return neural_fit(feats, inputs.responses, metrics=args.metrics, groups=inputs.groups, splits=args.splits,
+                          seed=args.seed, ceiling=args.ceiling, strict=args.strict, rows=inputs.rows,
+                          progress=not args.no_progress, sources=sources)
+
+
+def _write_results(args, result, inputs: _Inputs, out: Path) -> list[Path]:
+    """scores.csv, per_neuroid.csv, run.json and (unless --no_figure) scores.png in OUT."""
+    import numpy as np
+
+    from ..analysis.neural.report import plot_scores, write_run, write_scores
+
     files = write_scores(result, out)
-    inputs = {"features": str(Path(args.features).resolve()) if args.features else str(out / "features"),
-              "responses": str(Path(args.responses).resolve()), "responses_key": args.responses_key,
-              "stimuli": args.stimuli and str(Path(args.stimuli).resolve()),
-              "groups": args.groups and str(Path(args.groups).resolve()),
-              "model": args.model, "data_path": args.data_path,
-              "response_shape": list(np.shape(responses)),
-              "unreadable_stimuli_left_out": [path for _, path in unread]}
-    files.append(write_run(result, out, inputs))
+    run_inputs = {"features": str(Path(args.features).resolve()) if args.features else str(out / "features"),
+                  "responses": str(Path(args.responses).resolve()), "responses_key": args.responses_key,
+                  "stimuli": args.stimuli and str(Path(args.stimuli).resolve()),
+                  "groups": args.groups and str(Path(args.groups).resolve()),
+                  "model": args.model, "data_path": args.data_path,
+                  "response_shape": list(np.shape(inputs.responses)),
+                  "unreadable_stimuli_left_out": [path for _, path in inputs.unread]}
+    files.append(write_run(result, out, run_inputs))
     if not args.no_figure:
         files.append(plot_scores(result, out / "scores.png", title=f"features: {args.features}" if args.features
                                  else f"model: {args.model or args.ckpt_path}"))
+    return files
+
+
+def _print_summary(result, files: list[Path]) -> None:
+    """The table, the best layer per metric (or why there is none) and the files written."""
     print(result.table())
     if result.n_repetitions < 2:
         print("no ceiling: the responses have no repetitions, raw scores only")
@@ -157,7 +213,6 @@ def run(args) -> int:
             why = next((r["note"] for r in result.rows if r["metric"] == m and r["note"]), "")
             print(f"{m}: no finite score" + (f" ({why})" if why else ""))
     print("wrote " + ", ".join(str(p) for p in files))
-    return 0
 
 
 @contextlib.contextmanager
