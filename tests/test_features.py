@@ -225,13 +225,15 @@ def test_uint8_transport_matches_the_float_pipeline(images, z):
     """Images travel as uint8 H x W x 3 and are normalised per batch: the same numbers as ToTensor+Normalize."""
     from ventralkit.analysis.features import _build_transform, normalize_hwc_uint8
     from ventralkit.data.folders import open_rgb
+    from ventralkit.models.preprocessing import preprocessing_of, resolve
 
     img = open_rgb(str(images / "a.jpg"))
     mean = torch.tensor(z.info.mean).view(1, 3, 1, 1)
     std = torch.tensor(z.info.std).view(1, 3, 1, 1)
     for kind in ("square", "center"):
-        ref = _build_transform(kind, z.info, SIZE, uint8=False)(img)
-        u8 = _build_transform(kind, z.info, SIZE, uint8=True)(img)
+        pre = resolve(preprocessing_of(z), image_size=SIZE)
+        ref = _build_transform(kind, pre, uint8=False)(img)
+        u8 = _build_transform(kind, pre, uint8=True)(img)
         assert u8.dtype == torch.uint8 and u8.shape == (SIZE, SIZE, 3)
         x = normalize_hwc_uint8(u8[None], mean, std)
         assert x.is_contiguous(memory_format=torch.channels_last)

@@ -169,7 +169,8 @@ def test_api_load_brings_classes_size_and_preprocessing(tmp_path):
     assert loaded.name == "cornet_z" and loaded.classes == [str(d) for d in range(10)]
     assert loaded.image_size == 32 and loaded.eval_transform == "resize_crop" and loaded.weights == "checkpoint"
     model = vk.create_model("cornet_z", checkpoint=str(ckpt))  # no num_classes needed
-    assert model.info.num_classes == 10 and model.info.input_size == 32
+    # info.input_size keeps one meaning (the architecture's native size); the trained size is the preprocessing's
+    assert model.info.num_classes == 10 and model.info.input_size == 224 and model.preprocessing.image_size == 32
     # best.pt holds weights only; epoch snapshots are hard links of last.pt (issue 12 item 9)
     best = torch.load(res.run_dir / "checkpoints" / "best.pt", weights_only=True)
     assert "optimizer" not in best and "model" in best

@@ -58,6 +58,8 @@ from ..engine.workers import inference_workers, usable_cores
 from ..errors import ConfigError, DataError, VentralkitError, one_line
 from ..files import ensure_writable_dir, link_or_copy, write_json, write_text
 from ..models.interface import record_activations, resolve_module
+from ..data.transforms import eval_pipeline, normalize_hwc_uint8, uint8_pipeline
+from ..models.preprocessing import Preprocessing, native_preprocessing, preprocessing_of, resolve
 from ..models.registry import ModelInfo
 
 FORMATS = ("npy", "hdf5")
@@ -313,37 +315,21 @@ def _remove_earlier(earlier: list[Path], written: set[str]) -> None:
 # --------------------------------------------------------------------------- the extraction
 
 
-def _build_transform(transform, info: ModelInfo, image_size: int | None, uint8: bool):
-    from torchvision import transforms as T
+def _preprocessing(model: nn.Module, info: ModelInfo, image_size: int | None) -> Preprocessing:
+    """The model's preprocessing (the loader's, else its metadata's) with ``image_size`` applied."""
+    if image_size is not None and int(image_size) <= 0:
+        raise ConfigError(f"--imsize must be a positive number of pixels, got {image_size}")
+    return resolve(preprocessing_of(model) or native_preprocessing(info), image_size=image_size)
 
-    from ..data import transforms as vt
 
+def _build_transform(transform, pre: Preprocessing, uint8: bool):
+    """``transform`` (``square`` | ``center`` | a callable) as a pipeline of ``pre`` (``data.transforms``)."""
     if callable(transform):
         return transform
     if transform not in TRANSFORMS:
         raise ConfigError(f"--transform must be one of {', '.join(TRANSFORMS)} or a callable, got {transform!r}")
-    if image_size is not None and int(image_size) <= 0:
-        raise ConfigError(f"--imsize must be a positive number of pixels, got {image_size}")
-    if not uint8:
-        make = vt.square_resize_transform if transform == "square" else vt.eval_transform
-        return make(info, image_size)
-    size = int(image_size or info.input_size)
-    resize = [T.Resize((size, size))] if transform == "square" else [T.Resize(vt.resize_size(size)),
-                                                                      T.CenterCrop(size)]
-    return T.Compose([T.Lambda(vt.to_rgb), *resize, T.Lambda(pil_to_hwc_uint8)])  # normalised in the loop
-
-
-def pil_to_hwc_uint8(img) -> torch.Tensor:
-    """H x W x 3 uint8 (PIL's own layout, no transpose); a batch of these is channels_last once permuted."""
-    return torch.from_numpy(np.array(img, dtype=np.uint8, copy=True))
-
-
-def normalize_hwc_uint8(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """N x H x W x 3 uint8 -> N x 3 x H x W float, normalised: ToTensor + Normalize's arithmetic, bit for bit.
-
-    The result is a channels_last tensor (the permute is a view), so no transposition pass is needed.
-    """
-    return x.permute(0, 3, 1, 2).float().div_(255).sub_(mean).div_(std)
+    pre = resolve(pre, mode=transform)
+    return uint8_pipeline(pre) if uint8 else eval_pipeline(pre)  # uint8: normalised in the loop
 
 
 def _compute_threads(workers: int) -> int | None:
@@ -403,7 +389,8 @@ def extract_features(
         list of ints for every layer; or a dict layer -> steps. Out of range -> ``ConfigError``.
     transform: ``"square"`` = CORnet ``run.py test`` (``Resize((s, s))``, no crop), ``"center"`` =
         evaluation (``Resize(s*256/224)`` + ``CenterCrop(s)``), or any callable PIL -> tensor;
-        ``s`` = ``image_size`` or the model's input size; normalisation from the model's metadata.
+        ``s`` = ``image_size`` or the model's preprocessing's (``model.preprocessing`` from the loader: the
+        size it was trained at; else its native ``info.input_size``); normalisation from the model's metadata.
     device: where the model runs (default: where its parameters are; the model is moved if needed).
     output_dir: also write the arrays (see the module docstring); the returned arrays are then
         read-only memory maps of the ``.npy`` files (``format="npy"``) or loaded from ``features.h5``.
@@ -456,6 +443,7 @@ def extract_features(
     np_dtype = np.dtype(dtype)
 
     # data
+    pre = _preprocessing(model, info, image_size)
     uint8_input = False
     if isinstance(data, Dataset):
         dataset = data
@@ -468,7 +456,7 @@ def extract_features(
     else:
         paths = image_paths(data)
         uint8_input = not callable(transform)  # decode to uint8 HWC; convert + normalise per batch
-        dataset = ImageListDataset(paths, _build_transform(transform, info, image_size, uint8_input), on_bad_image)
+        dataset = ImageListDataset(paths, _build_transform(transform, pre, uint8_input), on_bad_image)
         names = [str(p) for p in paths]
     n = len(dataset)
     if n == 0:
@@ -617,7 +605,7 @@ def extract_features(
             writer.shrink(outputs.values(), state["start"])
             gone = {u.index for u in skipped}
             names = [name for i, name in enumerate(names) if i not in gone]
-        result = _commit(writer, outputs, names, info, layers, calls, image_size, transform, elapsed,
+        result = _commit(writer, outputs, names, info, layers, calls, pre.image_size, transform, elapsed,
                          state["start"], skipped, earlier)
         committed = True
         return result
@@ -653,7 +641,7 @@ def _commit(writer: _Writer, outputs, names, info, layers, calls, image_size, tr
         "format": writer.fmt,
         "dtype": str(writer.dtype),
         "transform": transform if isinstance(transform, str) else getattr(transform, "__name__", "custom"),
-        "image_size": int(image_size or info.input_size),
+        "image_size": int(image_size),
         "mean": list(info.mean),
         "std": list(info.std),
         "seconds": round(elapsed, 3),

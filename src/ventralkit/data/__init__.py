@@ -23,33 +23,37 @@ def load_datasets(dataset: str, data_path: str | None, info: ModelInfo, image_si
                   eval_mode: str = "resize_crop") -> DataSplits:
     """Train and val datasets with the model's preprocessing (size and normalisation from ``info``).
 
-    ``augment`` and ``eval_mode`` choose the image-folder transforms (``transforms.train_transform`` /
-    ``eval_transform``); digits and CIFAR-100 keep their own."""
-    from .transforms import eval_transform, train_transform
+    ``augment`` and ``eval_mode`` choose the image-folder transforms (``transforms.train_pipeline`` /
+    ``eval_pipeline`` of the model's preprocessing at ``image_size``); digits and CIFAR-100 keep their own."""
+    from ..models.preprocessing import native_preprocessing, resolve
+    from .transforms import eval_pipeline, train_pipeline
 
     if dataset == "digits":
         from .embedded import digits_datasets
 
         # no random crops or flips: they turn digits into other digits (a flipped 2 is not a 2)
         size = image_size or 32
-        train, val, classes = digits_datasets(eval_transform(info, size), eval_transform(info, size), image_size=size)
+        digit = eval_pipeline(resolve(native_preprocessing(info), image_size=size))
+        train, val, classes = digits_datasets(digit, digit, image_size=size)
         return DataSplits(train, val, list(classes))
     if dataset.partition(":")[0] == "digits-occluded":
         from .embedded import occluded_digits_datasets, occlusion_level
 
         size = image_size or 32
-        train, val, classes = occluded_digits_datasets(occlusion_level(dataset), eval_transform(info, size),
-                                                       eval_transform(info, size), image_size=size)
+        digit = eval_pipeline(resolve(native_preprocessing(info), image_size=size))
+        train, val, classes = occluded_digits_datasets(occlusion_level(dataset), digit, digit, image_size=size)
         return DataSplits(train, val, list(classes))
     if dataset == "cifar100":
         from .cifar100 import cifar100_datasets
 
-        train, val, classes = cifar100_datasets(data_path, image_size=image_size or info.input_size, info=info,
+        size = resolve(native_preprocessing(info), image_size=image_size).image_size
+        train, val, classes = cifar100_datasets(data_path, image_size=size, info=info,
                                                 val_split=val_split)
         return DataSplits(train, val, list(classes))
     from .folders import ImageFolderDataset, split_dir
 
-    train = ImageFolderDataset(split_dir(data_path, "train"), train_transform(info, image_size, augment), on_bad_image)
-    val = ImageFolderDataset(split_dir(data_path, val_split), eval_transform(info, image_size, eval_mode), on_bad_image,
+    pre = resolve(native_preprocessing(info), image_size=image_size, mode=eval_mode)
+    train = ImageFolderDataset(split_dir(data_path, "train"), train_pipeline(pre, augment), on_bad_image)
+    val = ImageFolderDataset(split_dir(data_path, val_split), eval_pipeline(pre), on_bad_image,
                              classes=train.classes)
     return DataSplits(train, val, train.classes)

@@ -1,7 +1,7 @@
 """``--data_backend gpu``: JPEG decoding and RandomResizedCrop + flip + normalise on the training device.
 
 CPU workers only read each file's bytes and draw its crop box and flip, with the very same calls,
-in the same order, as the CPU pipeline (``transforms.train_transform``): a batch's random draws come
+in the same order, as the CPU pipeline (``transforms.train_pipeline``): a batch's random draws come
 from the per-batch seed of ``sampling.SeededDataset``, so the GPU path sees the same crops and flips
 as the CPU path and a resumed run stays exact. The batch is then decoded in one
 ``torchvision.io.decode_jpeg(device=...)`` call, cropped, resized (bilinear, antialiased, as PIL
@@ -34,9 +34,10 @@ class RawBatch:
     training loop's ``images.to(device, non_blocking=True)`` needs no change."""
 
     def __init__(self, items: list[torch.Tensor], encoded: list[bool], boxes: torch.Tensor, size: int,
-                 mean: tuple, std: tuple, paths: list[str]):
+                 mean: tuple, std: tuple, paths: list[str], interpolation: str = "bilinear"):
         self.items, self.encoded, self.boxes = items, encoded, boxes  # boxes: (n, 5) top, left, h, w, flip
         self.size, self.mean, self.std, self.paths = size, mean, std, paths
+        self.interpolation = interpolation
 
     def __len__(self) -> int:
         return len(self.items)
@@ -84,7 +85,7 @@ def decode_augment(batch: RawBatch, device: torch.device, non_blocking: bool = F
     out = torch.empty(len(images), 3, batch.size, batch.size, device=device)
     for k, (img, (top, left, h, w, flip)) in enumerate(zip(images, boxes)):
         crop = img[:, top:top + h, left:left + w].unsqueeze(0).float()
-        crop = F.interpolate(crop, size=(batch.size, batch.size), mode="bilinear", align_corners=False,
+        crop = F.interpolate(crop, size=(batch.size, batch.size), mode=batch.interpolation, align_corners=False,
                              antialias=True)[0]
         out[k] = crop.flip(-1) if flip else crop
     mean = torch.tensor(batch.mean, device=device).view(1, 3, 1, 1) * 255
@@ -97,11 +98,12 @@ class RawCropDataset(Dataset):
 
     Each item is ``((data, encoded, box, path), label)``; ``collate`` makes a ``RawBatch``. An unreadable
     file is raised or skipped as ``ImageFolderDataset`` does (skipped: dropped from its batch, which
-    then lists it in ``skipped``)."""
+    then lists it in ``skipped``). Built from a ``Preprocessing`` by ``transforms.device_train_dataset``."""
 
-    def __init__(self, folder, size: int, mean, std, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)):
+    def __init__(self, folder, size: int, mean, std, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3),
+                 interpolation: str = "bilinear"):
         self.folder, self.size, self.mean, self.std = folder, int(size), tuple(mean), tuple(std)
-        self.scale, self.ratio = scale, ratio
+        self.scale, self.ratio, self.interpolation = scale, ratio, interpolation
         self.samples, self.classes, self.targets = folder.samples, folder.classes, folder.targets
 
     def __len__(self) -> int:
@@ -141,5 +143,5 @@ class RawCropDataset(Dataset):
         items = [s[0] for s in samples]
         batch = RawBatch([d for d, _, _, _ in items], [e for _, e, _, _ in items],
                          torch.tensor([b for _, _, b, _ in items], dtype=torch.long), self.size, self.mean,
-                         self.std, [p for _, _, _, p in items])
+                         self.std, [p for _, _, _, p in items], self.interpolation)
         return batch, torch.tensor([s[1] for s in samples], dtype=torch.long)

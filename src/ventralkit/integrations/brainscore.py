@@ -23,6 +23,7 @@ import torch.nn as nn
 from ..errors import ConfigError
 from ..models.commitments import BRAIN_AREAS, area_commitments, brainscore_layers
 from ..models.loading import create_model
+from ..models.preprocessing import preprocessing_of
 
 _STEP = re.compile(r"^(?P<module>.+)-t(?P<step>\d+)$")
 
@@ -97,8 +98,9 @@ def brainscore_model(
 ):
     """A Brain-Score ``ModelCommitment`` for a registered name or a model built by ``create_model``.
 
-    Preprocessing is the model's own (``info.input_size``, ``info.mean``/``std``, Brain-Score's
-    resize-to-square); ``visual_degrees`` is the field of view the input spans (Brain-Score's default 8);
+    Preprocessing is the model's own (its ``preprocessing``: the size it was trained at for a checkpoint,
+    else ``info.input_size``; its mean/std; Brain-Score's resize-to-square); ``visual_degrees`` is the
+    field of view the input spans (Brain-Score's default 8);
     the behavioural read-out is the model's ``decoder`` commitment (the pooled features).
     """
     PytorchWrapper, load_preprocess_images, ModelCommitment = _import_brainscore()
@@ -112,10 +114,11 @@ def brainscore_model(
     if not regions:
         raise ConfigError(f"{info.name} commits no module to {', '.join(BRAIN_AREAS)}; nothing to score")
     identifier = identifier or info.name
-    preprocessing = functools.partial(load_preprocess_images, image_size=info.input_size,
-                                      normalize_mean=tuple(info.mean), normalize_std=tuple(info.std))
+    pre = preprocessing_of(model)
+    preprocessing = functools.partial(load_preprocess_images, image_size=pre.image_size,
+                                      normalize_mean=tuple(pre.mean), normalize_std=tuple(pre.std))
     wrapper = _wrapper_class(PytorchWrapper)(model=model.eval(), preprocessing=preprocessing, identifier=identifier)
-    wrapper.image_size = info.input_size  # Brain-Score places stimuli using the wrapper's image size
+    wrapper.image_size = pre.image_size  # Brain-Score places stimuli using the wrapper's image size
     names = brainscore_layers(area_commitments(model))
     layers = [name for area in (*BRAIN_AREAS, "decoder") for name in names.get(area, [])]
     readout = names["decoder"][-1] if "decoder" in names else None

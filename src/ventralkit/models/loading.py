@@ -7,7 +7,6 @@ its model name, model options, class count, class names, training image size and
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from dataclasses import dataclass, field
 
@@ -15,6 +14,7 @@ import torch
 import torch.nn as nn
 
 from ..errors import CheckpointError, ConfigError
+from .preprocessing import Preprocessing, checkpoint_preprocessing, resolve
 from .registry import build_model, canonical_name, model_info, state_dict_converter
 from .weights import CHECKPOINT_FORMAT, extract_state_dict, load_weights, pretrained_path, read_checkpoint
 
@@ -28,26 +28,36 @@ class LoadedModel:
     weights: str  # "random" | "pretrained" | "checkpoint"
     source: str | None = None  # the weights file
     classes: list[str] | None = None
-    image_size: int = 224  # the size it was trained at (ventralkit checkpoint) or its native size
-    eval_transform: str = "resize_crop"  # how evaluation images are prepared: resize_crop | none
+    preprocessing: Preprocessing | None = None  # how to feed it (resolved once, in load_model)
     config: dict = field(default_factory=dict)  # the training config of a ventralkit checkpoint
 
     @property
     def info(self):
         return self.model.info
 
+    @property
+    def image_size(self) -> int:
+        """The size it was trained at (ventralkit checkpoint) or its native size: ``preprocessing.image_size``."""
+        return self.preprocessing.image_size
+
+    @property
+    def eval_transform(self) -> str:
+        """How evaluation images are prepared (``preprocessing.mode``: resize_crop | none from a checkpoint)."""
+        return self.preprocessing.mode
+
     def describe(self) -> dict:
-        """What to record in a results file so the numbers can be traced to their weights."""
+        """What to record in a results file so the numbers can be traced to their weights and preprocessing."""
         return {"model": self.name, "weights": self.weights, "weights_file": self.source,
                 "model_kwargs": dict(self.config.get("model_kwargs") or {}), "num_classes": self.info.num_classes,
-                "image_size": self.image_size, "eval_transform": self.eval_transform}
+                "image_size": self.image_size, "eval_transform": self.eval_transform,
+                "preprocessing": self.preprocessing.to_dict()}
 
 
 def checkpoint_metadata(ckpt: dict) -> dict:
     """The metadata a ventralkit checkpoint carries (empty for other layouts)."""
     if ckpt.get("format") != CHECKPOINT_FORMAT:
         return {}
-    return {k: ckpt.get(k) for k in ("model_name", "num_classes", "classes", "config")}
+    return {k: ckpt.get(k) for k in ("model_name", "num_classes", "classes", "config", "preprocessing")}
 
 
 def model_state(name: str, ckpt: dict) -> dict[str, torch.Tensor]:
@@ -66,6 +76,8 @@ def load_model(
     model_kwargs: dict | None = None,
     reset_classifier: bool = False,
     trust: bool = False,
+    image_size: int | None = None,
+    preprocess: str | None = None,
 ) -> LoadedModel:
     """Build ``name`` (or the checkpoint's model) and load its weights.
 
@@ -74,6 +86,11 @@ def load_model(
       otherwise. ``pretrained``: the published file from the weights folder. Neither: random weights.
     - ``reset_classifier``: load everything, then a fresh classifier of ``num_classes`` (fine-tuning).
     - ``trust``: allow a file that needs full unpickling (it could run code; refused by default).
+    - ``image_size`` / ``preprocess`` (any of the three vocabularies, ``preprocessing.MODE_ALIASES``):
+      flags applied to the preprocessing, which otherwise comes from the checkpoint (its stored record,
+      or an older ventralkit checkpoint's training config) or the model's metadata. The result is
+      ``LoadedModel.preprocessing`` and ``model.preprocessing``; ``model.info.input_size`` stays the
+      architecture's native size.
     """
     if pretrained and checkpoint:
         raise ConfigError("give --pretrained or --ckpt_path (checkpoint=...), not both")
@@ -114,12 +131,14 @@ def load_model(
         model.reset_classifier(int(num_classes))
         classes = None
     weights = "checkpoint" if checkpoint is not None else "pretrained" if pretrained else "random"
-    image_size = int(config.get("image_size") or info.input_size)
-    # the model itself remembers the size it was trained at, so every analysis feeds it that size
-    extra = {**model.info.extra, "eval_transform": _eval_transform(config)} if config else model.info.extra
-    model.info = dataclasses.replace(model.info, input_size=image_size, extra=extra)
-    return LoadedModel(model, name, weights, source, classes, image_size=image_size,
-                       eval_transform=_eval_transform(config), config=config)
+    try:
+        stored = checkpoint_preprocessing(model.info, meta)
+    except ConfigError as err:
+        raise CheckpointError(f"checkpoint {source}: {err}") from None
+    preprocessing = resolve(stored, image_size=image_size, mode=preprocess)
+    # the model carries how to feed it, so an analysis given only the module feeds it the trained size
+    model.preprocessing = preprocessing
+    return LoadedModel(model, name, weights, source, classes, preprocessing=preprocessing, config=config)
 
 
 def _build(name: str, num_classes: int | None, kwargs: dict) -> nn.Module:
@@ -152,10 +171,6 @@ def _build_meta(name: str) -> nn.Module:
             return build_model(name)
     except (NotImplementedError, RuntimeError):
         return build_model(name)
-
-
-def _eval_transform(config: dict) -> str:
-    return config.get("eval_transform") or "resize_crop"  # the embedded digits are prepared this way too
 
 
 def create_model(

@@ -166,15 +166,12 @@ def _clean_folder(clean_path) -> Path | None:
 # evaluation
 
 
-def _resize_steps(kind: str, size: int) -> list:
-    """The PIL part of the preprocessing: 'direct' = Resize(size) + CenterCrop(size), the identity on images
-    already size x size (the released ImageNet-C / Tiny-ImageNet-C, whose reference evaluators only crop
-    and normalise); 'eval' = the model's eval transform, Resize(size*256/224) + CenterCrop(size)."""
-    from torchvision import transforms as T
-
-    from ...data.transforms import resize_size, to_rgb
-
-    return [T.Lambda(to_rgb), T.Resize(size if kind == "direct" else resize_size(size)), T.CenterCrop(size)]
+def _kind(pre) -> str:
+    """This module's name for a resolved preprocessing: 'direct' = Resize(s) + CenterCrop(s) (crop
+    fraction 1), the identity on images already s x s (the released ImageNet-C / Tiny-ImageNet-C, whose
+    reference evaluators only crop and normalise); 'eval' = the model's eval transform, Resize(s*256/224)
+    + CenterCrop(s)."""
+    return "direct" if pre.crop_fraction == 1.0 else "eval"
 
 
 def _first_image_size(dataset) -> tuple[int, int] | None:
@@ -326,14 +323,15 @@ def _score_grid(model, grid: _Grid, n_groups: int, device, batch_size: int, work
             for i in range(n_groups)]
 
 
-def checkpoint_preprocess(info) -> str:
-    """The preprocessing a checkpoint's model was validated with, in this module's terms ('auto' if unknown).
+def checkpoint_preprocess(pre) -> str:
+    """The preprocessing a model was validated with, in this module's terms ('auto' if unknown).
 
-    ``models.loading`` records the training run's ``eval_transform`` in ``info.extra``: ``resize_crop`` is
-    the model's eval transform ('eval'); ``none`` (native-size images) is 'direct', which leaves images
-    already at the input size unchanged."""
-    trained = (getattr(info, "extra", None) or {}).get("eval_transform")
-    return {"resize_crop": "eval", "none": "direct"}.get(trained, "auto")
+    A ventralkit checkpoint's preprocessing (``pre.from_training``) in mode ``resize_crop`` is the model's
+    eval transform ('eval'); ``none`` (native-size images) is 'direct', which leaves images already at
+    the input size unchanged. Any other model: 'auto'."""
+    if pre is None or not pre.from_training:
+        return "auto"
+    return "direct" if pre.mode == "none" else "eval"
 
 
 def evaluate_robustness(
@@ -360,7 +358,8 @@ def evaluate_robustness(
 ) -> RobustnessReport:
     """Top-1 accuracy of ``model`` on every ``data_path/<corruption>/<severity>/`` folder.
 
-    model: a model from ``ventralkit.create_model`` (its ``info`` gives the preprocessing).
+    model: a model from ``ventralkit.load_model`` / ``create_model`` (its preprocessing: ``model.preprocessing``,
+        set by the loader, else its ``info``); ``image_size`` replaces its size.
     clean_path: the clean validation folder; its error enables relative mCE.
     baseline: None, ``'alexnet'`` (ImageNet-C table), or an earlier run's folder / results CSV.
     preprocess: ``'eval'`` = the model's eval transform (Resize(s*256/224) + CenterCrop(s));
@@ -382,11 +381,13 @@ def evaluate_robustness(
 
     from ...data.folders import ImageFolderDataset
     from ...engine.evaluate import default_device
+    from ...data.transforms import resolve_auto, uint8_pipeline
+    from ...models.preprocessing import Preprocessing, preprocessing_of, resolve
     from ...engine.workers import inference_workers
-    from ..features import _compute_threads, pil_to_hwc_uint8
+    from ..features import _compute_threads
 
     if preprocess is None:
-        preprocess = checkpoint_preprocess(getattr(model, "info", None))
+        preprocess = checkpoint_preprocess(preprocessing_of(model))
     if preprocess not in PREPROCESS:
         raise ConfigError(f"--preprocess must be one of {', '.join(PREPROCESS)}, got {preprocess!r}")
     if batch_size is None or int(batch_size) <= 0:
@@ -404,7 +405,9 @@ def evaluate_robustness(
     if transform is None and info is None:
         raise ConfigError("the model has no .info (preprocessing metadata); build it with ventralkit.create_model "
                           "or pass transform=")
-    size = int(image_size or (info.input_size if info is not None else 224))
+    # the model's preprocessing (the size it was trained at, from the loader), with the flags applied
+    pre = resolve(preprocessing_of(model) or Preprocessing(image_size=224), image_size=image_size, mode=preprocess)
+    size = pre.image_size
     n_outputs = getattr(info, "num_classes", None)
     device = torch.device(device) if device is not None else default_device()
     model.to(device)
@@ -421,10 +424,7 @@ def evaluate_robustness(
     reference: list[str] = []
     reference_dir = clean_dir or folders[0][2]
     used: set[str] = set()  # the preprocessing each folder actually got (auto picks per folder)
-    from torchvision import transforms as T
-
-    to_uint8 = T.Lambda(pil_to_hwc_uint8)
-    pipelines = {kind: T.Compose([*_resize_steps(kind, size), to_uint8]) for kind in ("direct", "eval")}
+    pipelines: dict = {}  # one pipeline per resolved preprocessing ('auto' gives at most two)
 
     def folder_dataset(folder: Path):
         """The folder's images with their labels and preprocessing, every check done (before any work)."""
@@ -454,10 +454,11 @@ def evaluate_robustness(
             dataset.transform = transform
             used.add("custom")
         else:
-            kind = "direct" if preprocess == "direct" or (
-                preprocess == "auto" and _first_image_size(dataset) == (size, size)) else "eval"
-            dataset.transform = pipelines[kind]
-            used.add(kind)
+            chosen = resolve_auto(pre, _first_image_size(dataset) if pre.mode == "auto" else None)
+            if chosen not in pipelines:
+                pipelines[chosen] = uint8_pipeline(chosen)
+            dataset.transform = pipelines[chosen]
+            used.add(_kind(chosen))
         return dataset
 
     grid_folders = ([("clean", 0, clean_dir)] if clean_dir is not None else []) + list(folders)

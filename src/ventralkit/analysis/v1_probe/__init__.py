@@ -275,14 +275,16 @@ def probe_v1(
     if device is not None:
         model.to(device)
     info = getattr(model, "info", None)
+    from ...models.preprocessing import preprocessing_of
     from ...models.registry import IMAGENET_MEAN, IMAGENET_STD
 
     for flag, value in (("image_size", image_size), ("batch_size", batch_size), ("visual_degrees", visual_degrees)):
         if value is not None and not (np.isfinite(value) and value > 0):
             raise ConfigError(f"--{flag} must be a positive number, got {value}")
-    image_size = int(image_size or getattr(info, "input_size", None) or 224)
-    mean = tuple(mean or getattr(info, "mean", None) or IMAGENET_MEAN)
-    std = tuple(std or getattr(info, "std", None) or IMAGENET_STD)
+    pre = preprocessing_of(model)  # the loader's (the size it was trained at), else the model's metadata
+    image_size = int(image_size or (pre.image_size if pre is not None else 224))
+    mean = tuple(mean or (pre.mean if pre is not None else IMAGENET_MEAN))
+    std = tuple(std or (pre.std if pre is not None else IMAGENET_STD))
     cfg = stimuli or (StimulusConfig.quick() if quick else StimulusConfig())
     if visual_degrees is not None:
         cfg = cfg.with_options(visual_degrees=float(visual_degrees))
