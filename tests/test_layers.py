@@ -226,6 +226,20 @@ def test_no_import_cycle_but_the_registry_loading_the_families(imports):
     assert not found, "\n".join(_describe(c, imports) for c in found)
 
 
+def command_imports(imports: list[Import]) -> list[str]:
+    """Imports of one command module by another (``cli/<command>.py``; ``cli/common.py`` is what they share)."""
+    def is_command(module: str) -> bool:
+        return module.startswith("ventralkit.cli.") and module not in ("ventralkit.cli.common", "ventralkit.cli.__main__")
+
+    return sorted({f"{i.source} (line {i.line}) imports {i.target}" for i in imports
+                   if is_command(i.source) and is_command(i.target)})
+
+
+def test_no_command_module_imports_another(imports):
+    bad = command_imports(imports)
+    assert not bad, "move what commands share into cli/common.py or a lower layer:\n" + "\n".join(bad)
+
+
 def test_the_allowed_cycle_is_the_lazy_family_loading(imports):
     """The exception stays narrow: the edge exists, is deferred into a function, and does close a cycle."""
     edges = {(i.source, i.target): i for i in imports}

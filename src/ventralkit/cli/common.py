@@ -1,27 +1,122 @@
-"""Flags shared by several commands, with the original CORnet names accepted as written."""
+"""What the commands share: the options several of them take, declared once, and the helpers they call.
+
+Command modules import this module (and the layers below), never each other. An option several commands
+take (``--model``, ``--ckpt_path``, ``--workers``, ``--batch_size``, ``--imsize``, ``--device``, ``--amp``) is
+one ``OptionSpec`` in ``SHARED_OPTIONS``: one set of flags, one type, one default and one help text. Where
+commands used to differ, the default is None and each command resolves it (the help says how), so a user
+reads the same option the same way everywhere. The original CORnet names are accepted as written.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..errors import ConfigError
-
+from ..files import ensure_writable_dir
 from ..models.registry import canonical_name as model_name  # CORnet's --model letters -> registered names
 
 
-def add_model_args(p: argparse.ArgumentParser, default: str | None = "Z", inference: bool = False) -> None:
+def positive_int(value: str) -> int:
+    try:
+        v = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not an integer") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {v}")
+    return v
+
+
+def non_negative_int(value: str) -> int:
+    try:
+        v = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not an integer") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {v}")
+    return v
+
+
+def image_size_arg(value: str) -> int:
+    """``--imsize``: one rule for every command (the engine's ``MIN_IMAGE_SIZE``)."""
+    from ..engine.config import MIN_IMAGE_SIZE
+
+    v = positive_int(value)
+    if v < MIN_IMAGE_SIZE:
+        raise argparse.ArgumentTypeError(f"must be at least {MIN_IMAGE_SIZE} pixels, got {v}")
+    return v
+
+
+def positive_float(value: str) -> float:
+    try:
+        v = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
+    if not (v > 0 and math.isfinite(v)):
+        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {value}")
+    return v
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    """One option as every command that takes it declares it: ``add_argument(*flags, dest=dest, **kwargs)``."""
+
+    flags: tuple[str, ...]
+    dest: str
+    help: str
+    kwargs: dict = field(default_factory=dict)  # type, choices, metavar; the default is always None
+
+    def add_to(self, parser) -> argparse.Action:
+        """Declare the option on ``parser`` (a parser or an argument group)."""
+        return parser.add_argument(*self.flags, dest=self.dest, default=None, help=self.help, **self.kwargs)
+
+
+#: the options several commands take; ``add_shared(group, name, ...)`` declares them (``train`` too)
+SHARED_OPTIONS: dict[str, OptionSpec] = {spec.dest: spec for spec in (
+    OptionSpec(("--model",), "model", "registered name or CORnet letter Z|R|RT|S|S100"),
+    OptionSpec(("--ckpt_path", "--checkpoint"), "ckpt_path",
+               "weights: an original checkpoint, a state dict or a ventralkit checkpoint"),
+    OptionSpec(("-j", "--workers"), "workers",
+               "DataLoader worker processes, 0 = load in this process (default: train one per CPU core, at most 8; "
+               "study 0; the others none on up to 4 CPU cores, a few on more, up to 16 on CUDA)",
+               {"type": non_negative_int}),
+    OptionSpec(("--batch_size",), "batch_size",
+               "images per batch (default: train the recipe's; test, features, neural 64; robustness 128; "
+               "v1-probe 16 on the CPU, 128 on CUDA; study 32)", {"type": positive_int}),
+    OptionSpec(("--imsize", "--image_size"), "image_size",
+               "input size in pixels (default: the checkpoint's training size, else the model's; train: the "
+               "recipe's, else the model's; study: 32)", {"type": image_size_arg}),
+    OptionSpec(("--device",), "device", "auto (default: cuda if available) | cpu | cuda | cuda:N"),
+    OptionSpec(("--amp",), "amp", "autocast (mixed precision): none | bf16 | fp16 (default: none; train: the "
+               "recipe's, else none)", {"choices": ["none", "bf16", "fp16"]}),
+)}
+
+
+def add_shared(parser, *names: str) -> None:
+    """Declare the named ``SHARED_OPTIONS`` on ``parser`` (a parser or an argument group), in that order."""
+    for name in names:
+        SHARED_OPTIONS[name].add_to(parser)
+
+
+def amp_mode(args: argparse.Namespace) -> str:
+    """``--amp`` for a forward-only command: not given means none (``train`` leaves None to its recipe)."""
+    return args.amp or "none"
+
+
+def add_model_args(p: argparse.ArgumentParser, inference: bool = False) -> None:
     """--model, --num_classes, --ckpt_path, --pretrained, --trust_checkpoint and the per-family model options.
 
     ``inference``: a command that needs trained weights, so ``--random_init`` asks for none (the default
     is the published weights, as CORnet's ``run.py test``)."""
     g = p.add_argument_group("model")
-    g.add_argument("--model", default=default, help="registered name or CORnet letter Z|R|RT|S|S100")
+    add_shared(g, "model")
     g.add_argument("--num_classes", type=positive_int, default=None,
                    help="classifier outputs (default: the checkpoint's, else the model's)")
-    g.add_argument("--ckpt_path", "--checkpoint", dest="ckpt_path", default=None,
-                   help="weights: an original checkpoint, a state dict or a ventralkit checkpoint")
+    add_shared(g, "ckpt_path")
     g.add_argument("--pretrained", action="store_true",
                    help="load the original published weights from the weights folder ($VENTRALKIT_WEIGHTS)")
     if inference:
@@ -87,41 +182,68 @@ def load_model_from_args(args: argparse.Namespace):
         raise
 
 
-def add_data_args(p: argparse.ArgumentParser, required: bool = False) -> None:
+def add_data_args(p: argparse.ArgumentParser) -> None:
+    """--data_path, --dataset and the shared --workers, --batch_size, --imsize."""
     g = p.add_argument_group("data")
     g.add_argument("--data_path", default=None, help="dataset root (train/ and val/ class folders) or image folder")
     g.add_argument("--dataset", default=None, help="'folder' (default with --data_path), 'digits' (embedded), 'cifar100'")
-    g.add_argument("-j", "--workers", type=int, default=None, help="DataLoader worker processes")
-    g.add_argument("--batch_size", type=int, default=None)
-    g.add_argument("--imsize", "--image_size", dest="image_size", type=image_size_arg, default=None,
-                   help="input size in pixels (default: the checkpoint's training size, else the model's)")
+    add_shared(g, "workers", "batch_size", "image_size")
 
 
-def positive_int(value: str) -> int:
+def add_inference_args(p: argparse.ArgumentParser) -> None:
+    """How a forward-only command runs: --device / --ngpus, --amp, --channels_last, --on_bad_image, --no_progress."""
+    g = p.add_argument_group("inference")
+    add_shared(g, "device")
+    g.add_argument("--ngpus", type=int, default=None, help="original flag: 0 = CPU, >= 1 = CUDA")
+    add_shared(g, "amp")
+    g.add_argument("--channels_last", choices=["auto", "on", "off"], default="auto",
+                   help="NHWC activations and weights (auto: on for CUDA, and for CORnets on the CPU)")
+    g.add_argument("--on_bad_image", choices=["skip", "error"], default="error",
+                   help="an unreadable image stops the run (default), or is left out of every count and output "
+                        "row and listed in skipped.txt")
+    g.add_argument("--no_progress", action="store_true", help="no progress bar")
+
+
+def resolve_device(args) -> "torch.device":  # noqa: F821
+    """--device, or the original --ngpus (0 = CPU), through the engine's one resolver."""
+    from ..engine.distributed import resolve_device as resolve
+
+    name = args.device
+    if name is None and getattr(args, "ngpus", None) is not None:
+        name = "cpu" if args.ngpus == 0 else "cuda"
+    return resolve(name)
+
+
+def channels_last_flag(args, device, model=None) -> bool | None:
+    """--channels_last: on / off; auto = None for extract_features, which decides per model and device."""
+    flag = {"on": True, "off": False}.get(args.channels_last)
+    if flag is None and model is not None:  # the same rule as extract_features
+        family = getattr(getattr(model, "info", None), "family", "")
+        flag = device.type == "cuda" or family == "cornet"
+    return flag
+
+
+def progress_enabled(args) -> bool:
+    return not args.no_progress
+
+
+@contextlib.contextmanager
+def output_folder(out: Path | None):
+    """Checks ``out`` up front; if the command then fails, a folder it created and left empty is removed."""
+    created = ensure_writable_dir(out) if out is not None else False
     try:
-        v = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not an integer") from None
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {v}")
-    return v
+        yield out
+    except BaseException:
+        if created:
+            with contextlib.suppress(OSError):
+                out.rmdir()  # only succeeds when empty
+        raise
 
 
-def image_size_arg(value: str) -> int:
-    """``--imsize``: one rule for every command (the engine's ``MIN_IMAGE_SIZE``)."""
-    from ..engine.config import MIN_IMAGE_SIZE
-
-    v = positive_int(value)
-    if v < MIN_IMAGE_SIZE:
-        raise argparse.ArgumentTypeError(f"must be at least {MIN_IMAGE_SIZE} pixels, got {v}")
-    return v
-
-
-def positive_float(value: str) -> float:
-    try:
-        v = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
-    if not (v > 0 and math.isfinite(v)):
-        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {value}")
-    return v
+def report_skipped(skipped: list, out: Path | None) -> None:
+    """One line about the unreadable images left out (``--on_bad_image skip``); where they are listed."""
+    if not skipped:
+        return
+    where = (f"listed in {out / 'skipped.txt'}" if out is not None
+             else "e.g. " + ", ".join(u.path for u in skipped[:3]) + (", ..." if len(skipped) > 3 else ""))
+    print(f"skipped {len(skipped)} unreadable image{'s' if len(skipped) != 1 else ''} (in no count): {where}")

@@ -19,15 +19,13 @@ import argparse
 import json
 from pathlib import Path
 
-from .common import add_data_args, add_model_args
+from .common import add_data_args, add_inference_args, add_model_args
 
 
 def register(sub) -> None:
-    from .test import add_inference_args
-
     p = sub.add_parser("features", help="extract features of an image folder (any layers, every time step)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_model_args(p, default=None, inference=True)
+    add_model_args(p, inference=True)
     add_data_args(p)
     add_inference_args(p)
     g = p.add_argument_group("features")
@@ -48,12 +46,10 @@ def register(sub) -> None:
 def run(args) -> int:
     from ..analysis.features import claim_output_dir, extract_features
     from ..errors import ConfigError
-    from .common import load_model_from_args
-    from .test import channels_last_flag, output_folder, report_skipped, resolve_device
+    from .common import (amp_mode, channels_last_flag, load_model_from_args, output_folder, report_skipped,
+                         resolve_device)
 
     device = resolve_device(args)
-    if args.batch_size is not None and args.batch_size < 1:
-        raise ConfigError(f"--batch_size must be a positive integer, got {args.batch_size}")
     if args.dataset and args.dataset != "folder":
         raise ConfigError("features are extracted from image files: give --data_path (a folder of images)")
     if not args.data_path:
@@ -69,7 +65,7 @@ def run(args) -> int:
             model, args.data_path, layers=args.layers, time_steps=steps[0] if steps and len(steps) == 1 else steps,
             batch_size=args.batch_size or 64, workers=args.workers, image_size=size, transform=args.transform,
             device=device, output_dir=out, format=args.format, progress=not args.no_progress,
-            channels_last=channels_last_flag(args, device), amp=args.amp, dtype=args.dtype,
+            channels_last=channels_last_flag(args, device), amp=amp_mode(args), dtype=args.dtype,
             on_bad_image=args.on_bad_image, overwrite=args.overwrite,
         )
     n = next(iter(feats.values())).shape[0]

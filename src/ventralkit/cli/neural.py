@@ -23,8 +23,7 @@ from pathlib import Path
 
 def register(sub) -> None:
     from ..analysis.neural.registry import metric_names  # the choices are the registered metrics
-    from .common import add_data_args, add_model_args
-    from .test import add_inference_args
+    from .common import add_data_args, add_inference_args, add_model_args
 
     p = sub.add_parser("neural", help="model-brain comparison: PLS / ridge predictivity, RDM and CKA per layer",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -51,7 +50,7 @@ def register(sub) -> None:
     f = p.add_argument_group("features first (instead of --features)")
     f.add_argument("--layers", nargs="+", default=None, metavar="MODULE",
                    help="with --model: modules to extract (default: the model's brain-area commitments)")
-    add_model_args(p, default=None, inference=True)
+    add_model_args(p, inference=True)
     add_data_args(p)
     add_inference_args(p)
     p.set_defaults(func=run)
@@ -244,8 +243,7 @@ def _removed_on_failure(out: Path):
 def _extract(args, folder: Path) -> dict:
     """``ventralkit features`` into ``folder`` with this command's model and data flags."""
     from ..analysis.features import extract_features
-    from .common import load_model_from_args
-    from .test import channels_last_flag, resolve_device
+    from .common import amp_mode, channels_last_flag, load_model_from_args, resolve_device
 
     device = resolve_device(args)
     loaded = load_model_from_args(args)
@@ -253,7 +251,7 @@ def _extract(args, folder: Path) -> dict:
     return extract_features(loaded.model, args.data_path, layers=args.layers, batch_size=args.batch_size or 64,
                             workers=args.workers, image_size=size, device=device, output_dir=folder,
                             progress=not args.no_progress, channels_last=channels_last_flag(args, device),
-                            amp=args.amp, on_bad_image=args.on_bad_image,
+                            amp=amp_mode(args), on_bad_image=args.on_bad_image,
                             overwrite=True)  # OUT/features is this command's own: each run replaces it
 
 

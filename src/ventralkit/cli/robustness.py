@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import ConfigError
-from .common import add_model_args, image_size_arg, positive_int
+from .common import add_model_args, add_shared, amp_mode
 
 
 def register(sub) -> None:
@@ -16,7 +16,7 @@ def register(sub) -> None:
                     "original Tiny-ImageNet-C CSV, a summary with Corruption Error and mCE, and figures. "
                     "--compare puts earlier runs (their output folders or CSVs) in one table and figure.",
     )
-    add_model_args(p, default=None, inference=True)
+    add_model_args(p, inference=True)
     g = p.add_argument_group("data")
     g.add_argument("--data_path", default=None, metavar="C_ROOT",
                    help="corrupted dataset root: C_ROOT/<corruption>/<severity>/<class>/<image>")
@@ -25,17 +25,13 @@ def register(sub) -> None:
     g.add_argument("--corruptions", nargs="+", default=None, metavar="NAME",
                    help="evaluate only these corruptions or groups (default: every folder found)")
     g.add_argument("--severities", nargs="+", type=int, default=None, metavar="S", help="only these severities")
-    g.add_argument("-j", "--workers", type=int, default=None, help="DataLoader worker processes")
-    g.add_argument("--batch_size", type=positive_int, default=128)
-    g.add_argument("--imsize", "--image_size", dest="image_size", type=image_size_arg, default=None,
-                   help="input size in pixels (default: the model's)")
+    add_shared(g, "workers", "batch_size", "image_size")
     g.add_argument("--preprocess", choices=["auto", "eval", "direct"], default=None,
                    help="eval: the model's eval transform; direct: resize+crop to the input size only (for "
                         "released -C images already at that size); auto: direct when they are. Default: the "
                         "checkpoint's own evaluation preprocessing (as `test` uses), else auto")
     e = p.add_argument_group("evaluation")
-    e.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
-    e.add_argument("--amp", choices=["none", "bf16", "fp16"], default="none")
+    add_shared(e, "device", "amp")
     e.add_argument("--baseline", default=None, metavar="alexnet|CSV|RUN_DIR",
                    help="normalise CE by 'alexnet' (ImageNet-C table) or an earlier run's results")
     e.add_argument("--baseline_clean_error", type=float, default=None,
@@ -64,8 +60,7 @@ def run(args) -> int:
     runs = []
     if args.data_path is not None:
         from ..analysis.robustness.evaluate import scan_corruption_root
-        from .common import load_model_from_args
-        from .test import resolve_device
+        from .common import load_model_from_args, resolve_device
 
         scan_corruption_root(args.data_path, args.corruptions, args.severities)  # a typo fails before the model loads
 
@@ -74,9 +69,9 @@ def run(args) -> int:
         loaded = load_model_from_args(args)
         name = args.name or loaded.name + (f" ({Path(args.ckpt_path).stem})" if args.ckpt_path else "")
         report = evaluate_robustness(
-            loaded.model, args.data_path, clean_path=args.clean_path, batch_size=args.batch_size,
+            loaded.model, args.data_path, clean_path=args.clean_path, batch_size=args.batch_size or 128,
             workers=args.workers, device=resolve_device(args), baseline=args.baseline, output_dir=out,
-            image_size=args.image_size or loaded.image_size, amp=args.amp,
+            image_size=args.image_size or loaded.image_size, amp=amp_mode(args),
             preprocess=args.preprocess, corruptions=args.corruptions, severities=args.severities,
             baseline_clean_error=args.baseline_clean_error, name=name, progress=not args.quiet,
             classes=loaded.classes,

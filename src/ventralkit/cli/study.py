@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 
+from .common import add_shared
+
 
 def register(sub) -> None:
     p = sub.add_parser("study", help="multi-run studies: 'study feedback' compares CORnet-S100 feedback designs",
@@ -31,11 +33,10 @@ def register(sub) -> None:
                    help="feedback designs, trained in this order; default gated additive replace")
     f.add_argument("--seeds", type=int, nargs="+", default=None, help="default 0 1")
     f.add_argument("--epochs", type=int, default=None, help="the same for every run; default 6")
-    f.add_argument("--imsize", "--image_size", dest="image_size", type=int, default=None, help="default 32")
-    f.add_argument("--batch_size", type=int, default=None, help="default 32")
+    add_shared(f, "image_size", "batch_size")
     f.add_argument("--lr", type=float, default=None, help="default 0.01")
     f.add_argument("--max_steps_per_epoch", type=int, default=None, help="cap on steps per epoch (quick tries)")
-    f.add_argument("-j", "--workers", type=int, default=0, help="DataLoader worker processes per run")
+    add_shared(f, "workers")  # of each run; not given: 0 (see run)
     f.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     f.add_argument("--no_inside", action="store_true", help="skip the per-pass CKA / read-out analysis")
     f.add_argument("--report_only", action="store_true",
@@ -60,7 +61,8 @@ def run(args) -> int:
     result = run_feedback_study(args.output, dataset=args.dataset, outer_times=args.outer_times,
                                 designs=args.designs, seeds=args.seeds, epochs=args.epochs,
                                 image_size=args.image_size, batch_size=args.batch_size, lr=args.lr,
-                                workers=args.workers, inside=not args.no_inside, train_missing=not args.report_only,
+                                workers=0 if args.workers is None else args.workers, inside=not args.no_inside,
+                                train_missing=not args.report_only,
                                 max_steps_per_epoch=args.max_steps_per_epoch, at_epoch=args.at_epoch)
     print(study_summary(result))
     return 0

@@ -25,20 +25,20 @@ folder); with neither, the published weights as the original ``test`` (``--rando
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import time
 from pathlib import Path
 
 from ..errors import ConfigError, DataError
-from ..files import ensure_writable_dir, write_csv, write_json
-from .common import add_data_args, add_model_args, load_model_from_args
+from ..files import write_csv, write_json
+from .common import (add_data_args, add_inference_args, add_model_args, amp_mode, channels_last_flag,
+                     load_model_from_args, output_folder, progress_enabled, report_skipped, resolve_device)
 
 
 def register(sub) -> None:
     p = sub.add_parser("test", help="features of an image folder (CORnet run.py test) or evaluation on val/",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_model_args(p, default=None, inference=True)
+    add_model_args(p, inference=True)
     add_data_args(p)
     add_inference_args(p)
     g = p.add_argument_group("test")
@@ -58,45 +58,6 @@ def register(sub) -> None:
     g.add_argument("--classes_path", default=None,
                    help="CORnet-100 class map ('<wnid> <index> <name>' lines) to name predicted classes")
     p.set_defaults(func=run)
-
-
-def add_inference_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("inference")
-    g.add_argument("--device", default=None, help="auto (default: cuda if available) | cpu | cuda | cuda:N")
-    g.add_argument("--ngpus", type=int, default=None, help="original flag: 0 = CPU, >= 1 = CUDA")
-    g.add_argument("--amp", choices=["none", "bf16", "fp16"], default="none", help="autocast for the forward pass")
-    g.add_argument("--channels_last", choices=["auto", "on", "off"], default="auto",
-                   help="NHWC activations and weights (auto: on for CUDA, and for CORnets on the CPU)")
-    g.add_argument("--on_bad_image", choices=["skip", "error"], default="error",
-                   help="an unreadable image stops the run (default), or is left out of every count and output "
-                        "row and listed in skipped.txt")
-    g.add_argument("--no_progress", action="store_true", help="no progress bar")
-
-
-# --------------------------------------------------------------------------- shared with `features`
-
-
-def resolve_device(args) -> "torch.device":  # noqa: F821
-    """--device, or the original --ngpus (0 = CPU), through the engine's one resolver."""
-    from ..engine.distributed import resolve_device as resolve
-
-    name = args.device
-    if name is None and getattr(args, "ngpus", None) is not None:
-        name = "cpu" if args.ngpus == 0 else "cuda"
-    return resolve(name)
-
-
-def channels_last_flag(args, device, model=None) -> bool | None:
-    """--channels_last: on / off; auto = None for extract_features, which decides per model and device."""
-    flag = {"on": True, "off": False}.get(args.channels_last)
-    if flag is None and model is not None:  # the same rule as extract_features
-        family = getattr(getattr(model, "info", None), "family", "")
-        flag = device.type == "cuda" or family == "cornet"
-    return flag
-
-
-def progress_enabled(args) -> bool:
-    return not args.no_progress
 
 
 # --------------------------------------------------------------------------- the command
@@ -171,10 +132,6 @@ def choose_mode(args) -> tuple[str, Path | None]:
 
 def run(args) -> int:
     device = resolve_device(args)
-    if args.batch_size is not None and args.batch_size < 1:
-        raise ConfigError(f"--batch_size must be a positive integer, got {args.batch_size}")
-    if args.workers is not None and args.workers < 0:
-        raise ConfigError(f"--workers must be 0 or more, got {args.workers}")
     mode, path = choose_mode(args)
     out = Path(args.output_path) if args.output_path else None
     with output_folder(out):
@@ -182,19 +139,6 @@ def run(args) -> int:
         if mode == "features":
             return run_features(args, loaded, path, out, device)
         return run_evaluation(args, loaded, path, out, device)
-
-
-@contextlib.contextmanager
-def output_folder(out: Path | None):
-    """Checks ``out`` up front; if the command then fails, a folder it created and left empty is removed."""
-    created = ensure_writable_dir(out) if out is not None else False
-    try:
-        yield out
-    except BaseException:
-        if created:
-            with contextlib.suppress(OSError):
-                out.rmdir()  # only succeeds when empty
-        raise
 
 
 def run_features(args, loaded, path: Path, out: Path | None, device) -> int:
@@ -209,7 +153,7 @@ def run_features(args, loaded, path: Path, out: Path | None, device) -> int:
         model, path, layers=[layer], time_steps=args.time_step, batch_size=args.batch_size or 64,
         workers=args.workers, image_size=size, transform=args.transform, device=device, output_dir=out,
         format=args.format, progress=progress_enabled(args), channels_last=channels_last_flag(args, device),
-        amp=args.amp, on_bad_image=args.on_bad_image,
+        amp=amp_mode(args), on_bad_image=args.on_bad_image,
         overwrite=None,  # as CORnet's run.py test: one file per layer, runs for several layers share -o
     )
     (fname, arr), = feats.items()
@@ -228,15 +172,6 @@ def run_features(args, loaded, path: Path, out: Path | None, device) -> int:
         for f in files + ["images.txt", "features.json"] + (["skipped.txt"] if feats.skipped else []):
             print(f"  {out / f}")
     return 0
-
-
-def report_skipped(skipped: list, out: Path | None) -> None:
-    """One line about the unreadable images left out (``--on_bad_image skip``); where they are listed."""
-    if not skipped:
-        return
-    where = (f"listed in {out / 'skipped.txt'}" if out is not None
-             else "e.g. " + ", ".join(u.path for u in skipped[:3]) + (", ..." if len(skipped) > 3 else ""))
-    print(f"skipped {len(skipped)} unreadable image{'s' if len(skipped) != 1 else ''} (in no count): {where}")
 
 
 def read_class_names(path: str) -> list[str]:
@@ -302,7 +237,7 @@ def run_evaluation(args, loaded, root: Path | None, out: Path | None, device) ->
     if channels_last:
         model.to(memory_format=torch.channels_last)
     t0 = time.perf_counter()
-    res = evaluate(model, loader, device=device, amp=args.amp, desc="test", progress=progress_enabled(args),
+    res = evaluate(model, loader, device=device, amp=amp_mode(args), desc="test", progress=progress_enabled(args),
                    num_classes=n_out, channels_last=channels_last)
     dur = (time.perf_counter() - t0) / max(1, len(loader))
     record = {"loss": res.loss, "top1": res.top1, "top5": res.top5, "dur": dur}

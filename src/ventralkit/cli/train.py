@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_data_args, add_model_args, model_kwargs, model_name
+from .common import add_data_args, add_model_args, add_shared, model_kwargs, model_name
 
 
 def register(sub) -> None:
     p = sub.add_parser("train", help="train a model (CORnet run.py flags accepted)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_model_args(p, default=None)
+    add_model_args(p)
     add_data_args(p)
     g = p.add_argument_group("run")
     g.add_argument("--recipe", default=None, help="named recipe (see `ventralkit train --list_recipes`) or a .toml file")
@@ -63,8 +63,7 @@ def register(sub) -> None:
                    help="a non-finite loss or gradient: stop the run (default, exit code 3) or drop that step")
     s = p.add_argument_group("speed and bookkeeping")
     s.add_argument("--ngpus", type=int, default=None, help="0 = CPU, >=1 = CUDA (several GPUs: use torchrun)")
-    s.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N")
-    s.add_argument("--amp", default=None, choices=["none", "bf16", "fp16"])
+    add_shared(s, "device", "amp")
     s.add_argument("--channels_last", action="store_true", default=None)
     s.add_argument("--sync_bn", action="store_true", default=None,
                    help="under torchrun on GPUs: BatchNorm statistics over all processes (small per-GPU batches)")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import ConfigError
-from .common import add_model_args, image_size_arg, positive_float, positive_int
+from .common import add_model_args, add_shared, positive_float, positive_int
 
 
 def register(sub) -> None:
@@ -21,9 +21,10 @@ def register(sub) -> None:
                     "contrast series) to one layer of a model, compute per-unit tuning properties and score their "
                     "distributions against monkey V1. Writes units.csv, summary.csv/.txt, run.json, curves.npz "
                     "and figures/ into -o. With --compare, prints one table over several earlier output folders "
-                    "(and this run, if --model is given).",
+                    "(and this run, if --model is given). Gratings are drawn only below the input's Nyquist "
+                    "frequency, imsize / (2 x visual_degrees) cycles/deg.",
     )
-    add_model_args(p, default=None, inference=True)
+    add_model_args(p, inference=True)
     g = p.add_argument_group("probe")
     g.add_argument("--layer", default=None,
                    help="module name (e.g. V1.output, layer1) or area name (V1); default: the model's V1 commitment")
@@ -34,12 +35,9 @@ def register(sub) -> None:
     g.add_argument("--quick", action="store_true", help="about 1/6 of the stimuli (4 phases, fewer SFs/sizes)")
     g.add_argument("--visual_degrees", type=positive_float, default=None,
                    help="field of view of the input image in degrees (default 8)")
-    g.add_argument("--imsize", "--image_size", dest="image_size", type=image_size_arg, default=None,
-                   help="input size in pixels (default: the model's); gratings are drawn only below its Nyquist "
-                        "frequency, imsize / (2 x visual_degrees) cycles/deg")
+    add_shared(g, "image_size")
     g.add_argument("--no_contrast", action="store_true", help="skip the contrast response series")
-    g.add_argument("--batch_size", type=positive_int, default=None, help="images per forward pass (default 16 on CPU, 128 on GPU)")
-    g.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    add_shared(g, "batch_size", "device")
     g.add_argument("--reference", default=None, metavar="JSON",
                    help="monkey data to add or replace (e.g. Ringach 2002 values); see docs/v1_probe.md")
     g.add_argument("--n_boot", type=positive_int, default=1000, help="bootstrap draws per property score")
@@ -63,8 +61,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("give --model or --ckpt_path (to probe) and/or --compare DIR ... (to tabulate earlier runs)")
     runs: list = []
     if probe:
-        from .common import load_model_from_args
-        from .test import resolve_device
+        from .common import load_model_from_args, resolve_device
 
         device = resolve_device(args)
         loaded = load_model_from_args(args)
