@@ -211,95 +211,113 @@ def prepare_miniimagenet(
         raise ConfigError(f"--val_from must be test or val, got {val_from!r}")
     src = Path(src)
     out = Path(dst) if dst is not None else None
-
-    def already(root: Path) -> PrepareResult | None:
-        marker = read_marker(root)
-        if marker is None or marker.get("dataset") != "miniimagenet":
-            return None
-        if not ((root / "train").is_dir() and (root / "val").is_dir()):
-            return None
-        splits, warnings = _verify_pair(root / "train", root / "val", MINI_CLASSES)
-        log(f"{root} is already prepared (marker {MARKER}); nothing to do")
-        for name, s in splits.items():
-            log("  " + s.line(name))
-        return PrepareResult(root, True, 0, splits, warnings)
-
-    if out is not None and out.is_dir() and (r := already(out)):
+    if out is not None and out.is_dir() and (r := _mini_already_prepared(out, log)):
         return r
     if not src.is_dir():
         raise DataError(f"MiniImageNet folder {src} does not exist; unpack the Kaggle download "
                         "(ctrnngtrung/miniimagenet) and give its folder")
     src = _descend(src, ("train", "test", "val"))
-    if out is None and (r := already(src)):
+    if out is None and (r := _mini_already_prepared(src, log)):
         return r
     root = out if out is not None else src
     if out is not None and out.resolve() == src.resolve():
         raise ConfigError("the destination is the download folder itself; leave DST out to prepare in place")
     root.mkdir(parents=True, exist_ok=True)
+    val_from = _mini_plan(src, root, val_from, mode)
+    if out is None:
+        actions = _mini_rename_in_place(src, val_from, log)
+    else:
+        actions = _mini_place_splits(src, root, val_from, mode, log)
+    splits, warnings = _verify_pair(root / "train", root / "val", MINI_CLASSES)
+    _write_marker(root, "miniimagenet", splits, {"val_from": val_from, "mode": mode if out else "in place",
+                                                 "source": str(src)})
+    (root / PLAN).unlink(missing_ok=True)
+    _report(log, f"MiniImageNet ready at {root}", splits, warnings,
+            f"ventralkit train --model S100 --data_path {root} ...")
+    return PrepareResult(root, False, actions, splits, warnings)
 
-    # the plan (which split becomes val/) is fixed by the first run, so a resumed run cannot mix splits
-    plan_path = root / PLAN
+
+def _mini_already_prepared(root: Path, log: Log) -> PrepareResult | None:
+    """The result of an earlier, completed preparation in ``root`` (checked again, and said), else None."""
+    marker = read_marker(root)
+    if marker is None or marker.get("dataset") != "miniimagenet":
+        return None
+    if not ((root / "train").is_dir() and (root / "val").is_dir()):
+        return None
+    splits, warnings = _verify_pair(root / "train", root / "val", MINI_CLASSES)
+    log(f"{root} is already prepared (marker {MARKER}); nothing to do")
+    for name, s in splits.items():
+        log("  " + s.line(name))
+    return PrepareResult(root, True, 0, splits, warnings)
+
+
+def _mini_plan(src: Path, root: Path, val_from: str | None, mode: str) -> str:
+    """Which download split becomes ``val/``: fixed by the first run in ``root`` (its plan file), so a resumed
+    run cannot mix splits; a first run chooses it from the download and ``val_from`` and writes the plan."""
     plan = read_marker(root, PLAN)
     if plan is not None:
         if val_from is not None and val_from != plan.get("val_from"):
             raise ConfigError(f"an interrupted run in {root} used --val_from {plan.get('val_from')}; "
                               "re-run with that (or start again from the download)")
-        val_from = plan.get("val_from")
-    else:
-        if not (src / "train").is_dir():
-            raise DataError(f"{src} has no train/ folder; give the unpacked MiniImageNet download "
-                            "(train/ and test/ with one folder per class)")
-        has_test, has_val = (src / "test").is_dir(), (src / "val").is_dir()
-        if not (has_test or has_val):
-            raise DataError(f"{src} has no test/ (or val/) folder; give the unpacked MiniImageNet download")
-        if val_from is None:
-            if has_test and has_val:
-                raise ConfigError(f"{src} has both test/ and val/; pass --val_from test (CORnet-100's "
-                                  "choice) or --val_from val")
-            val_from = "test" if has_test else "val"
-        elif not (src / val_from).is_dir():
-            raise DataError(f"{src} has no {val_from}/ folder for --val_from {val_from}")
-        write_json(plan_path, {"dataset": "miniimagenet", "val_from": val_from, "mode": mode, "source": str(src)})
+        return plan.get("val_from")
+    if not (src / "train").is_dir():
+        raise DataError(f"{src} has no train/ folder; give the unpacked MiniImageNet download "
+                        "(train/ and test/ with one folder per class)")
+    has_test, has_val = (src / "test").is_dir(), (src / "val").is_dir()
+    if not (has_test or has_val):
+        raise DataError(f"{src} has no test/ (or val/) folder; give the unpacked MiniImageNet download")
+    if val_from is None:
+        if has_test and has_val:
+            raise ConfigError(f"{src} has both test/ and val/; pass --val_from test (CORnet-100's "
+                              "choice) or --val_from val")
+        val_from = "test" if has_test else "val"
+    elif not (src / val_from).is_dir():
+        raise DataError(f"{src} has no {val_from}/ folder for --val_from {val_from}")
+    write_json(root / PLAN, {"dataset": "miniimagenet", "val_from": val_from, "mode": mode, "source": str(src)})
+    return val_from
 
+
+def _mini_rename_in_place(src: Path, val_from: str, log: Log) -> int:
+    """In place, renames only: ``test/`` -> ``val/`` (an existing ``val/`` kept as ``val_original/``). Returns
+    the renames done (none with ``val_from`` = val, or when an earlier run did them)."""
     actions = 0
-    if out is None:  # in place: renames only
-        test, val = src / "test", src / "val"
-        if val_from == "test" and test.is_dir():
-            if val.exists():
-                keep = src / "val_original"
-                if keep.exists():
-                    raise DataError(f"{src} has test/, val/ and val_original/; move val/ away and re-run")
-                log(f"renaming {val} -> {keep} (kept; CORnet-100 validates on the test split)")
-                os.rename(val, keep)
-                actions += 1
-            log(f"renaming {test} -> {val} (CORnet-100 validates on the test split)")
-            os.rename(test, val)
+    test, val = src / "test", src / "val"
+    if val_from == "test" and test.is_dir():
+        if val.exists():
+            keep = src / "val_original"
+            if keep.exists():
+                raise DataError(f"{src} has test/, val/ and val_original/; move val/ away and re-run")
+            log(f"renaming {val} -> {keep} (kept; CORnet-100 validates on the test split)")
+            os.rename(val, keep)
             actions += 1
-    else:
-        for s, d in ((src / "train", root / "train"), (src / val_from, root / "val")):
-            if mode == "symlink":
-                if d.is_symlink() or d.exists():
-                    if d.resolve() != s.resolve():
-                        raise DataError(f"{d} already exists and is not a link to {s}; remove it and re-run")
-                    continue
-                d.symlink_to(s.resolve(), target_is_directory=True)
-                actions += 1
-            elif not s.is_dir():
-                if not d.is_dir():
-                    raise DataError(f"{s} does not exist; give the unpacked MiniImageNet download")
-            elif mode == "copy":
-                log(f"copying {s} -> {d}")
-                actions += copy_tree(s, d)
-            else:
-                log(f"moving {s} -> {d}")
-                actions += move_tree(s, d)
-    splits, warnings = _verify_pair(root / "train", root / "val", MINI_CLASSES)
-    _write_marker(root, "miniimagenet", splits, {"val_from": val_from, "mode": mode if out else "in place",
-                                                 "source": str(src)})
-    plan_path.unlink(missing_ok=True)
-    _report(log, f"MiniImageNet ready at {root}", splits, warnings,
-            f"ventralkit train --model S100 --data_path {root} ...")
-    return PrepareResult(root, False, actions, splits, warnings)
+        log(f"renaming {test} -> {val} (CORnet-100 validates on the test split)")
+        os.rename(test, val)
+        actions += 1
+    return actions
+
+
+def _mini_place_splits(src: Path, root: Path, val_from: str, mode: str, log: Log) -> int:
+    """``train/`` and the chosen split into ``root/train`` and ``root/val`` by ``mode`` (move, copy or symlink);
+    what an interrupted earlier run already placed is kept. Returns the files (or links) placed."""
+    actions = 0
+    for s, d in ((src / "train", root / "train"), (src / val_from, root / "val")):
+        if mode == "symlink":
+            if d.is_symlink() or d.exists():
+                if d.resolve() != s.resolve():
+                    raise DataError(f"{d} already exists and is not a link to {s}; remove it and re-run")
+                continue
+            d.symlink_to(s.resolve(), target_is_directory=True)
+            actions += 1
+        elif not s.is_dir():
+            if not d.is_dir():
+                raise DataError(f"{s} does not exist; give the unpacked MiniImageNet download")
+        elif mode == "copy":
+            log(f"copying {s} -> {d}")
+            actions += copy_tree(s, d)
+        else:
+            log(f"moving {s} -> {d}")
+            actions += move_tree(s, d)
+    return actions
 
 
 def _report(log: Log, headline: str, splits: dict[str, SplitSummary], warnings: list[str], command: str) -> None:

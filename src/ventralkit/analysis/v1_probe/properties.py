@@ -385,104 +385,127 @@ def compute_properties(rates: dict[str, np.ndarray], sets: dict, baseline: np.nd
 
     ``rates[name]`` is ``(units, *sets[name].shape)`` with phase as the last axis. Returns
     ``(columns, curves)``: ``columns`` maps each name of ``PROPERTY_INFO`` (and the responsive flags)
-    to a ``(units,)`` array; ``curves`` holds each unit's preferred tuning curves for plotting.
+    to a ``(units,)`` array; ``curves`` holds each unit's preferred tuning curves for plotting. A set
+    that was not shown leaves its columns NaN (and its responsive flag absent).
     """
     n_units = baseline.shape[0]
     cols = {k: np.full(n_units, np.nan) for k in PROPERTY_INFO}
     cols["baseline"] = baseline.astype(float)
     curves: dict[str, np.ndarray] = {}
-
-    # --- orientation set: (condition, orientation, phase)
     if "orientation" in rates:
-        s = sets["orientation"]
-        ori = s.axis_values("orientation")
-        dc, ac = f0_f1_last(rates["orientation"])
-        curves["orientation_axis"] = ori
-        curves["orientation"] = np.zeros((n_units, len(ori)))
-        pref_cond = np.zeros(n_units, int)
-        pref_ori = np.zeros(n_units, int)
-        for u in range(n_units):
-            ci, oi = np.unravel_index(int(np.argmax(dc[u])), dc[u].shape)
-            pref_cond[u], pref_ori[u] = ci, oi
-            curve = dc[u, ci]
-            curves["orientation"][u] = curve
-            cols["max_dc"][u] = dc[u, ci, oi]
-            cols["max_ac"][u] = ac[u, ci, oi]
-            cols["min_dc"][u] = curve.min()
-            cols["circular_variance"][u] = circular_variance(curve, ori)
-            cols["orientation_bandwidth"][u] = orientation_bandwidth(curve, ori)
-            cols["orthogonal_preferred_ratio"][u] = orthogonal_preferred_ratio(curve, ori)
-            cols["preferred_orientation"][u] = preferred_orientation(curve, ori)
-            cols["osi"][u] = orientation_selectivity_index(curve, ori)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            cols["modulation_ratio"] = cols["max_ac"] / cols["max_dc"]
-            cols["orientation_selective"] = np.where(np.isfinite(cols["circular_variance"]),
-                                                     np.isfinite(cols["orientation_bandwidth"]).astype(float), np.nan)
-            cols["cv_bandwidth_ratio"] = cols["circular_variance"] / cols["orientation_bandwidth"]
-            cols["opr_cv_diff"] = cols["orthogonal_preferred_ratio"] - cols["circular_variance"]
-        cols["responsive_orientation"] = (cols["max_dc"] > baseline + threshold).astype(float)
-        conds = s.axes[0][1]
-        curves["preferred_condition"] = [
-            {"orientation": float(ori[pref_ori[u]]), "sf": conds[pref_cond[u]]["sf"],
-             "radius": conds[pref_cond[u]]["radius"]} for u in range(n_units)]
-
-    # --- spatial-frequency set: (radius, sf, orientation, phase)
+        _orientation_properties(rates["orientation"], sets["orientation"], baseline, threshold, cols, curves)
     if "spatial_frequency" in rates:
-        s = sets["spatial_frequency"]
-        sfs = s.axis_values("sf")
-        dc, ac = f0_f1_last(rates["spatial_frequency"])
-        dcb = dc - baseline.reshape(-1, 1, 1, 1)
-        curves["sf_axis"] = sfs
-        curves["spatial_frequency"] = np.zeros((n_units, len(sfs)))
-        peak = np.zeros(n_units)
-        schiller = ("sf_bandwidth_ratio", "sf_selective")
-        for u in range(n_units):
-            (ri, _si, oi), comp = _preferred(dcb[u], ac[u])
-            curve = (dcb if comp == 0 else ac)[u, ri, :, oi]
-            curves["spatial_frequency"][u] = curve
-            peak[u] = max(dcb[u].max(), ac[u].max())
-            for k, v in spatial_frequency_tuning(curve, sfs).items():
-                if k not in schiller:
-                    cols[k][u] = v
-            # Schiller 1976 as Brain-Score scores it: the raw F0 curve (phase mean, baseline kept) at the
-            # radius and orientation of the largest F0, and units whose largest F0 exceeds baseline + 5
-            rj, _sj, oj = np.unravel_index(int(np.argmax(dc[u])), dc[u].shape)
-            raw = spatial_frequency_tuning(dc[u, rj, :, oj], sfs)
-            for k in schiller:
-                cols[k][u] = raw[k]
-        cols["responsive_spatial_frequency"] = (peak > threshold).astype(float)
-        cols["responsive_spatial_frequency_f0"] = (dcb.reshape(n_units, -1).max(axis=1) > threshold).astype(float)
-
-    # --- size set: (radius, sf, orientation, phase)
+        _spatial_frequency_properties(rates["spatial_frequency"], sets["spatial_frequency"], baseline, threshold,
+                                      cols, curves)
     if "size" in rates:
-        s = sets["size"]
-        radii = s.axis_values("radius")
-        dc, ac = f0_f1_last(rates["size"])
-        dcb = dc - baseline.reshape(-1, 1, 1, 1)
-        curves["size_axis"] = 2 * radii  # diameters
-        curves["size"] = np.zeros((n_units, len(radii)))
-        peak = np.zeros(n_units)
-        for u in range(n_units):
-            (_ri, si, oi), comp = _preferred(dcb[u], ac[u])
-            curve = (dcb if comp == 0 else ac)[u, :, si, oi]
-            curves["size"][u] = curve
-            peak[u] = max(dcb[u].max(), ac[u].max())
-            for k, v in size_tuning(curve, radii).items():
-                cols[k][u] = v
-        cols["responsive_size"] = (peak > threshold).astype(float)
-
-    # --- contrast set: (condition = the unit's preferred orientation-set stimulus, contrast, phase)
+        _size_properties(rates["size"], sets["size"], baseline, threshold, cols, curves)
     if "contrast" in rates:
-        dc, _ac = f0_f1_last(rates["contrast"])  # (units, condition, contrast)
-        idx = sets["contrast_index"]  # unit -> its condition
-        curve = dc[np.arange(n_units), idx]
-        contrasts = sets["contrast"].axis_values("contrast")
-        curves["contrast_axis"] = contrasts
-        curves["contrast"] = curve
-        for k, v in contrast_response_many(curve, contrasts, baseline).items():
-            if k in cols:
-                cols[k] = v
+        _contrast_properties(rates["contrast"], sets, baseline, cols, curves)
     return cols, curves
+
+
+def _orientation_properties(rates: np.ndarray, s, baseline: np.ndarray, threshold: float, cols: dict,
+                            curves: dict) -> None:
+    """The orientation set, ``(units, condition, orientation, phase)``: each unit's F0 orientation curve at its
+    best condition and the properties of that curve, written into ``cols`` and ``curves``."""
+    n_units = baseline.shape[0]
+    ori = s.axis_values("orientation")
+    dc, ac = f0_f1_last(rates)
+    curves["orientation_axis"] = ori
+    curves["orientation"] = np.zeros((n_units, len(ori)))
+    pref_cond = np.zeros(n_units, int)
+    pref_ori = np.zeros(n_units, int)
+    for u in range(n_units):
+        ci, oi = np.unravel_index(int(np.argmax(dc[u])), dc[u].shape)
+        pref_cond[u], pref_ori[u] = ci, oi
+        curve = dc[u, ci]
+        curves["orientation"][u] = curve
+        cols["max_dc"][u] = dc[u, ci, oi]
+        cols["max_ac"][u] = ac[u, ci, oi]
+        cols["min_dc"][u] = curve.min()
+        cols["circular_variance"][u] = circular_variance(curve, ori)
+        cols["orientation_bandwidth"][u] = orientation_bandwidth(curve, ori)
+        cols["orthogonal_preferred_ratio"][u] = orthogonal_preferred_ratio(curve, ori)
+        cols["preferred_orientation"][u] = preferred_orientation(curve, ori)
+        cols["osi"][u] = orientation_selectivity_index(curve, ori)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cols["modulation_ratio"] = cols["max_ac"] / cols["max_dc"]
+        cols["orientation_selective"] = np.where(np.isfinite(cols["circular_variance"]),
+                                                 np.isfinite(cols["orientation_bandwidth"]).astype(float), np.nan)
+        cols["cv_bandwidth_ratio"] = cols["circular_variance"] / cols["orientation_bandwidth"]
+        cols["opr_cv_diff"] = cols["orthogonal_preferred_ratio"] - cols["circular_variance"]
+    cols["responsive_orientation"] = (cols["max_dc"] > baseline + threshold).astype(float)
+    conds = s.axes[0][1]
+    curves["preferred_condition"] = [
+        {"orientation": float(ori[pref_ori[u]]), "sf": conds[pref_cond[u]]["sf"],
+         "radius": conds[pref_cond[u]]["radius"]} for u in range(n_units)]
+
+
+def _spatial_frequency_properties(rates: np.ndarray, s, baseline: np.ndarray, threshold: float, cols: dict,
+                                  curves: dict) -> None:
+    """The spatial-frequency set, ``(units, radius, sf, orientation, phase)``: each unit's SF curve at its
+    preferred radius, orientation and component (F0 - baseline or F1), plus Schiller's measures of the raw
+    F0 curve, written into ``cols`` and ``curves``."""
+    n_units = baseline.shape[0]
+    sfs = s.axis_values("sf")
+    dc, ac = f0_f1_last(rates)
+    dcb = dc - baseline.reshape(-1, 1, 1, 1)
+    curves["sf_axis"] = sfs
+    curves["spatial_frequency"] = np.zeros((n_units, len(sfs)))
+    peak = np.zeros(n_units)
+    schiller = ("sf_bandwidth_ratio", "sf_selective")
+    for u in range(n_units):
+        (ri, _si, oi), comp = _preferred(dcb[u], ac[u])
+        curve = (dcb if comp == 0 else ac)[u, ri, :, oi]
+        curves["spatial_frequency"][u] = curve
+        peak[u] = max(dcb[u].max(), ac[u].max())
+        for k, v in spatial_frequency_tuning(curve, sfs).items():
+            if k not in schiller:
+                cols[k][u] = v
+        # Schiller 1976 as Brain-Score scores it: the raw F0 curve (phase mean, baseline kept) at the
+        # radius and orientation of the largest F0, and units whose largest F0 exceeds baseline + 5
+        rj, _sj, oj = np.unravel_index(int(np.argmax(dc[u])), dc[u].shape)
+        raw = spatial_frequency_tuning(dc[u, rj, :, oj], sfs)
+        for k in schiller:
+            cols[k][u] = raw[k]
+    cols["responsive_spatial_frequency"] = (peak > threshold).astype(float)
+    cols["responsive_spatial_frequency_f0"] = (dcb.reshape(n_units, -1).max(axis=1) > threshold).astype(float)
+
+
+def _size_properties(rates: np.ndarray, s, baseline: np.ndarray, threshold: float, cols: dict,
+                     curves: dict) -> None:
+    """The size set, ``(units, radius, sf, orientation, phase)``: each unit's size curve at its preferred SF,
+    orientation and component, and its surround measures, written into ``cols`` and ``curves``."""
+    n_units = baseline.shape[0]
+    radii = s.axis_values("radius")
+    dc, ac = f0_f1_last(rates)
+    dcb = dc - baseline.reshape(-1, 1, 1, 1)
+    curves["size_axis"] = 2 * radii  # diameters
+    curves["size"] = np.zeros((n_units, len(radii)))
+    peak = np.zeros(n_units)
+    for u in range(n_units):
+        (_ri, si, oi), comp = _preferred(dcb[u], ac[u])
+        curve = (dcb if comp == 0 else ac)[u, :, si, oi]
+        curves["size"][u] = curve
+        peak[u] = max(dcb[u].max(), ac[u].max())
+        for k, v in size_tuning(curve, radii).items():
+            cols[k][u] = v
+    cols["responsive_size"] = (peak > threshold).astype(float)
+
+
+def _contrast_properties(rates: np.ndarray, sets: dict, baseline: np.ndarray, cols: dict, curves: dict) -> None:
+    """The contrast set, ``(units, condition, contrast, phase)`` where each unit's condition is its preferred
+    orientation-set stimulus (``sets["contrast_index"]``): the Naka-Rushton fit of its F0 contrast curve."""
+    n_units = baseline.shape[0]
+    dc, _ac = f0_f1_last(rates)  # (units, condition, contrast)
+    idx = sets["contrast_index"]  # unit -> its condition
+    curve = dc[np.arange(n_units), idx]
+    contrasts = sets["contrast"].axis_values("contrast")
+    curves["contrast_axis"] = contrasts
+    curves["contrast"] = curve
+    for k, v in contrast_response_many(curve, contrasts, baseline).items():
+        if k in cols:
+            cols[k] = v
 
 
 def f0_f1_last(r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
