@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -34,6 +35,7 @@ def trained(monkeypatch):
         (run / "checkpoints").mkdir(parents=True)
         torch.save({"finished": True}, run / "checkpoints" / "last.pt")
         (run / "metrics.csv").write_text("epoch,val_top1\n" + "".join(f"{e},0.{e}\n" for e in range(1, cfg.epochs + 1)))
+        return SimpleNamespace(trained=[])  # as a TrainResult: no figure to draw for this stand-in
 
     monkeypatch.setattr(engine_train, "train", fake_train)
     # the compute column builds a 53M-parameter CORnet-S100 per row: not what these tests are about

@@ -23,7 +23,6 @@ _LAZY = {
     "load_model": "ventralkit.models.loading",
     "LoadedModel": "ventralkit.models.loading",
     "TrainConfig": "ventralkit.engine.config",
-    "train": "ventralkit.engine.train",
     "evaluate": "ventralkit.engine.evaluate",
     "extract_features": "ventralkit.analysis.features",
     "corrupt_dataset": "ventralkit.analysis.robustness",
@@ -33,7 +32,21 @@ _LAZY = {
     "neural_fit": "ventralkit.analysis.neural",
 }
 
-__all__ = ["VentralkitError", *_LAZY]
+__all__ = ["VentralkitError", "train", *_LAZY]
+
+
+def train(config=None, **overrides):
+    """Train a registered model (``engine.train.train``; ``TrainConfig`` lists every option), then draw
+    each trained run folder's ``plots/curves.png`` from its records, as ``ventralkit train`` does.
+
+    Returns the ``TrainResult``. The engine writes records only; the figure is drawn here, by ``plots``."""
+    from .engine.train import train as train_run
+    from .plots.curves import draw_run_curves
+
+    result = train_run(config, **overrides)
+    if result is not None:  # a staged run whose stages had all finished trains nothing
+        draw_run_curves(result.trained)
+    return result
 
 
 def __getattr__(name: str):

@@ -21,8 +21,8 @@ from .errors import DataError
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
-__all__ = ["atomic_path", "ensure_writable_dir", "link_or_copy", "write_csv", "write_json", "write_records",
-           "write_text"]
+__all__ = ["RunPaths", "atomic_path", "ensure_writable_dir", "link_or_copy", "write_csv", "write_json",
+           "write_records", "write_text"]
 
 
 @contextlib.contextmanager
@@ -59,6 +59,45 @@ def link_or_copy(source: str | os.PathLike, target: str | os.PathLike) -> Path:
         except OSError:
             shutil.copyfile(source, tmp)
     return Path(target)
+
+
+class RunPaths:
+    """The files of a training run folder, named in one place.
+
+    Every layer asks this object for a run's paths (the engine writing them, the loader's hint for a
+    folder given as a checkpoint, the studies and the demo reading them), so the layout is spelled once."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+
+    def __repr__(self) -> str:
+        return f"RunPaths({str(self.root)!r})"
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.json"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def last(self) -> Path:
+        """Everything to resume the run from its latest save."""
+        return self.checkpoints / "last.pt"
+
+    @property
+    def best(self) -> Path:
+        """The weights of the best validation top-1 so far."""
+        return self.checkpoints / "best.pt"
+
+    def epoch(self, epoch: int) -> Path:
+        """The snapshot of ``last.pt`` at the end of ``epoch`` (counted from 1)."""
+        return self.checkpoints / f"epoch_{epoch:02d}.pt"
+
+    @property
+    def curves(self) -> Path:
+        return self.root / "plots" / "curves.png"
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ..engine.records import read_config, read_metrics
 from ..errors import DataError
-from ..files import ensure_writable_dir, write_records, write_text
+from ..files import RunPaths, ensure_writable_dir, write_records, write_text
 
 COLUMNS = [
     ("run", "run"),
@@ -89,8 +89,7 @@ def run_num_classes(folder: Path, config: dict) -> int | None:
         return int(config["num_classes"])
     if isinstance(config.get("classes"), list) and config["classes"]:
         return len(config["classes"])
-    for name in ("last.pt", "best.pt"):
-        path = folder / "checkpoints" / name
+    for path in (RunPaths(folder).last, RunPaths(folder).best):
         if path.is_file():
             import torch
 

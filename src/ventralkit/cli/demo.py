@@ -20,17 +20,19 @@ def run(args) -> int:
 
     from ..engine.config import TrainConfig
     from ..engine.train import train
+    from ..files import RunPaths
+    from ..plots.curves import draw_run_curves
 
     out = args.output_path or str(Path("demo_runs") / f"cornet_z-digits-{time.strftime('%Y%m%d-%H%M%S')}")
     overrides = {"output_path": out, "epochs": args.epochs}
     if args.no_progress:
         overrides["progress"] = False
     result = train(TrainConfig.build(recipe="demo-digits", **overrides))
-    run_dir = Path(result.run_dir)
+    draw_run_curves(result.trained)
+    run = RunPaths(result.run_dir)
     print("\nthe run folder holds:")
-    for rel in ("config.json", "metrics.jsonl", "metrics.csv", "checkpoints/last.pt", "checkpoints/best.pt",
-                "plots/curves.png"):
-        print(f"  {run_dir / rel}")
-    print(f"\nnext: ventralkit test --ckpt_path {run_dir / 'checkpoints/best.pt'} --dataset digits "
-          f"-o {run_dir / 'eval'}   (model, classes and size come from the checkpoint)")
+    for path in (run.config, run.root / "metrics.jsonl", run.root / "metrics.csv", run.last, run.best, run.curves):
+        print(f"  {path}")
+    print(f"\nnext: ventralkit test --ckpt_path {run.best} --dataset digits "
+          f"-o {run.root / 'eval'}   (model, classes and size come from the checkpoint)")
     return 0

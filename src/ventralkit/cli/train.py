@@ -10,116 +10,109 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import types
+import typing
 
 from .common import add_data_args, add_model_args, add_shared, model_kwargs, model_name
 
 
 def register(sub) -> None:
+    from ..engine.config import OPTIMISATION, RUN, SPEED
+
     p = sub.add_parser("train", help="train a model (CORnet run.py flags accepted)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_args(p)
     add_data_args(p)
-    g = p.add_argument_group("run")
-    g.add_argument("--recipe", default=None, help="named recipe (see `ventralkit train --list_recipes`) or a .toml file")
-    g.add_argument("--config", default=None, help="a run folder / config.json to repeat, or a TOML file")
-    g.add_argument("-o", "--output_path", default=None, help="run folder (default runs/<model>-<time>)")
-    g.add_argument("--resume", "--restore_path", dest="resume", default=None, metavar="LAST_PT|auto",
-                   help="continue an interrupted run from its checkpoints/last.pt; 'auto': from -o's last.pt when "
-                        "there is one, else start (a requeued job reruns the same command)")
-    g.add_argument("--overwrite", action="store_true", default=None,
-                   help="replace the run already in --output_path (default: refuse to mix two runs)")
-    g.add_argument("--list_recipes", action="store_true", help="print the named recipes and exit")
-    o = p.add_argument_group("optimisation")
-    o.add_argument("--epochs", type=int, default=None)
-    o.add_argument("--lr", "--learning_rate", dest="lr", type=float, default=None)
-    o.add_argument("--optimizer", default=None, choices=["sgd", "adam", "adamw"])
-    o.add_argument("--momentum", type=float, default=None)
-    o.add_argument("--weight_decay", type=float, default=None)
-    o.add_argument("--scheduler", default=None, choices=["step", "multistep", "cosine", "onecycle", "constant"])
-    o.add_argument("--pct_start", type=float, default=None, help="onecycle: fraction of steps warming up (0.3)")
-    o.add_argument("--clip_grad_value", type=float, default=None, help="clamp gradients to [-v, v]")
-    o.add_argument("--clip_grad_norm", type=float, default=None, help="clip the gradients' total L2 norm")
-    o.add_argument("--step_size", type=float, default=None, help="epochs between x0.1 decays (StepLR)")
-    o.add_argument("--gamma", type=float, default=None)
-    o.add_argument("--milestones", type=float, nargs="+", default=None, help="MultiStepLR epochs")
-    o.add_argument("--warmup_epochs", type=float, default=None)
-    o.add_argument("--label_smoothing", type=float, default=None)
-    o.add_argument("--mixup_alpha", type=float, default=None)
-    o.add_argument("--cutmix_alpha", type=float, default=None)
-    o.add_argument("--trainable", nargs="+", default=None, help="train only these modules (e.g. fc)")
-    o.add_argument("--frozen_bn", default=None, choices=["eval", "train"],
-                   help="with --trainable: frozen BatchNorms keep their statistics (eval, default) or update "
-                        "them as main.py's fine-tuning does (train)")
-    o.add_argument("--augment", default=None, choices=["crop_flip", "flip", "none"],
-                   help="training augmentation of image folders: RandomResizedCrop + flip (default), flip only "
-                        "at native size, or none")
-    o.add_argument("--eval_transform", default=None, choices=["resize_crop", "none"],
-                   help="validation preprocessing: Resize + CenterCrop (default) or the images as they are")
-    o.add_argument("--reset_classifier", action="store_true", default=None,
-                   help="after loading --ckpt_path, a fresh classifier of --num_classes")
-    o.add_argument("--no-pretrained", "--no_pretrained", dest="no_pretrained", action="store_true",
-                   help="start from random weights although the recipe loads published ones")
-    o.add_argument("--on_nonfinite", default=None, choices=["stop", "skip"],
-                   help="a non-finite loss or gradient: stop the run (default, exit code 3) or drop that step")
-    s = p.add_argument_group("speed and bookkeeping")
-    s.add_argument("--ngpus", type=int, default=None, help="0 = CPU, >=1 = CUDA (several GPUs: use torchrun)")
-    add_shared(s, "device", "amp")
-    s.add_argument("--channels_last", action="store_true", default=None)
-    s.add_argument("--sync_bn", action="store_true", default=None,
-                   help="under torchrun on GPUs: BatchNorm statistics over all processes (small per-GPU batches)")
-    s.add_argument("--compile", action="store_true", default=None)
-    s.add_argument("--data_backend", default=None, choices=["cpu", "gpu"],
-                   help="image folders: decode JPEGs and crop/flip in CPU workers (cpu, default) or on the "
-                        "training device (gpu; workers only read the files)")
-    s.add_argument("--seed", type=int, default=None)
-    s.add_argument("--log_every", type=int, default=None, help="steps between train records")
-    s.add_argument("--val_every", type=float, default=None, help="epochs between validations (0.5 = twice)")
-    s.add_argument("--save_every_minutes", type=float, default=None)
-    s.add_argument("--keep_epochs", type=int, default=None, help="epoch snapshots kept (-1 all, 0 none)")
-    s.add_argument("--max_steps_per_epoch", type=int, default=None)
-    s.add_argument("--on_bad_image", default=None, choices=["skip", "error"])
-    s.add_argument("--tensorboard", action="store_true", default=None)
-    s.add_argument("--no_progress", action="store_true", help="no progress bars")
+    groups = {title: p.add_argument_group(title) for title in (RUN, OPTIMISATION, SPEED)}
+    add_config_options(groups)
+    # the options that are no TrainConfig field: where the config comes from, and CORnet's --ngpus
+    groups[RUN].add_argument("--config", default=None, help="a run folder / config.json to repeat, or a TOML file")
+    groups[RUN].add_argument("--list_recipes", action="store_true", help="print the named recipes and exit")
+    groups[SPEED].add_argument("--ngpus", type=int, default=None,
+                               help="0 = CPU, >=1 = CUDA (several GPUs: use torchrun)")
+    add_shared(groups[SPEED], "device", "amp")
     p.set_defaults(func=run)
+
+
+def add_config_options(groups: dict) -> None:
+    """One option per ``TrainConfig`` field that has one of its own, generated from the field's metadata
+    (``engine.config.option``): flags, type (from the annotation), choices, help and section. Options shared
+    with other commands (``shared``) are declared by ``cli/common.py``. Every default is None, "not given",
+    so that a recipe or a config file below the flags keeps its value."""
+    from ..engine.config import TrainConfig
+
+    hints = typing.get_type_hints(TrainConfig)
+    for f in dataclasses.fields(TrainConfig):
+        meta, group = f.metadata, groups[f.metadata["group"]]
+        if meta["negative"]:  # --no_progress, --no-pretrained
+            group.add_argument(*meta["negative"], dest=f"no_{f.name}", action="store_true", help=meta["negative_help"])
+        if meta["shared"] or meta["flags"] == ():
+            continue
+        group.add_argument(*(meta["flags"] or (f"--{f.name}",)), dest=f.name, default=None, help=meta["help"],
+                           **argument_kind(hints[f.name], meta))
+
+
+def argument_kind(hint, meta) -> dict:
+    """How argparse reads a field's value: a switch for a bool, a list of ``item_type``, else the type itself."""
+    if isinstance(hint, types.UnionType):  # ``int | None``: the value's type
+        hint = next(t for t in typing.get_args(hint) if t is not type(None))
+    if hint is bool:
+        return {"action": "store_true"}
+    if hint is list:
+        return {"type": meta["item_type"], "nargs": "+"}
+    kind = {} if hint is str else {"type": hint}
+    if meta["choices"]:
+        kind["choices"] = list(meta["choices"])
+    if meta["metavar"]:
+        kind["metavar"] = meta["metavar"]
+    return kind
+
+
+def given_options(args: argparse.Namespace) -> dict:
+    """The ``TrainConfig`` values the command line gives (None where an option was not given)."""
+    from ..engine.config import TrainConfig
+    from ..errors import ConfigError
+
+    given = {}
+    for f in dataclasses.fields(TrainConfig):
+        meta = f.metadata
+        dest = meta["shared"] or (None if meta["flags"] == () else f.name)
+        value = getattr(args, dest, None) if dest else None
+        if value is False:  # a switch of cli/common.py (default False) that was not given
+            value = None
+        if meta["negative"] and getattr(args, f"no_{f.name}", False):
+            if value:
+                raise ConfigError(f"give --{f.name} or {meta['negative'][0]}, not both")
+            value = False
+        given[f.name] = value
+    if given["model"]:
+        given["model"] = model_name(given["model"])
+    return given
 
 
 def config_from_args(args):
     """Defaults < recipe < --config < explicit flags; ``--resume`` alone repeats the checkpoint's config."""
+    return config_and_checkpoint(args)[0]
+
+
+def config_and_checkpoint(args) -> tuple:
+    """The run's config and, when ``--resume`` alone repeats a checkpoint's config (no ``--config`` or
+    ``--recipe``), that checkpoint, read here once: the engine resumes from the same dict."""
+    from ..engine.checkpoint import read_resume
     from ..engine.config import PER_COMMAND, TrainConfig
     from ..errors import ConfigError
 
-    flags = {k: getattr(args, k) for k in (
-        "num_classes", "data_path", "dataset", "workers", "batch_size", "image_size", "output_path", "resume",
-        "epochs", "lr", "optimizer", "momentum", "weight_decay", "scheduler", "step_size", "gamma", "milestones",
-        "warmup_epochs", "pct_start", "clip_grad_value", "clip_grad_norm", "label_smoothing", "mixup_alpha",
-        "cutmix_alpha", "trainable", "reset_classifier",
-        "frozen_bn", "augment", "eval_transform",
-        "device", "amp", "channels_last", "compile", "seed", "log_every", "val_every", "save_every_minutes",
-        "keep_epochs", "max_steps_per_epoch", "on_bad_image", "tensorboard", "overwrite", "on_nonfinite",
-        "sync_bn", "data_backend")}
-    if args.model:
-        flags["model"] = model_name(args.model)
-    if args.ckpt_path:
-        flags["checkpoint"] = args.ckpt_path
-    if args.pretrained and args.no_pretrained:
-        raise ConfigError("give --pretrained or --no-pretrained, not both")
-    if args.pretrained:
-        flags["pretrained"] = True
-    if args.no_pretrained:
-        flags["pretrained"] = False
-    if args.trust_checkpoint:
-        flags["trust_checkpoint"] = True
-    if args.no_progress:
-        flags["progress"] = False
+    flags = given_options(args)
+    recipe = flags.pop("recipe")
     if args.ngpus is not None and args.device is None:
         flags["device"] = "cpu" if args.ngpus == 0 else "cuda"
         if args.ngpus > 1:
             print("note: --ngpus > 1 runs on one GPU; use `torchrun --nproc_per_node N -m ventralkit.cli train` for DDP")
-    config_file = args.config
-    if args.resume and args.resume != "auto" and not args.config and not args.recipe:
-        from ..engine.checkpoint import read_resume
-
-        base = read_resume(args.resume, trust=args.trust_checkpoint)["config"]
+    state = None
+    if args.resume and args.resume != "auto" and not args.config and not recipe:
+        state = read_resume(args.resume, trust=args.trust_checkpoint)
+        base = dict(state["config"])
         base.pop("output_path", None)  # the run folder is where the checkpoint is
         for key in PER_COMMAND:  # the stored run's permission is not this command's
             base.pop(key, None)
@@ -127,13 +120,13 @@ def config_from_args(args):
         base["resume"] = args.resume
         cfg = TrainConfig.from_dict(base, source=args.resume)
     else:
-        cfg = TrainConfig.build(recipe=args.recipe, config_file=config_file, **flags)
+        cfg = TrainConfig.build(recipe=recipe, config_file=args.config, **flags)
     kw = model_kwargs(args)
     if kw:
         cfg = cfg.replace(model_kwargs={**cfg.model_kwargs, **kw})
     if cfg.model is None:
         raise ConfigError("--model is required")
-    return cfg
+    return cfg, state
 
 
 def run(args) -> int:
@@ -143,6 +136,10 @@ def run(args) -> int:
         print(recipe_table())
         return 0
     from ..engine.train import train
+    from ..plots.curves import draw_run_curves
 
-    train(config_from_args(args).validate())
+    cfg, state = config_and_checkpoint(args)  # a --resume checkpoint is read once: its config, then its state
+    result = train(cfg, resume_state=state)  # the config is validated once, by train
+    if result is not None:  # None: a staged run whose stages had all finished
+        draw_run_curves(result.trained)
     return 0

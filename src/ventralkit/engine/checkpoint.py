@@ -1,9 +1,10 @@
 """Checkpoints that lose nothing: atomic writes, and everything needed for an exact resume.
 
-A ventralkit checkpoint is a dict ``{'format': 'ventralkit', 'model_name', 'config', 'model',
-'optimizer', 'scheduler', 'scaler', 'epoch', 'step_in_epoch', 'global_step', 'best_top1', 'rng',
+A ventralkit checkpoint is a dict ``{'format': 'ventralkit', 'model_name', 'config', 'preprocessing',
+'model', 'optimizer', 'scheduler', 'scaler', 'epoch', 'step_in_epoch', 'global_step', 'best_top1', 'rng',
 'meters'}``; its ``model`` entry is a plain state dict, so ``create_model(name, checkpoint=...)``
-reads it like any other weight file.
+reads it like any other weight file, and ``preprocessing`` (``models.preprocessing.Preprocessing.to_dict()``:
+the size and evaluation preprocessing the run trained with) is what ``load_model`` gives the model.
 """
 
 from __future__ import annotations
@@ -70,6 +71,15 @@ def disk_note(model: torch.nn.Module, optimizer: torch.optim.Optimizer, cfg) -> 
         kept = f"up to {snaps} epoch snapshots as hard links of last.pt (~{last * mb:.0f} MB each once last.pt moves on)"
     return (f"checkpoints: last.pt ~{last * mb:.0f} MB, best.pt (weights) ~{weights * mb:.0f} MB, {kept}: "
             f"at most ~{(last * (1 + snaps) + weights) * mb:.0f} MB")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed every global generator a run draws from: torch's (CPU and every CUDA device), numpy's and
+    Python's. ``rng_state`` saves the same three and ``set_rng_state`` restores them, so two runs with
+    one seed, and a resumed run and a straight one, hold the same states."""
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
 
 
 def rng_state() -> dict:

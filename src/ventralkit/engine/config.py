@@ -35,69 +35,111 @@ PER_COMMAND = frozenset({"trust_checkpoint"})
 DESCRIBE_ALWAYS = ("model", "dataset", "output_path")
 
 
+#: mixed-precision modes (``--amp`` of every command that takes it: ``cli/common.py`` offers these)
+AMP_MODES = ("none", "bf16", "fp16")
+#: the sections of ``ventralkit train --help`` the options generated from the fields below fall in
+RUN, OPTIMISATION, SPEED = "run", "optimisation", "speed and bookkeeping"
+
+
+def option(default: Any = dataclasses.MISSING, *, factory: Any = dataclasses.MISSING, flags: tuple | None = None,
+           help: str | None = None, choices: tuple | None = None, group: str = SPEED, metavar: str | None = None,
+           item_type: type | None = None, negative: tuple = (), negative_help: str | None = None,
+           shared: str | None = None):
+    """A ``TrainConfig`` field and, in its metadata, how the ``train`` command offers it, so that an option
+    is declared in one place (``cli/train.py`` generates its options from these).
+
+    ``flags``: the option strings (default ``--<name>``); ``()``: no option of its own (set by a recipe or
+    a config file, or through other flags). ``choices``: the allowed values, also what ``validate`` checks.
+    ``item_type``: the element type of a list option (given as ``--milestones 10 20``). ``negative``: option
+    strings that set the field to False (``--no_progress``). ``shared``: declared with this argparse
+    ``dest`` by ``cli/common.py``, for the options several commands share (``--model``, ``--workers``...);
+    their help and default live there. The value type comes from the field's annotation."""
+    meta = {"flags": flags, "help": help, "choices": choices, "group": group, "metavar": metavar,
+            "item_type": item_type, "negative": negative, "negative_help": negative_help, "shared": shared}
+    return field(default=default, default_factory=factory, metadata=meta)
+
+
 @dataclass
 class TrainConfig:
     # model
-    model: str = "cornet_z"
-    model_kwargs: dict = field(default_factory=dict)
-    num_classes: int | None = None  # None: the number of classes in the dataset
-    checkpoint: str | None = None  # initial weights (fine-tuning)
-    pretrained: bool = False
-    reset_classifier: bool = False  # after loading weights, a fresh classifier of num_classes
-    trainable: list = field(default_factory=list)  # module-name prefixes to train; empty = all
-    frozen_bn: str = "eval"  # eval: frozen parts keep their BN statistics | train: main.py's model.train()
-    trust_checkpoint: bool = False  # allow weight files that need full unpickling (they can run code)
+    model: str = option("cornet_z", shared="model")
+    model_kwargs: dict = option(factory=dict, flags=())  # --model_kwargs JSON and --times/--outer_times/--feedback
+    num_classes: int | None = option(None, shared="num_classes")  # None: the number of classes in the dataset
+    checkpoint: str | None = option(None, shared="ckpt_path")  # initial weights (fine-tuning)
+    pretrained: bool = option(False, shared="pretrained", group=OPTIMISATION, negative=("--no-pretrained", "--no_pretrained"),
+                              negative_help="start from random weights although the recipe loads published ones")
+    reset_classifier: bool = option(False, group=OPTIMISATION,  # after loading weights, a fresh classifier
+                                    help="after loading --ckpt_path, a fresh classifier of --num_classes")
+    trainable: list = option(factory=list, group=OPTIMISATION, item_type=str,  # module-name prefixes; empty = all
+                             help="train only these modules (e.g. fc)")
+    frozen_bn: str = option("eval", group=OPTIMISATION, choices=("eval", "train"),
+                            help="with --trainable: frozen BatchNorms keep their statistics (eval, default) or update "
+                                 "them as main.py's fine-tuning does (train)")
+    trust_checkpoint: bool = option(False, shared="trust_checkpoint")  # weight files that need full unpickling
     # data
-    dataset: str = "folder"  # folder | digits | cifar100
-    data_path: str | None = None
-    val_split: str = "val"
-    image_size: int | None = None  # None: the model's input size
-    on_bad_image: str = "skip"  # skip | error
-    augment: str = "crop_flip"  # crop_flip: RandomResizedCrop + flip | flip: flip only, native size | none
-    eval_transform: str = "resize_crop"  # resize_crop: Resize(s*256/224) + CenterCrop(s) | none: native size
-    workers: int | None = None  # None: one per CPU core, at most 8
-    data_backend: str = "cpu"  # cpu: PIL in the workers | gpu: JPEG decode + crop/flip on the device (folders)
-    batch_size: int = 256
+    dataset: str = option("folder", shared="dataset",
+                          choices=("folder", "digits", "digits-occluded", "cifar100"))  # or digits-occluded:<level>
+    data_path: str | None = option(None, shared="data_path")
+    val_split: str = option("val", flags=())
+    image_size: int | None = option(None, shared="image_size")  # None: the model's input size
+    on_bad_image: str = option("skip", choices=("skip", "error"))
+    augment: str = option("crop_flip", group=OPTIMISATION, choices=("crop_flip", "flip", "none"),
+                          help="training augmentation of image folders: RandomResizedCrop + flip (default), flip only "
+                               "at native size, or none")
+    eval_transform: str = option("resize_crop", group=OPTIMISATION, choices=("resize_crop", "none"),
+                                 help="validation preprocessing: Resize + CenterCrop (default) or the images as they are")
+    workers: int | None = option(None, shared="workers")  # None: one per CPU core, at most 8
+    data_backend: str = option("cpu", choices=("cpu", "gpu"),
+                               help="image folders: decode JPEGs and crop/flip in CPU workers (cpu, default) or on the "
+                                    "training device (gpu; workers only read the files)")
+    batch_size: int = option(256, shared="batch_size")
     # optimisation
-    epochs: int = 20
-    optimizer: str = "sgd"  # sgd | adam | adamw
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    nesterov: bool = False
-    scheduler: str = "step"  # step | multistep | cosine | onecycle | constant
-    step_size: float = 10
-    gamma: float = 0.1
-    milestones: list = field(default_factory=list)
-    warmup_epochs: float = 0.0
-    pct_start: float = 0.3  # onecycle: fraction of the steps spent raising the lr to --lr (PyTorch's default)
-    clip_grad_value: float | None = None  # clamp every gradient element to [-v, v] after backward
-    clip_grad_norm: float | None = None  # rescale the gradients to this total L2 norm at most
-    label_smoothing: float = 0.0
-    mixup_alpha: float = 0.0
-    cutmix_alpha: float = 0.0
-    on_nonfinite: str = "stop"  # stop: a non-finite loss/gradient ends the run (exit 3) | skip: drop that step
-    sync_bn: bool = False  # DDP: BatchNorm statistics over all processes (small per-GPU batches)
+    epochs: int = option(20, group=OPTIMISATION)
+    optimizer: str = option("sgd", group=OPTIMISATION, choices=("sgd", "adam", "adamw"))
+    lr: float = option(0.1, group=OPTIMISATION, flags=("--lr", "--learning_rate"))
+    momentum: float = option(0.9, group=OPTIMISATION)
+    weight_decay: float = option(1e-4, group=OPTIMISATION)
+    nesterov: bool = option(False, flags=())
+    scheduler: str = option("step", group=OPTIMISATION, choices=("step", "multistep", "cosine", "onecycle", "constant"))
+    step_size: float = option(10, group=OPTIMISATION, help="epochs between x0.1 decays (StepLR)")
+    gamma: float = option(0.1, group=OPTIMISATION)
+    milestones: list = option(factory=list, group=OPTIMISATION, item_type=float, help="MultiStepLR epochs")
+    warmup_epochs: float = option(0.0, group=OPTIMISATION)
+    pct_start: float = option(0.3, group=OPTIMISATION, help="onecycle: fraction of steps warming up (0.3)")
+    clip_grad_value: float | None = option(None, group=OPTIMISATION, help="clamp gradients to [-v, v]")
+    clip_grad_norm: float | None = option(None, group=OPTIMISATION, help="clip the gradients' total L2 norm")
+    label_smoothing: float = option(0.0, group=OPTIMISATION)
+    mixup_alpha: float = option(0.0, group=OPTIMISATION)
+    cutmix_alpha: float = option(0.0, group=OPTIMISATION)
+    on_nonfinite: str = option("stop", group=OPTIMISATION, choices=("stop", "skip"),
+                               help="a non-finite loss or gradient: stop the run (default, exit code 3) or drop that step")
+    sync_bn: bool = option(False, help="under torchrun on GPUs: BatchNorm statistics over all processes (small "
+                                       "per-GPU batches)")
     # speed
-    amp: str = "none"  # none | bf16 | fp16
-    channels_last: bool = False
-    compile: bool = False
-    device: str = "auto"
+    amp: str = option("none", shared="amp", choices=AMP_MODES)
+    channels_last: bool = option(False)
+    compile: bool = option(False)
+    device: str = option("auto", shared="device")
     # bookkeeping
-    output_path: str | None = None
-    seed: int = 0
-    log_every: int = 50
-    val_every: float = 1.0
-    save_every_minutes: float = 10.0  # 0: after every step
-    keep_epochs: int = 3  # epoch snapshots kept (0 none, -1 all)
-    max_steps_per_epoch: int | None = None
-    resume: str | None = None  # a last.pt, or "auto": the run folder's last.pt if there is one, else a new run
-    overwrite: bool = False  # replace the run already in output_path
-    tensorboard: bool = False
-    progress: bool = True
-    recipe: str | None = None
-    stages: list = field(default_factory=list)
-    stage: str | None = None  # name of the stage this config runs (set by the stage runner)
+    output_path: str | None = option(None, group=RUN, flags=("-o", "--output_path"),
+                                     help="run folder (default runs/<model>-<time>)")
+    seed: int = option(0)
+    log_every: int = option(50, help="steps between train records")
+    val_every: float = option(1.0, help="epochs between validations (0.5 = twice)")
+    save_every_minutes: float = option(10.0)  # 0: after every step
+    keep_epochs: int = option(3, help="epoch snapshots kept (-1 all, 0 none)")
+    max_steps_per_epoch: int | None = option(None)
+    resume: str | None = option(None, group=RUN, flags=("--resume", "--restore_path"), metavar="LAST_PT|auto",
+                                help="continue an interrupted run from its checkpoints/last.pt; 'auto': from -o's "
+                                     "last.pt when there is one, else start (a requeued job reruns the same command)")
+    overwrite: bool = option(False, group=RUN,
+                             help="replace the run already in --output_path (default: refuse to mix two runs)")
+    tensorboard: bool = option(False)
+    progress: bool = option(True, flags=(), negative=("--no_progress",), negative_help="no progress bars")
+    recipe: str | None = option(None, group=RUN,
+                                help="named recipe (see `ventralkit train --list_recipes`) or a .toml file")
+    stages: list = option(factory=list, flags=())
+    stage: str | None = option(None, flags=())  # name of the stage this config runs (set by the stage runner)
 
     # ---- construction -------------------------------------------------------------------------
     @classmethod
@@ -166,9 +208,22 @@ class TrainConfig:
 
     # ---- validation -----------------------------------------------------------------------------
     def validate(self) -> "TrainConfig":
-        def bad(flag: str, why: str):
-            raise ConfigError(f"--{flag} {why}")
+        """Refuse, in one line naming the flag, a value the run cannot use; ``train`` calls this once, before
+        any work (each ``[[stage]]``'s own config once more, as the stage runner builds it)."""
+        self._check_numbers()
+        self._check_choices()
+        self._check_data_options()
+        self._check_training_options()
+        self._check_stages()
+        return self
 
+    @staticmethod
+    def _bad(flag: str, why: str):
+        raise ConfigError(f"--{flag} {why}")
+
+    def _check_numbers(self) -> None:
+        """Counts, sizes and rates in their ranges (nan and inf first: they pass every ``<= 0`` test)."""
+        bad = self._bad
         not_finite = self.non_finite_option()
         if not_finite:  # nan passes every "<= 0" test below, then poisons the run (a NaN lr diverges at step 1)
             bad(not_finite, f"must be a finite number, got {getattr(self, not_finite)}")
@@ -193,26 +248,23 @@ class TrainConfig:
             bad("gamma", f"must be positive (the factor of each learning-rate decay), got {self.gamma}")
         if self.num_classes is not None and self.num_classes <= 0:
             bad("num_classes", f"must be positive, got {self.num_classes}")
-        choices = {
-            "dataset": ("folder", "digits", "digits-occluded", "cifar100"),
-            "optimizer": ("sgd", "adam", "adamw"),
-            "scheduler": ("step", "multistep", "cosine", "onecycle", "constant"),
-            "amp": ("none", "bf16", "fp16"),
-            "on_bad_image": ("skip", "error"),
-            "frozen_bn": ("eval", "train"),
-            "augment": ("crop_flip", "flip", "none"),
-            "eval_transform": ("resize_crop", "none"),
-            "on_nonfinite": ("stop", "skip"),
-            "data_backend": ("cpu", "gpu"),
-        }
-        if self.dataset.startswith("digits-occluded:"):  # the suffix is the difficulty: digits-occluded:0.7
-            from ..data.embedded import occlusion_level
 
-            occlusion_level(self.dataset)  # a one-line error for a bad level
-            choices["dataset"] += (self.dataset,)
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                bad(name, f"must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+    def _check_choices(self) -> None:
+        """Every option with a fixed set of values (the fields' ``choices``, which the command line offers too)."""
+        for f in fields(self):
+            allowed = f.metadata.get("choices")
+            value = getattr(self, f.name)
+            if f.name == "dataset" and str(value).startswith("digits-occluded:"):  # the suffix is the difficulty
+                from ..data.embedded import occlusion_level
+
+                occlusion_level(value)  # a one-line error for a bad level
+                allowed = (*allowed, value)
+            if allowed and value not in allowed:
+                self._bad(f.name, f"must be one of {', '.join(allowed)}, got {value!r}")
+
+    def _check_data_options(self) -> None:
+        """Options that only some datasets take, and the data a dataset needs."""
+        bad = self._bad
         if self.dataset != "folder" and (self.augment != "crop_flip" or self.eval_transform != "resize_crop"):
             flag = "augment" if self.augment != "crop_flip" else "eval_transform"
             bad(flag, f"applies to image folders (--dataset folder); {self.dataset} has its own transforms")
@@ -220,6 +272,10 @@ class TrainConfig:
             bad("data_backend", "gpu applies to image folders (--dataset folder) with --augment crop_flip; use cpu")
         if self.dataset in ("folder", "cifar100") and not self.data_path:
             bad("data_path", f"is required for --dataset {self.dataset} (or use --dataset digits, the embedded set)")
+
+    def _check_training_options(self) -> None:
+        """The schedule, clipping, logging and regularisation options, and the weights to start from."""
+        bad = self._bad
         if self.scheduler == "step" and self.step_size <= 0:
             bad("step_size", f"must be positive, got {self.step_size}")
         if self.scheduler == "onecycle" and not 0 < self.pct_start < 1:
@@ -242,13 +298,14 @@ class TrainConfig:
             bad("pretrained", "and --checkpoint are exclusive: give one")
         if self.max_steps_per_epoch is not None and self.max_steps_per_epoch <= 0:
             bad("max_steps_per_epoch", "must be positive")
+
+    def _check_stages(self) -> None:
         for i, st in enumerate(self.stages):
             if not isinstance(st, dict) or not st.get("name"):
                 raise ConfigError(f"stage {i + 1} of {self.recipe or 'the config'} needs a name")
             extra = set(st) - self.field_names() - {"name"}
             if extra:
                 raise ConfigError(f"stage {st['name']!r}: unknown option {sorted(extra)[0]!r}")
-        return self
 
     def non_finite_option(self) -> str | None:
         """The first option holding nan or inf (flags and TOML files can both spell them), or None."""

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..files import RunPaths
 
 LOCK_NAME = ".lock"
 #: files and folders a run writes; their presence means the folder holds a run
@@ -28,7 +29,8 @@ RUN_ENTRIES = ("config.json", "metrics.jsonl", "metrics.csv", "checkpoints", "pl
 
 
 def holds_run(path: Path) -> bool:
-    return (path / "config.json").is_file() or any((path / "checkpoints").glob("*.pt"))
+    run = RunPaths(path)
+    return run.config.is_file() or any(run.checkpoints.glob("*.pt"))
 
 
 def check_writable(path: Path) -> None:
@@ -45,8 +47,8 @@ def check_ownership(path: Path, resuming: bool, overwrite: bool) -> None:
     """A new run may not write into a folder that holds another run (checked before any work)."""
     if resuming or overwrite or not holds_run(path):
         return
-    raise ConfigError(f"--output_path {path} already holds a run; continue it with --resume {path / 'checkpoints'}"
-                      f"/last.pt (or --resume auto), replace it with --overwrite, or choose another folder")
+    raise ConfigError(f"--output_path {path} already holds a run; continue it with --resume {RunPaths(path).last} "
+                      f"(or --resume auto), replace it with --overwrite, or choose another folder")
 
 
 class RunFolder:
@@ -79,7 +81,7 @@ class RunFolder:
                 elif target.exists():
                     target.unlink()
         self.before = {p.name for p in self.path.iterdir()}
-        (self.path / "checkpoints").mkdir(exist_ok=True)
+        RunPaths(self.path).checkpoints.mkdir(exist_ok=True)
         return self
 
     def commit(self) -> None:
@@ -93,7 +95,7 @@ class RunFolder:
             for entry in self.path.iterdir():
                 if entry.name not in self.before and entry.name != LOCK_NAME:
                     shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
-            ckpts = self.path / "checkpoints"
+            ckpts = RunPaths(self.path).checkpoints
             if "checkpoints" not in self.before and ckpts.is_dir() and not any(ckpts.iterdir()):
                 ckpts.rmdir()
         self._unlock()

@@ -18,6 +18,7 @@ import torch
 import torch.nn as nn
 
 from ..errors import CheckpointError
+from ..files import RunPaths
 from .registry import ModelInfo
 
 #: the ``format`` tag of the checkpoints ventralkit's engine writes (``engine.checkpoint``), by which a
@@ -124,7 +125,7 @@ def check_checkpoint_file(path: Path) -> None:
     looks like one but is damaged (a truncated archive) is left to ``torch.load`` to report as corrupt.
     """
     if path.is_dir():
-        inside = path / "checkpoints" / "last.pt"
+        inside = RunPaths(path).last
         hint = (f"pass the file inside it, e.g. {inside}" if inside.is_file()
                 else "pass the checkpoint file (.pt/.pth) itself")
         raise CheckpointError(f"checkpoint {path} is a folder, not a file; {hint}")

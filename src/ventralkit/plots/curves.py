@@ -258,3 +258,19 @@ def curves_figure(run_dirs, title: str | None = None, zoom: bool = False) -> Cur
 def plot_runs(run_dirs, output: str | Path, title: str | None = None, zoom: bool = False) -> Path:
     """Draw ``curves_figure`` of ``run_dirs`` and save it to ``output``; returns the path written."""
     return save_figure(curves_figure(run_dirs, title=title, zoom=zoom).figure, Path(output), bbox_inches="tight")
+
+
+def draw_run_curves(run_dirs) -> list[Path]:
+    """``plots/curves.png`` of each run folder a training call trained (``TrainResult.trained``).
+
+    The engine writes only the records; whoever trained (the ``train`` command, ``ventralkit.train``, a
+    study) draws the figure from them here. A figure must never cost the run: a failure is a warning."""
+    from ..files import RunPaths
+
+    drawn = []
+    for run_dir in run_dirs:
+        try:
+            drawn.append(plot_runs([run_dir], RunPaths(run_dir).curves))
+        except Exception as err:  # noqa: BLE001 - whatever broke the figure, the trained run stays
+            print(f"warning: could not draw curves: {err}")
+    return drawn

@@ -30,7 +30,7 @@ import torch
 import torch.nn as nn
 
 from ..errors import ConfigError
-from ..files import write_json, write_records, write_text
+from ..files import RunPaths, write_json, write_records, write_text
 
 MODEL = "cornet_s100"
 DESIGNS = ("replace", "additive", "gated")
@@ -113,7 +113,7 @@ def run_state(run_dir: Path) -> str:
     """``"finished"``, ``"partial"`` (a ``last.pt`` to resume from) or ``"new"``."""
     from ..models.weights import read_checkpoint
 
-    last = run_dir / "checkpoints" / "last.pt"
+    last = RunPaths(run_dir).last
     if not last.is_file():
         return "new"
     return "finished" if read_checkpoint(last).get("finished") else "partial"
@@ -229,6 +229,7 @@ def run_feedback_study(output: str | Path, dataset: str | None = None, outer_tim
     under the step schedule, so these are the numbers a run of ``at_epoch`` epochs gives)."""
     from ..data.embedded import canonical_dataset
     from ..engine.train import train
+    from ..plots.curves import draw_run_curves
 
     output = Path(output)
     stored = read_study(output)
@@ -266,8 +267,8 @@ def run_feedback_study(output: str | Path, dataset: str | None = None, outer_tim
         print(f"[{i}/{len(runs)}] {r.name}: " + ("resuming" if state == "partial" else "training"), flush=True)
         cfg = configs[r]
         if state == "partial":
-            cfg = cfg.replace(resume=str(run_dir / "checkpoints" / "last.pt"))
-        train(cfg)
+            cfg = cfg.replace(resume=str(RunPaths(run_dir).last))
+        draw_run_curves(train(cfg).trained)  # each run's plots/curves.png, as `ventralkit train` draws it
     return write_study_results(output, runs, settings, inside=inside, at_epoch=at_epoch)
 
 
@@ -390,7 +391,7 @@ def inside_analysis(run_dir: Path, run: StudyRun, settings: dict) -> list[dict]:
     from ..models.registry import model_info
     from ..models.weights import load_weights, read_checkpoint
 
-    ckpt = read_checkpoint(run_dir / "checkpoints" / "last.pt")
+    ckpt = read_checkpoint(RunPaths(run_dir).last)
     model = create_model(MODEL, num_classes=ckpt["num_classes"], **run.model_kwargs())
     load_weights(model, ckpt["model"])
     model.eval()
