@@ -323,3 +323,93 @@ def test_figures_without_a_suffix_are_png(tmp_path):
     ax.plot([0, 1])
     assert save_figure(fig, tmp_path / "curves") == tmp_path / "curves.png"
     assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG" and len(list(tmp_path.iterdir())) == 1
+
+
+def test_resume_reads_its_checkpoint_once_and_validates_the_config_once(cli, image_folder, tmp_path, monkeypatch):
+    """Issue 22: `train --resume LAST_PT` read the file twice (for its config, then to resume) and checked the
+    config twice (the command, then the engine); each is done once now."""
+    from ventralkit.engine.config import TrainConfig
+
+    out = tmp_path / "run"
+    assert cli("train", "--data_path", image_folder, "--epochs", "1", "-o", out, *FAST)[0] == 0
+    last = out / "checkpoints" / "last.pt"
+    loads, checks = [], []
+    real_load, real_validate = torch.load, TrainConfig.validate
+
+    def counting_load(f, *args, **kwargs):
+        loads.append(str(f))
+        return real_load(f, *args, **kwargs)
+
+    def counting_validate(self):
+        checks.append(self.epochs)
+        return real_validate(self)
+
+    monkeypatch.setattr(torch, "load", counting_load)
+    monkeypatch.setattr(TrainConfig, "validate", counting_validate)
+    code, stdout, err = cli("train", "--resume", last, "--epochs", "2", "--no_progress")
+    assert code == 0, err
+    assert "extending the finished run" in stdout and "epoch 2/2" in stdout
+    assert loads.count(str(last)) == 1
+    assert checks == [2]
+
+
+def _train_parser():
+    import argparse
+
+    from ventralkit.cli.train import register
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    return parser
+
+
+def test_every_option_reaches_its_config_field():
+    """Each TrainConfig field offered on the command line (its own option, generated from the field's
+    metadata, or a shared one of cli/common) lands in that field, under every alias; choices are the ones
+    validate() checks. A value unlike the default is given for each, so a lost or misrouted option shows."""
+    import dataclasses
+
+    from ventralkit.cli.train import config_from_args
+    from ventralkit.engine.config import TrainConfig
+
+    parser = _train_parser()
+    sub = parser._subparsers._group_actions[0].choices["train"]
+    by_dest = {a.dest: a for a in sub._actions}
+    defaults = TrainConfig()
+    examples = {int: "3", float: "0.25", str: "x"}
+    checked = 0
+    for f in dataclasses.fields(TrainConfig):
+        meta = f.metadata
+        if meta["shared"] or meta["flags"] == () or f.name in ("recipe", "resume"):  # these two read files
+            continue
+        action = by_dest[f.name]
+        assert tuple(action.option_strings) == (meta["flags"] or (f"--{f.name}",)), f.name
+        if meta["choices"]:
+            assert list(action.choices) == list(meta["choices"]), f.name
+        for flag in action.option_strings:
+            if action.nargs == 0:  # a switch
+                argv, expected = [flag], True
+            elif meta["choices"]:
+                expected = next(c for c in meta["choices"] if c != getattr(defaults, f.name))
+                argv = [flag, expected]
+            elif action.nargs == "+":
+                argv, expected = [flag, "2", "5"], [action.type("2"), action.type("5")]
+            else:
+                argv, expected = [flag, examples[action.type or str]], (action.type or str)(examples[action.type or str])
+            args = parser.parse_args(["train", "--dataset", "digits", *argv])
+            assert getattr(config_from_args(args), f.name) == expected, (f.name, flag)
+            checked += 1
+    assert checked >= 38  # every optimisation, speed and run option of its own, with its aliases
+    # the shared options and the negations
+    args = parser.parse_args(["train", "--model", "S", "-j", "2", "--imsize", "64", "--batch_size", "8", "--amp", "bf16",
+                              "--device", "cpu", "--checkpoint", "w.pt", "--data_path", "d", "--num_classes", "7",
+                              "--no_progress", "--no_pretrained", "--trust_checkpoint"])
+    cfg = config_from_args(args)
+    assert (cfg.model, cfg.workers, cfg.image_size, cfg.batch_size, cfg.amp, cfg.device, cfg.checkpoint,
+            cfg.data_path, cfg.num_classes, cfg.progress, cfg.pretrained, cfg.trust_checkpoint) == \
+        ("cornet_s", 2, 64, 8, "bf16", "cpu", "w.pt", "d", 7, False, False, True)
+    assert [parser.parse_args(["train", flag, "r/last.pt"]).resume for flag in ("--resume", "--restore_path")] == \
+        ["r/last.pt"] * 2
+    assert parser.parse_args(["train", "--recipe", "demo-digits"]).recipe == "demo-digits"
+    with pytest.raises(Exception, match="give --pretrained or --no-pretrained, not both"):
+        config_from_args(parser.parse_args(["train", "--pretrained", "--no-pretrained"]))
