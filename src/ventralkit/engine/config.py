@@ -278,6 +278,11 @@ class TrainConfig:
         bad = self._bad
         if self.scheduler == "step" and self.step_size <= 0:
             bad("step_size", f"must be positive, got {self.step_size}")
+        if self.scheduler == "multistep":  # epochs at which the rate decays: a milestone <= 0 decays before epoch 1
+            if not self.milestones:
+                bad("milestones", "is required with --scheduler multistep (the epochs to decay at, e.g. 30 60)")
+            if any(not m > 0 for m in self.milestones):  # not m > 0 also refuses nan
+                bad("milestones", f"must be positive epochs, got {' '.join(str(m) for m in self.milestones)}")
         if self.scheduler == "onecycle" and not 0 < self.pct_start < 1:
             bad("pct_start", f"must be in (0, 1), got {self.pct_start}")
         if self.scheduler == "onecycle" and self.warmup_epochs:
