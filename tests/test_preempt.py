@@ -73,3 +73,36 @@ def test_failed_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch):
     assert "\n" not in str(err.value)
     kept = torch.load(out / "checkpoints" / "last.pt", weights_only=True)  # still whole and loadable
     assert kept["global_step"] in (1, 2) and not list((out / "checkpoints").glob(".*.partial"))
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_whole_job_with_data_workers_saves_without_a_traceback(tmp_path):
+    """``timeout``, ``scancel`` and preemption signal every process of the job, the data-loading workers too:
+    the run still saves last.pt and says how to resume, with no traceback and no process left."""
+    out = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = _train_cmd(out)
+    cmd[cmd.index("--workers") + 1] = "2"
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    metrics = out / "metrics.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (metrics.is_file() and len(metrics.read_text().splitlines()) >= 2):
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, stderr
+    assert "Traceback" not in stderr and "killed by signal" not in stderr, stderr
+    assert "SIGTERM" in stderr and "--resume" in stderr and len(stderr.strip().splitlines()) == 1, stderr
+    last = torch.load(out / "checkpoints" / "last.pt", weights_only=True)
+    assert 0 < last["global_step"] < 60 and not last["finished"]
+    time.sleep(0.5)
+    left = [p for p in os.listdir("/proc") if p.isdigit() and _pgid(int(p)) == proc.pid]
+    assert not left, f"processes left in the job's group: {left}"
+
+
+def _pgid(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return None

@@ -57,3 +57,14 @@ class StopRequest:
     @property
     def name(self) -> str:
         return signal.Signals(self.signum).name if self.signum is not None else ""
+
+
+def leave_quietly_on_sigterm(_worker_id: int) -> None:
+    """``worker_init_fn`` of the training loaders: a data-loading worker exits at once, with status 0, on SIGTERM.
+
+    A scheduler's SIGTERM (``timeout``, ``scancel``, preemption) goes to every process of the job. PyTorch's
+    worker handler dies by it, and the main process then raised "DataLoader worker is killed by signal" from
+    its SIGCHLD handler wherever it was, mid-step, instead of saving. A worker that exits with status 0 is not
+    an error to that handler; the main process, which got the same signal, stops at the next step boundary (or
+    finds the workers gone while waiting for a batch, and stops there; ``engine.train.fit``)."""
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))

@@ -50,7 +50,7 @@ from .device_defaults import fit_device
 from .evaluate import EvalResult, evaluate, logits_of, topk_correct
 from .guard import NonFiniteGuard
 from .optim import build_optimizer, build_scheduler
-from .preempt import StopRequest
+from .preempt import StopRequest, leave_quietly_on_sigterm
 from .progress import plural, progress_bar, say
 from .records import RunRecords
 from .run_folder import RunFolder, check_ownership, check_writable
@@ -309,7 +309,7 @@ def make_loader(ds, cfg: TrainConfig, shuffle: bool, dinfo: dist.DistInfo, devic
                       collate_fn=getattr(ds, "collate", None),
                       num_workers=cfg.workers if cfg.workers is not None else training_workers(),
                       pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(cfg.seed),
-                      persistent_workers=False, drop_last=False)
+                      persistent_workers=False, drop_last=False, worker_init_fn=leave_quietly_on_sigterm)
 
 
 def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
@@ -449,6 +449,14 @@ def fit(cfg: TrainConfig, resume_state: dict | None = None) -> TrainResult:
         try:
             while run.at.epoch < run.cfg.epochs:
                 train_epoch(run)
+        except RuntimeError as err:
+            # a scheduler's SIGTERM to the whole job (timeout, scancel, preemption) also reaches the data-loading
+            # workers, which leave quietly (preempt.leave_quietly_on_sigterm); the main process then finds them gone
+            # while it waits for a batch, at a step boundary (or in a validation, which changes no weight): save as
+            # usual. Under DDP the ranks would have to agree first, so there the error stands.
+            if run.stop.requested and not run.dinfo.enabled and "DataLoader worker" in str(err):
+                raise stop_now(run) from None
+            raise
         except KeyboardInterrupt:
             if run.is_main and run.paths.last.is_file():
                 print(f"aborted: nothing saved since the last checkpoint; resume with: ventralkit train --resume "
@@ -609,11 +617,17 @@ def after_step(run: Run, timer: StepTimer) -> None:
     if at.step < steps and save_due:
         save_last(run)
     if stop_requested(run):
-        save_last(run)
-        raise TrainingInterrupted(
-            f"stopped by {run.stop.name} at epoch {at.epoch + 1}, step {at.step} (global step {at.global_step}); "
-            f"saved {run.paths.last}; resume with: ventralkit train --resume {run.paths.last} (or rerun the same "
-            "command with --resume auto)", run.stop.signum or 15)
+        raise stop_now(run)
+
+
+def stop_now(run: Run) -> TrainingInterrupted:
+    """Save ``last.pt`` at the last finished step and say how to resume (the caller raises it)."""
+    at = run.at
+    save_last(run)
+    return TrainingInterrupted(
+        f"stopped by {run.stop.name} at epoch {at.epoch + 1}, step {at.step} (global step {at.global_step}); "
+        f"saved {run.paths.last}; resume with: ventralkit train --resume {run.paths.last} (or rerun the same "
+        "command with --resume auto)", run.stop.signum or 15)
 
 
 def log_train(run: Run, timer: StepTimer, epoch_float: float) -> None:
