@@ -218,3 +218,13 @@ def test_round_trip_and_bad_values():
         Preprocessing.from_dict({"image_size": 32, "size": 3})
     with pytest.raises(ConfigError, match="crop fraction"):
         Preprocessing(image_size=32, crop_fraction=1.5)
+
+
+def test_a_digits_run_without_a_size_records_the_size_it_trained_at(tmp_path):
+    """The embedded digits come at 32 px when no size is asked for (the API leaves image_size None): the
+    checkpoint must say 32, or every later command would feed the model 224 px images it never saw."""
+    res = vk.train(vk.TrainConfig(model="cornet_z", dataset="digits", epochs=1, batch_size=64,
+                                  max_steps_per_epoch=1, workers=0, progress=False, output_path=str(tmp_path / "r")))
+    loaded = vk.load_model(checkpoint=res.run_dir / "checkpoints" / "last.pt")
+    assert loaded.preprocessing.image_size == 32
+    assert loaded.info.input_size == 224

@@ -16,6 +16,9 @@ class DataSplits:
     train: Dataset
     val: Dataset
     classes: list[str]
+    #: the side in pixels the model sees the images at (the digits' own 32 when no size was asked for), so a
+    #: checkpoint records the size it was trained at, not the architecture's native one
+    image_size: int | None = None
 
 
 def load_datasets(dataset: str, data_path: str | None, info: ModelInfo, image_size: int | None = None,
@@ -35,25 +38,25 @@ def load_datasets(dataset: str, data_path: str | None, info: ModelInfo, image_si
         size = image_size or 32
         digit = eval_pipeline(resolve(native_preprocessing(info), image_size=size))
         train, val, classes = digits_datasets(digit, digit, image_size=size)
-        return DataSplits(train, val, list(classes))
+        return DataSplits(train, val, list(classes), image_size=size)
     if dataset.partition(":")[0] == "digits-occluded":
         from .embedded import occluded_digits_datasets, occlusion_level
 
         size = image_size or 32
         digit = eval_pipeline(resolve(native_preprocessing(info), image_size=size))
         train, val, classes = occluded_digits_datasets(occlusion_level(dataset), digit, digit, image_size=size)
-        return DataSplits(train, val, list(classes))
+        return DataSplits(train, val, list(classes), image_size=size)
     if dataset == "cifar100":
         from .cifar100 import cifar100_datasets
 
         size = resolve(native_preprocessing(info), image_size=image_size).image_size
         train, val, classes = cifar100_datasets(data_path, image_size=size, info=info,
                                                 val_split=val_split)
-        return DataSplits(train, val, list(classes))
+        return DataSplits(train, val, list(classes), image_size=size)
     from .folders import ImageFolderDataset, split_dir
 
     pre = resolve(native_preprocessing(info), image_size=image_size, mode=eval_mode)
     train = ImageFolderDataset(split_dir(data_path, "train"), train_pipeline(pre, augment), on_bad_image)
     val = ImageFolderDataset(split_dir(data_path, val_split), eval_pipeline(pre), on_bad_image,
                              classes=train.classes)
-    return DataSplits(train, val, train.classes)
+    return DataSplits(train, val, train.classes, image_size=pre.image_size)

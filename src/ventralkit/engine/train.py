@@ -277,9 +277,9 @@ def build_data(cfg: TrainConfig, dinfo: dist.DistInfo, device: torch.device, pat
                resuming: bool) -> Data:
     """Datasets and loaders; an image folder is listed and checked here, before the model is built."""
     info = model_info(cfg.model)
-    pre = training_preprocessing(info, cfg.image_size, cfg.eval_transform)
     splits = load_datasets(cfg.dataset, cfg.data_path, info, cfg.image_size, cfg.val_split, cfg.on_bad_image,
                            cfg.augment, cfg.eval_transform)
+    pre = training_preprocessing(info, cfg.image_size or splits.image_size, cfg.eval_transform)
     train_set = splits.train
     if cfg.data_backend == "gpu":  # workers read bytes; decoding and crop/flip happen in images.to(device)
         from ..data.transforms import device_train_dataset
