@@ -113,3 +113,15 @@ def test_models_command_prints_the_stored_table(cli):
     assert code == 0
     row = next(line for line in out.splitlines() if line.startswith("cornet_z"))
     assert "2,071,656" in row  # CORnet-Z's parameter count (matches the built model, see the tests above)
+
+
+def test_the_entry_point_leaves_its_objects_to_the_exit():
+    """`ventralkit ...` as a process (main() with no argv) freezes the garbage collector when the command is
+    done, so the interpreter's shutdown does not spend a second collecting torch's objects; main(argv), as
+    tests and notebooks call it, leaves the collector alone. Both still return the command's exit code."""
+    probe = ("import gc, sys\nfrom ventralkit.cli import main\nsys.argv = ['ventralkit', 'models']\n"
+             "code = main({argv})\nprint(code, gc.get_freeze_count() > 0)\n")
+    for argv, frozen in (("", "True"), ("['models']", "False")):
+        done = subprocess.run([sys.executable, "-c", probe.format(argv=argv)], capture_output=True, text=True,
+                              timeout=120)
+        assert done.stdout.strip().splitlines()[-1] == f"0 {frozen}", done.stdout + done.stderr

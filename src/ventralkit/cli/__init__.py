@@ -71,7 +71,30 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv is None:  # the process's own entry point (the console script, python -m ventralkit.cli)
+        try:
+            return run_command(sys.argv[1:])
+        finally:
+            skip_final_collection()
+    return run_command(list(argv))
+
+
+def skip_final_collection() -> None:
+    """The command is done and the process is about to exit: leave its objects to the operating system.
+
+    With torch and torchvision loaded, the interpreter's garbage collection during shutdown takes over a
+    second (1.2-1.6 s measured on 2 cores, as long as a short training run's validation, checkpoints and
+    figure together) and its only effect would be to run finalisers of objects in reference cycles: every
+    file a command writes is closed before it returns. ``gc.freeze`` moves the existing objects out of the
+    collector's reach; atexit handlers (DataLoader workers, temporary folders), stream flushing and module
+    teardown still run. Only for the process's entry point: ``main(argv)`` (tests, notebooks) leaves the
+    collector alone."""
+    import gc
+
+    gc.freeze()
+
+
+def run_command(argv: list[str]) -> int:
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

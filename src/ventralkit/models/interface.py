@@ -116,8 +116,11 @@ def check_input_size(model: nn.Module, size: int) -> None:
     import copy
 
     name = getattr(getattr(model, "info", None), "name", type(model).__name__)
+    # the copy gets meta stand-ins for the weights straight away (deepcopy's memo): copying the values
+    # first would cost what the check saves (CORnet-S: 212 MB, 0.17 s of a 0.23 s check on 2 cores)
+    memo = {id(t): _meta_like(t) for t in (*model.parameters(), *model.buffers())}
     try:
-        probe = copy.deepcopy(model).to("meta").eval()
+        probe = copy.deepcopy(model, memo).to("meta").eval()
         with torch.no_grad():
             probe(torch.empty(1, 3, size, size, device="meta"))
     except NotImplementedError:
@@ -127,6 +130,12 @@ def check_input_size(model: nn.Module, size: int) -> None:
         native = getattr(getattr(model, "info", None), "input_size", None)
         raise ConfigError(f"--imsize {size} does not fit {name} ({first}); use a larger size"
                           + (f" (it was designed for {native} px)" if native else "")) from None
+
+
+def _meta_like(t: torch.Tensor) -> torch.Tensor:
+    """An empty tensor of ``t``'s shape and dtype on the meta device (a Parameter stays a Parameter)."""
+    meta = torch.empty_like(t, device="meta")
+    return nn.Parameter(meta, requires_grad=t.requires_grad) if isinstance(t, nn.Parameter) else meta
 
 
 def unused_parameters(model: nn.Module, size: int, device) -> list[str]:
