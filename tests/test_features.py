@@ -223,8 +223,9 @@ def test_truncated_jpeg_gives_one_clear_line(images, tmp_path, capsys):
 
 def test_uint8_transport_matches_the_float_pipeline(images, z):
     """Images travel as uint8 H x W x 3 and are normalised per batch: the same numbers as ToTensor+Normalize."""
-    from ventralkit.analysis.features import _build_transform, normalize_hwc_uint8
+    from ventralkit.analysis.features import _build_transform
     from ventralkit.data.folders import open_rgb
+    from ventralkit.data.transforms import normalize_hwc_uint8
     from ventralkit.models.preprocessing import preprocessing_of, resolve
 
     img = open_rgb(str(images / "a.jpg"))

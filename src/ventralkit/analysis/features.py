@@ -8,8 +8,8 @@ step), rows in image order: sorted file names for a folder, the given order for 
 How it is fast (see ``benchmarks/bench_features.py``): a DataLoader decodes and resizes images in
 worker processes while the model runs (on CUDA and on CPUs with more than 4 cores; on fewer cores
 decoding in-line is faster, see ``engine.workers``); batches instead of single images (on the
-CPU forward passes of ``CPU_FORWARD_BATCH`` = 8 images, which keep activations in cache);
-``torch.inference_mode``;
+CPU forward passes of ``CPU_FORWARD_BATCH`` = 8 images, which keep activations in cache); the
+inference runner (``engine.inference``: eval mode, ``torch.inference_mode``, device, threads, layout);
 one forward pass records every requested module through forward hooks that copy each output
 straight into its row block of a pre-allocated output array (a ``np.memmap`` ``.npy`` file or an
 HDF5 dataset when writing to disk, so N x D never has to fit in memory); channels_last (NHWC)
@@ -50,15 +50,15 @@ from typing import Callable, Iterable, Mapping, Sequence
 import numpy as np
 import torch
 import torch.nn as nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from ..data.folders import ImageListDataset, collate_readable, is_image, list_images, skipped_in, write_skipped
+from ..data.folders import ImageListDataset, collate_readable, is_image, list_images, write_skipped
+from ..data.transforms import eval_pipeline, uint8_pipeline
+from ..engine.inference import InferenceRunner, inference_loader, loader_workers, model_device
 from ..engine.progress import progress_bar
-from ..engine.workers import inference_workers, usable_cores
-from ..errors import ConfigError, DataError, VentralkitError, one_line
+from ..errors import ConfigError, DataError
 from ..files import ensure_writable_dir, link_or_copy, write_json, write_text
-from ..models.interface import record_activations, resolve_module
-from ..data.transforms import eval_pipeline, normalize_hwc_uint8, uint8_pipeline
+from ..models.interface import resolve_module
 from ..models.preprocessing import Preprocessing, native_preprocessing, preprocessing_of, resolve
 from ..models.registry import ModelInfo
 
@@ -332,29 +332,134 @@ def _build_transform(transform, pre: Preprocessing, uint8: bool):
     return uint8_pipeline(pre) if uint8 else eval_pipeline(pre)  # uint8: normalised in the loop
 
 
-def _compute_threads(workers: int) -> int | None:
-    """Intra-op threads for the forward pass so that threads + decoding workers fit the cores."""
-    cpus, threads = usable_cores(), torch.get_num_threads()
-    if workers > 0 and threads + workers > cpus:
-        return max(1, cpus - workers)
-    return None
+def _check_options(format: str, dtype: str, batch_size, workers, forward_batch) -> None:
+    """The one-line errors for bad option values, before anything is read."""
+    if format not in FORMATS:
+        raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {format!r}")
+    if dtype not in DTYPES:
+        raise ConfigError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ConfigError(f"--batch_size must be a positive integer, got {batch_size}")
+    if workers is not None and workers < 0:
+        raise ConfigError(f"--workers must be 0 or more, got {workers}")
+    if forward_batch is not None and (isinstance(forward_batch, bool) or forward_batch < 1):
+        raise ConfigError(f"forward_batch must be a positive integer, got {forward_batch}")
 
 
-def _is_channels_last(model: nn.Module) -> bool:
-    for p in model.parameters():
-        if p.dim() == 4:
-            return p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous()
-    return False
+def _resolve_layers(model: nn.Module, info: ModelInfo, layers) -> list[str]:
+    """The modules to record (default: the model's brain-area commitments), each checked by name."""
+    if isinstance(layers, str):
+        layers = [layers]
+    layers = list(dict.fromkeys(layers if layers is not None else info.areas.values()))
+    if not layers:
+        raise ConfigError(f"{info.name} has no default layers; name the modules to record (--layers)")
+    for layer in layers:
+        resolve_module(model, layer)
+    return layers
 
 
-def _as_batch(batch):
-    if isinstance(batch, (list, tuple)):
-        return batch[0]
-    if isinstance(batch, dict):
-        for key in ("image", "images", "pixel_values", "x"):
-            if key in batch:
-                return batch[key]
-    return batch
+def _dataset(data, transform, pre: Preprocessing, on_bad_image: str, uint8: bool) -> tuple[Dataset, list[str]]:
+    """``(dataset, name of each item)``: a given ``Dataset`` as it is; image files through ``transform`` (H x W x 3
+    uint8 when ``uint8``: the runner converts and normalises whole batches)."""
+    if isinstance(data, Dataset):
+        if hasattr(data, "samples"):
+            names = [str(s[0]) if isinstance(s, (tuple, list)) else str(s) for s in data.samples]
+        elif hasattr(data, "paths"):
+            names = [str(p) for p in data.paths]
+        else:
+            names = [str(i) for i in range(len(data))]
+        dataset = data
+    else:
+        paths = image_paths(data)
+        dataset = ImageListDataset(paths, _build_transform(transform, pre, uint8), on_bad_image)
+        names = [str(p) for p in paths]
+    if len(dataset) == 0:
+        raise DataError("no images to extract features from")
+    return dataset, names
+
+
+def _check_images(x) -> None:
+    if not isinstance(x, torch.Tensor) or x.dim() != 4:
+        raise DataError("the dataset must give image tensors of shape (3, H, W)")
+
+
+class _Sinks:
+    """The forward hooks' destinations: every recorded call goes straight into its rows of the output arrays.
+
+    The first forward pass finds how often each layer fires (its time steps) and the output shapes: its
+    calls are kept as CPU copies until the arrays are allocated after it. From then on each hook copies
+    its output into the rows of the current pass (through a pinned staging buffer on CUDA, or for a file
+    sink) and keeps nothing."""
+
+    def __init__(self, layers: list[str], time_steps: TimeSteps, writer: _Writer, chunk: int, dtype: str,
+                 device: torch.device):
+        self.layers, self.time_steps, self.writer, self.chunk = layers, time_steps, writer, chunk
+        self.dtype, self.device, self.cuda = dtype, device, device.type == "cuda"
+        self.calls = {layer: 0 for layer in layers}
+        self.first: dict[str, list] | None = {layer: [] for layer in layers}  # None once allocated
+        self.outputs: dict[tuple[str, int], _Output] = {}
+        self.rows = 0  # rows filled so far
+
+    def reset(self) -> None:
+        """Before each forward pass (and its repeat, if the runner falls back to NCHW)."""
+        for layer in self.layers:
+            self.calls[layer] = 0
+        for kept in (self.first or {}).values():
+            kept.clear()
+
+    def hook(self, layer: str):
+        def sink(out: torch.Tensor) -> None:
+            if not isinstance(out, torch.Tensor):
+                raise ConfigError(f"{layer} returns a {type(out).__name__}, not a tensor; pick a module "
+                                  "that outputs a tensor (e.g. its .output)")
+            k = self.calls[layer]
+            self.calls[layer] = k + 1
+            if self.first is not None:  # steps not known yet: keep a CPU copy of every call
+                self.first[layer].append((tuple(out.shape[1:]), out.reshape(out.shape[0], -1).to(
+                    "cpu", torch.float32, copy=True)))
+                return None
+            o = self.outputs.get((layer, k))
+            if o is not None:
+                b = out.shape[0]
+                dst = o.staging[:b] if o.staging is not None else torch.from_numpy(o.sink[self.rows:self.rows + b])
+                dst.view(out.shape).copy_(out, non_blocking=self.cuda)
+            return None  # nothing kept: even out[:0] would hold the whole output until the end of the run
+
+        return sink
+
+    def after_pass(self, b: int) -> None:
+        """The pass of ``b`` images is done: allocate the arrays (first pass) or empty the staging buffers."""
+        if self.first is not None:
+            self._allocate(b)
+        else:
+            if self.cuda:
+                torch.cuda.current_stream(self.device).synchronize()
+            for o in self.outputs.values():
+                if o.staging is not None:
+                    o.sink[self.rows:self.rows + b] = o.staging[:b].numpy()
+        self.rows += b
+
+    def _allocate(self, b: int) -> None:
+        for layer in self.layers:
+            for k in resolve_time_steps(layer, self.calls[layer], self.time_steps):
+                shape, flat = self.first[layer][k]
+                o = _Output(feature_name(layer, k), layer, k, shape, flat.shape[1])
+                self.writer.allocate(o)
+                if self.cuda or not isinstance(o.sink, np.ndarray):
+                    o.staging = torch.empty((self.chunk, o.dim), dtype=getattr(torch, self.dtype), pin_memory=self.cuda)
+                o.sink[0:b] = flat.numpy().astype(self.writer.dtype, copy=False)
+                self.outputs[(layer, k)] = o
+        self.first = None
+
+
+def _record_all(runner: InferenceRunner, loader, sinks: _Sinks, bar) -> None:
+    """One pass over the loader, every requested module recorded into ``sinks``."""
+    with contextlib.ExitStack() as hooks:
+        for layer in sinks.layers:
+            hooks.enter_context(runner.record([layer], transform=sinks.hook(layer)))
+        runner.before_forward(sinks.reset)
+        for step in runner.run(loader, forward_batch=sinks.chunk, progress=bar, check=_check_images):
+            sinks.after_pass(step.n)
 
 
 def extract_features(
@@ -362,20 +467,11 @@ def extract_features(
     data: str | os.PathLike | Sequence[str | os.PathLike] | Dataset,
     layers: Iterable[str] | str | None = None,
     time_steps: TimeSteps = None,
-    batch_size: int = 64,
-    workers: int | None = None,
-    image_size: int | None = None,
-    transform: str | Callable = "square",
-    device: str | torch.device | None = None,
-    output_dir: str | os.PathLike | None = None,
-    format: str = "npy",  # noqa: A002  (the flag's name)
-    progress: bool = True,
-    channels_last: bool | None = None,
-    amp: str = "none",
-    dtype: str = "float32",
-    forward_batch: int | None = None,
-    on_bad_image: str = "error",
-    overwrite: bool | None = False,
+    batch_size: int = 64, workers: int | None = None, image_size: int | None = None,
+    transform: str | Callable = "square", device: str | torch.device | None = None,
+    output_dir: str | os.PathLike | None = None, format: str = "npy",  # noqa: A002  (the flag's name)
+    progress: bool = True, channels_last: bool | None = None, amp: str = "none", dtype: str = "float32",
+    forward_batch: int | None = None, on_bad_image: str = "error", overwrite: bool | None = False,
 ) -> Features:
     """Features of every image for each layer and time step: ``{"<layer>-t<k>": array (N, D)}``.
 
@@ -391,11 +487,10 @@ def extract_features(
         evaluation (``Resize(s*256/224)`` + ``CenterCrop(s)``), or any callable PIL -> tensor;
         ``s`` = ``image_size`` or the model's preprocessing's (``model.preprocessing`` from the loader: the
         size it was trained at; else its native ``info.input_size``); normalisation from the model's metadata.
-    device: where the model runs (default: where its parameters are; the model is moved if needed).
+    device: where the model runs (default: where its parameters are; the model is moved there and back).
     output_dir: also write the arrays (see the module docstring); the returned arrays are then
         read-only memory maps of the ``.npy`` files (``format="npy"``) or loaded from ``features.h5``.
-    channels_last: activations and conv weights in NHWC; None = on for CUDA and for CORnets on the CPU
-        (measured on 2 cores: CORnet-Z 1.8x faster, CORnet-S about even), off otherwise.
+    channels_last: activations and conv weights in NHWC; None = the runner's one rule (``engine.inference``).
     amp: ``"none"`` | ``"bf16"`` | ``"fp16"`` autocast for the forward pass (features are stored as ``dtype``).
     dtype: ``"float32"`` (default) or ``"float16"`` storage.
     forward_batch: images per forward pass; the DataLoader's ``batch_size`` is split into chunks of
@@ -407,218 +502,76 @@ def extract_features(
         (see the module docstring); None: neither checked nor removed, as CORnet ``run.py test`` (which
         ``ventralkit test`` reproduces) writes one file per layer and runs for several layers share a folder.
     """
-    from ..engine.amp import autocast
-
     if isinstance(model, str):
         from ..models import create_model
 
         model = create_model(model)
-    if format not in FORMATS:
-        raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {format!r}")
-    if dtype not in DTYPES:
-        raise ConfigError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ConfigError(f"--batch_size must be a positive integer, got {batch_size}")
-    if workers is not None and workers < 0:
-        raise ConfigError(f"--workers must be 0 or more, got {workers}")
+    _check_options(format, dtype, batch_size, workers, forward_batch)
     info = _info_of(model)
-
-    # layers: validated by name before any image is read
-    if isinstance(layers, str):
-        layers = [layers]
-    layers = list(dict.fromkeys(layers if layers is not None else info.areas.values()))
-    if not layers:
-        raise ConfigError(f"{info.name} has no default layers; name the modules to record (--layers)")
-    for layer in layers:
-        resolve_module(model, layer)
-
-    # device
-    param = next(model.parameters(), None)
-    dev = torch.device(device) if device is not None else (param.device if param is not None else torch.device("cpu"))
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda was asked for but no CUDA device is available")
-    cuda = dev.type == "cuda"
-    if channels_last is None:  # measured on 2 CPU cores: CORnet-Z 1.8x faster, CORnet-S about even
-        channels_last = cuda or info.family == "cornet"
-    np_dtype = np.dtype(dtype)
-
-    # data
+    layers = _resolve_layers(model, info, layers)
+    dev = torch.device(device) if device is not None else model_device(model)
+    workers, threads = loader_workers(workers, dev)
+    uint8 = not isinstance(data, Dataset) and not callable(transform)  # normalised per batch by the runner
+    runner = InferenceRunner(model, dev, amp=amp, channels_last=channels_last, threads=threads,
+                             normalize=(info.mean, info.std) if uint8 else None)
     pre = _preprocessing(model, info, image_size)
-    uint8_input = False
-    if isinstance(data, Dataset):
-        dataset = data
-        if hasattr(dataset, "samples"):
-            names = [str(s[0]) if isinstance(s, (tuple, list)) else str(s) for s in dataset.samples]
-        elif hasattr(dataset, "paths"):
-            names = [str(p) for p in dataset.paths]
-        else:
-            names = [str(i) for i in range(len(dataset))]
-    else:
-        paths = image_paths(data)
-        uint8_input = not callable(transform)  # decode to uint8 HWC; convert + normalise per batch
-        dataset = ImageListDataset(paths, _build_transform(transform, pre, uint8_input), on_bad_image)
-        names = [str(p) for p in paths]
-    n = len(dataset)
-    if n == 0:
-        raise DataError("no images to extract features from")
-
-    out_dir = None
-    earlier: list[Path] = []
-    if output_dir is not None:
-        out_dir = Path(output_dir)
-        earlier = [] if overwrite is None else claim_output_dir(out_dir, overwrite)
-        ensure_writable_dir(out_dir)
-
-    threads = None
-    if workers is None:
-        workers = inference_workers(dev)
-        threads = None if cuda else _compute_threads(workers)
-    loader = DataLoader(
-        dataset,
-        batch_size=int(batch_size),
-        shuffle=False,
-        num_workers=workers,
-        pin_memory=cuda,
-        prefetch_factor=4 if workers > 0 else None,
-        persistent_workers=False,
-        collate_fn=collate_readable,  # drops the images an on_bad_image="skip" dataset could not read
-    )
-    mean = std = None
-    if uint8_input:  # the same arithmetic as ToTensor + Normalize, on whole batches (on the GPU if used)
-        mean = torch.tensor(info.mean, device=dev, dtype=torch.float32).view(1, 3, 1, 1)
-        std = torch.tensor(info.std, device=dev, dtype=torch.float32).view(1, 3, 1, 1)
-
-    was_training = model.training
-    model.eval()
-    if param is not None and param.device != dev:
-        model.to(dev)
-    restore_format = False
-    if channels_last:  # weights too: without them oneDNN reorders every conv's weights on every call
-        restore_format = not _is_channels_last(model)
-        model.to(memory_format=torch.channels_last)
-
-    writer = _Writer(n, np_dtype, out_dir, format)
-    outputs: dict[tuple[str, int], _Output] = {}
-    state = {"start": 0, "first": True}
+    dataset, names = _dataset(data, transform, pre, on_bad_image, uint8)
+    out_dir, earlier = _output_dir(output_dir, overwrite)
     if forward_batch is None:  # see the module docstring: CPU caches favour small forward batches
-        forward_batch = CPU_FORWARD_BATCH if not cuda else batch_size
-    elif isinstance(forward_batch, bool) or forward_batch < 1:
-        raise ConfigError(f"forward_batch must be a positive integer, got {forward_batch}")
-    chunk = int(min(batch_size, forward_batch))
-    calls = {layer: 0 for layer in layers}
-    skipped = []
-    first_batch: dict[str, list[tuple[tuple[int, ...], torch.Tensor]]] = {layer: [] for layer in layers}
+        forward_batch = batch_size if dev.type == "cuda" else CPU_FORWARD_BATCH
+    writer = _Writer(len(dataset), np.dtype(dtype), out_dir, format)
+    sinks = _Sinks(layers, time_steps, writer, int(min(batch_size, forward_batch)), dtype, dev)
+    loader = inference_loader(dataset, batch_size, workers, dev, collate_fn=collate_readable)
+    try:
+        elapsed, skipped = _extract(runner, loader, sinks, f"features {info.name}", progress)
+        names = _drop_skipped(writer, sinks, names, skipped)
+        return _commit(writer, sinks.outputs, names, info, layers, sinks.calls, pre.image_size, transform, elapsed,
+                       sinks.rows, skipped, earlier)
+    except BaseException:
+        writer.discard()  # nothing half-written is left
+        raise
 
-    def make_hook(layer: str):
-        def sink(out: torch.Tensor) -> torch.Tensor:
-            if not isinstance(out, torch.Tensor):
-                raise ConfigError(f"{layer} returns a {type(out).__name__}, not a tensor; pick a module "
-                                  "that outputs a tensor (e.g. its .output)")
-            k = calls[layer]
-            calls[layer] = k + 1
-            if state["first"]:  # steps not known yet: keep a CPU copy of every call
-                flat = out.reshape(out.shape[0], -1).to("cpu", torch.float32, copy=True)
-                first_batch[layer].append((tuple(out.shape[1:]), flat))
-                return None
-            o = outputs.get((layer, k))
-            if o is not None:
-                start, b = state["start"], out.shape[0]
-                if o.staging is not None:
-                    dst = o.staging[:b]
-                else:
-                    dst = torch.from_numpy(o.sink[start:start + b])
-                dst.view(out.shape).copy_(out, non_blocking=cuda)
-            return None  # nothing kept: even out[:0] would hold the whole output until the end of the run
 
-        return sink
+def _output_dir(output_dir, overwrite) -> tuple[Path | None, list[Path]]:
+    """The output folder (None: arrays in memory), checked writable, and an earlier run's files to replace."""
+    if output_dir is None:
+        return None, []
+    out_dir = Path(output_dir)
+    earlier = [] if overwrite is None else claim_output_dir(out_dir, overwrite)
+    ensure_writable_dir(out_dir)
+    return out_dir, earlier
 
-    committed = False
-    threads_was = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    benchmark_was = torch.backends.cudnn.benchmark
-    if cuda:  # one input size throughout: let cuDNN pick the fastest kernels
-        torch.backends.cudnn.benchmark = True
-    bar = progress_bar(None, desc=f"features {info.name}", enabled=progress, total=n, unit="img")
+
+def _extract(runner: InferenceRunner, loader, sinks: _Sinks, desc: str, progress: bool) -> tuple[float, list]:
+    """One pass over ``loader`` in ``runner``, every module recorded into ``sinks``: (seconds, skipped images)."""
+    n = sinks.writer.n
+    bar = progress_bar(None, desc=desc, enabled=progress, total=n, unit="img")
     t0 = time.perf_counter()
     try:
-        with contextlib.ExitStack() as stack:
-            for layer in layers:
-                stack.enter_context(record_activations(model, [layer], transform=make_hook(layer)))
-            stack.enter_context(torch.inference_mode())
-            it = iter(loader)
-            while True:
-                try:
-                    batch = next(it)
-                except StopIteration:
-                    break
-                except VentralkitError as err:
-                    raise type(err)(one_line(err)) from None
-                skipped += skipped_in(batch)
-                x = _as_batch(batch)
-                if skipped_in(batch) and len(x) == 0:  # every image of this batch was unreadable
-                    continue
-                if not isinstance(x, torch.Tensor) or x.dim() != 4:
-                    raise DataError("the dataset must give image tensors of shape (3, H, W)")
-                x = x.to(dev, non_blocking=True)
-                if uint8_input:
-                    x = normalize_hwc_uint8(x, mean, std)
-                # the uint8 path gives channels_last strides: make the layout what the model expects
-                x = x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
-                for c0 in range(0, x.shape[0], chunk):
-                    xc = x[c0:c0 + chunk]
-                    b = xc.shape[0]
-                    for layer in layers:
-                        calls[layer] = 0
-                    with autocast(dev, amp):
-                        model(xc)
-                    start = state["start"]
-                    if state["first"]:
-                        state["first"] = False
-                        for layer in layers:
-                            steps = resolve_time_steps(layer, calls[layer], time_steps)
-                            for k in steps:
-                                shape, flat = first_batch[layer][k]
-                                o = _Output(feature_name(layer, k), layer, k, shape, flat.shape[1])
-                                writer.allocate(o)
-                                if cuda or not isinstance(o.sink, np.ndarray):
-                                    o.staging = torch.empty((chunk, o.dim), dtype=getattr(torch, dtype),
-                                                            pin_memory=cuda)
-                                o.sink[0:b] = flat.numpy().astype(np_dtype, copy=False)
-                                outputs[(layer, k)] = o
-                        first_batch.clear()
-                    else:
-                        if cuda:
-                            torch.cuda.current_stream(dev).synchronize()
-                        for o in outputs.values():
-                            if o.staging is not None:
-                                o.sink[start:start + b] = o.staging[:b].numpy()
-                    state["start"] = start + b
-                    bar.update(b)
-            if state["start"] + len(skipped) != n:
-                raise DataError(f"read {state['start']} of {n} images; the dataset changed during extraction")
-            if state["start"] == 0:
-                raise DataError(f"none of the {n} images could be read (e.g. {skipped[0].path}: {skipped[0].reason}); "
-                                "fix or replace the image files")
-        elapsed = time.perf_counter() - t0
-        if skipped:  # rows were filled in reading order, without the unreadable images: drop the unused tail
-            writer.shrink(outputs.values(), state["start"])
-            gone = {u.index for u in skipped}
-            names = [name for i, name in enumerate(names) if i not in gone]
-        result = _commit(writer, outputs, names, info, layers, calls, pre.image_size, transform, elapsed,
-                         state["start"], skipped, earlier)
-        committed = True
-        return result
+        with runner, contextlib.ExitStack() as hooks:
+            for layer in sinks.layers:
+                hooks.enter_context(runner.record([layer], transform=sinks.hook(layer)))
+            runner.before_forward(sinks.reset)
+            for step in runner.run(loader, forward_batch=sinks.chunk, progress=bar, check=_check_images):
+                sinks.after_pass(step.n)
     finally:
         bar.close()
-        if not committed:
-            writer.discard()
-        torch.backends.cudnn.benchmark = benchmark_was
-        if threads is not None:
-            torch.set_num_threads(threads_was)
-        if restore_format:
-            model.to(memory_format=torch.contiguous_format)
-        model.train(was_training)
+    skipped = runner.skipped
+    if sinks.rows + len(skipped) != n:
+        raise DataError(f"read {sinks.rows} of {n} images; the dataset changed during extraction")
+    if sinks.rows == 0:
+        raise DataError(f"none of the {n} images could be read (e.g. {skipped[0].path}: {skipped[0].reason}); "
+                        "fix or replace the image files")
+    return time.perf_counter() - t0, skipped
+
+
+def _drop_skipped(writer: _Writer, sinks: _Sinks, names: list[str], skipped: list) -> list[str]:
+    """Rows were filled in reading order, without the unreadable images: drop the unused tail and their names."""
+    if not skipped:
+        return names
+    writer.shrink(sinks.outputs.values(), sinks.rows)
+    gone = {u.index for u in skipped}
+    return [name for i, name in enumerate(names) if i not in gone]
 
 
 def _commit(writer: _Writer, outputs, names, info, layers, calls, image_size, transform, elapsed, n, skipped,

@@ -13,7 +13,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from .amp import autocast
 from .progress import progress_bar
 
 
@@ -56,7 +55,6 @@ def default_device() -> torch.device:
     return resolve_device("auto")
 
 
-@torch.inference_mode()
 def evaluate(
     model: nn.Module,
     loader: DataLoader,
@@ -65,72 +63,71 @@ def evaluate(
     desc: str | None = "eval",
     progress: bool = True,
     num_classes: int | None = None,
-    channels_last: bool = False,
+    channels_last: bool | None = None,
 ) -> EvalResult:
     """Evaluate ``model`` on every batch of ``loader`` (``(images, labels)`` pairs).
 
+    The forward passes go through ``engine.inference.InferenceRunner`` (eval mode, device, ``amp``, the
+    channels_last rule unless ``channels_last`` forces a layout; all given back afterwards).
     Images the loader dropped as unreadable (``data.folders.collate_readable``) are in no count;
     they are returned in ``EvalResult.skipped`` and ``predictions`` has one entry per image read."""
-    from ..data.folders import skipped_in
+    from .inference import InferenceRunner
 
-    device = torch.device(device) if device is not None else next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     core = getattr(model, "module", getattr(model, "_orig_mod", model))  # unwrap DDP / torch.compile
-    n_cls = num_classes or getattr(getattr(core, "info", None), "num_classes", None)
-    parent_targets = getattr(core, "parent_targets", None)
-    super_hits = None
-    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
-    correct = torch.zeros(2, device=device, dtype=torch.long)
-    confusion = None
-    preds = []
-    skipped = []
-    try:
-        for batch in progress_bar(loader, desc=desc, enabled=progress, leave=False):
-            skipped += skipped_in(batch)
-            images, target = batch
-            if len(target) == 0:  # every image of this batch was unreadable
-                continue
-            images = images.to(device, non_blocking=True)
-            if channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
-            target = target.to(device, non_blocking=True)
-            with autocast(device, amp):
-                output = model(images)
-            logits = logits_of(output).float()
-            if parent_targets is not None and isinstance(output, dict) and "parent_logits" in output:
-                hits = output["parent_logits"].argmax(1).eq(parent_targets(target)).sum()
-                super_hits = hits if super_hits is None else super_hits + hits
-            loss_sum += F.cross_entropy(logits, target, reduction="sum")
-            correct += torch.stack(topk_correct(logits, target))
-            if confusion is None:
-                n_cls = n_cls or logits.shape[1]
-                confusion = torch.zeros(n_cls, n_cls, device=device, dtype=torch.long)
-            pred = logits.argmax(1)
-            confusion.view(-1).index_add_(0, target * n_cls + pred, torch.ones_like(pred))
-            preds.append(pred)
-    finally:
-        model.train(was_training)
-    if confusion is None:
-        if skipped:
-            from ..errors import DataError
+    with InferenceRunner(model, device, amp=amp, channels_last=channels_last) as runner:
+        tally = _Tally(runner.device, num_classes or getattr(getattr(core, "info", None), "num_classes", None),
+                       getattr(core, "parent_targets", None))
+        for step in runner.run(progress_bar(loader, desc=desc, enabled=progress, leave=False)):
+            tally.add(step.output, step.take(1))
+    return tally.result(runner.skipped)
 
-            raise DataError(f"none of the {len(skipped)} images could be read (e.g. {skipped[0].path}: "
-                            f"{skipped[0].reason}); fix or replace the image files")
-        raise ValueError("evaluate() got an empty loader")
-    conf = confusion.cpu().numpy()
-    n = int(conf.sum())
-    c1, c5 = correct.tolist()
-    support = conf.sum(1)
-    per_class = np.divide(np.diag(conf), support, out=np.full(len(support), np.nan), where=support > 0)
-    return EvalResult(
-        loss=float(loss_sum) / n,
-        top1=c1 / n,
-        top5=c5 / n,
-        n=n,
-        per_class=per_class,
-        confusion=conf,
-        predictions=torch.cat(preds).cpu().numpy(),
-        super_top1=None if super_hits is None else super_hits.item() / n,
-        skipped=skipped,
-    )
+
+class _Tally:
+    """Loss, top-1/top-5 hits, the confusion matrix and predictions summed on the device (read once at the end)."""
+
+    def __init__(self, device: torch.device, num_classes: int | None, parent_targets=None):
+        self.device, self.n_cls, self.parent_targets = device, num_classes, parent_targets
+        self.super_hits = None
+        self.loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+        self.correct = torch.zeros(2, device=device, dtype=torch.long)
+        self.confusion = None
+        self.preds: list[torch.Tensor] = []
+
+    def add(self, output, target: torch.Tensor) -> None:
+        logits = logits_of(output).float()
+        if self.parent_targets is not None and isinstance(output, dict) and "parent_logits" in output:
+            hits = output["parent_logits"].argmax(1).eq(self.parent_targets(target)).sum()
+            self.super_hits = hits if self.super_hits is None else self.super_hits + hits
+        self.loss_sum += F.cross_entropy(logits, target, reduction="sum")
+        self.correct += torch.stack(topk_correct(logits, target))
+        if self.confusion is None:
+            self.n_cls = self.n_cls or logits.shape[1]
+            self.confusion = torch.zeros(self.n_cls, self.n_cls, device=self.device, dtype=torch.long)
+        pred = logits.argmax(1)
+        self.confusion.view(-1).index_add_(0, target * self.n_cls + pred, torch.ones_like(pred))
+        self.preds.append(pred)
+
+    def result(self, skipped: list) -> EvalResult:
+        if self.confusion is None:
+            if skipped:
+                from ..errors import DataError
+
+                raise DataError(f"none of the {len(skipped)} images could be read (e.g. {skipped[0].path}: "
+                                f"{skipped[0].reason}); fix or replace the image files")
+            raise ValueError("evaluate() got an empty loader")
+        conf = self.confusion.cpu().numpy()
+        n = int(conf.sum())
+        c1, c5 = self.correct.tolist()
+        support = conf.sum(1)
+        per_class = np.divide(np.diag(conf), support, out=np.full(len(support), np.nan), where=support > 0)
+        return EvalResult(
+            loss=float(self.loss_sum) / n,
+            top1=c1 / n,
+            top5=c5 / n,
+            n=n,
+            per_class=per_class,
+            confusion=conf,
+            predictions=torch.cat(self.preds).cpu().numpy(),
+            super_top1=None if self.super_hits is None else self.super_hits.item() / n,
+            skipped=skipped,
+        )

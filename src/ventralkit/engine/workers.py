@@ -30,9 +30,20 @@ def inference_workers(device) -> int:
     and on a few cores a decoding process only preempts the compute threads: measured on 2 cores,
     CORnet-Z ran at 69-73 img/s with decoding in the main process and 53-60 img/s with one worker
     (niced or not). So none up to 4 cores; beyond, a few, with the compute threads reduced to match
-    (``analysis.features._compute_threads``).
+    (``compute_threads``).
     """
     cpus = usable_cores()
     if device.type == "cuda":
         return max(1, min(16, cpus - 1))
     return 0 if cpus <= 4 else max(1, min(4, cpus // 8))
+
+
+def compute_threads(workers: int) -> int | None:
+    """Intra-op threads for a forward pass beside ``workers`` decoding processes, so that both fit the cores
+    (None: torch's count already fits)."""
+    import torch
+
+    cpus, threads = usable_cores(), torch.get_num_threads()
+    if workers > 0 and threads + workers > cpus:
+        return max(1, cpus - workers)
+    return None

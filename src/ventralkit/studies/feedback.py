@@ -384,9 +384,9 @@ def inside_analysis(run_dir: Path, run: StudyRun, settings: dict) -> list[dict]:
     """
     from torch.utils.data import DataLoader, Subset
 
-    from ..data import load_datasets
-    from ..models.interface import record_activations
     from ..analysis.neural.metrics import cka_from_grams
+    from ..data import load_datasets
+    from ..engine.inference import InferenceRunner
     from ..models.loading import create_model
     from ..models.registry import model_info
     from ..models.weights import load_weights, read_checkpoint
@@ -394,7 +394,6 @@ def inside_analysis(run_dir: Path, run: StudyRun, settings: dict) -> list[dict]:
     ckpt = read_checkpoint(RunPaths(run_dir).last)
     model = create_model(MODEL, num_classes=ckpt["num_classes"], **run.model_kwargs())
     load_weights(model, ckpt["model"])
-    model.eval()
     val = load_datasets(settings["dataset"], None, model_info(MODEL), settings["image_size"]).val
     val = Subset(val, range(min(len(val), INSIDE_MAX_IMAGES)))
     k = run.outer_times
@@ -402,11 +401,9 @@ def inside_analysis(run_dir: Path, run: StudyRun, settings: dict) -> list[dict]:
     feats: dict[tuple[str, int], list[torch.Tensor]] = {key: [] for key in grams}
     correct = np.zeros(k)
     targets = []
-    with torch.no_grad(), record_activations(model, ["V1.output", "V4.output"]) as store:
-        for images, target in DataLoader(val, batch_size=64):
-            for v in store.values():
-                v.clear()
-            model(images)
+    with InferenceRunner(model) as runner, runner.record(["V1.output", "V4.output"]) as store:
+        for step in runner.run(DataLoader(val, batch_size=64)):
+            target = step.take(1)
             for p in range(k):
                 v1, v4 = store["V1.output"][p], store["V4.output"][4 * p + 3]
                 feats[("V1", p)].append(v1.flatten(1).float())

@@ -49,8 +49,8 @@ COMPARISON_PNG = "comparison.png"
 PREPROCESS = ("auto", "eval", "direct")
 #: ResNet-50 (200 outputs) at 64 px on 2 shared CPU cores, images/s, interleaved best of 3: channels_last
 #: 17.1 / 9.1 / 6.2 at 128 / 32 / 16 images per forward pass, NCHW 15.0 / 7.7 at 128 / 32 (the machine was
-#: loaded, where each pass's thread synchronisation costs most). So channels_last, and the whole loader batch
-#: per pass unless ``forward_batch`` says otherwise.
+#: loaded, where each pass's thread synchronisation costs most). So the whole loader batch per pass unless
+#: ``forward_batch`` says otherwise; the layout follows ``engine.inference``'s one channels_last rule (on).
 
 
 @dataclass
@@ -258,69 +258,53 @@ def _in_background(iterable, depth: int = 3):
         thread.join()
 
 
-def _score_grid(model, grid: _Grid, n_groups: int, device, batch_size: int, workers: int, amp: str,
-                uint8: bool, mean_std, channels_last: bool, forward_batch: int, progress: bool,
-                threads: int | None) -> list[_FolderScore]:
-    """Top-1 / top-5 hits and the summed loss of every folder, in one pass over the grid."""
-    import torch
-    import torch.nn.functional as F
-    from torch.utils.data import DataLoader
+class _GridScores:
+    """Top-1 / top-5 hits, summed loss and image count per folder, accumulated on the device."""
 
-    from ...engine.amp import autocast
+    def __init__(self, n_groups: int, device):
+        import torch
+
+        self.hits = torch.zeros(2, n_groups, dtype=torch.float64, device=device)
+        self.loss = torch.zeros(n_groups, dtype=torch.float64, device=device)
+        self.count = torch.zeros(n_groups, dtype=torch.float64, device=device)
+
+    def add(self, logits, target, group) -> None:
+        import torch
+        import torch.nn.functional as F
+
+        k = min(5, logits.shape[1])
+        hit = logits.topk(k, dim=1).indices.eq(target[:, None])
+        self.hits[0].index_add_(0, group, hit[:, 0].double())
+        self.hits[1].index_add_(0, group, hit.any(dim=1).double())
+        self.loss.index_add_(0, group, F.cross_entropy(logits, target, reduction="none").double())
+        self.count.index_add_(0, group, torch.ones_like(target, dtype=torch.float64))
+
+    def folders(self) -> list[_FolderScore]:
+        n, (top1, top5), loss = self.count.tolist(), self.hits.tolist(), self.loss.tolist()
+        return [_FolderScore(n=int(n[i]), top1=top1[i] / n[i], top5=top5[i] / n[i], loss=loss[i] / n[i])
+                for i in range(len(n))]
+
+
+def _score_grid(runner, grid: _Grid, batch_size: int, workers: int, forward_batch: int | None,
+                progress: bool) -> list[_FolderScore]:
+    """Top-1 / top-5 hits and the summed loss of every folder, in one pass over the grid through ``runner``
+    (decoding in ``workers`` processes, or in a thread that reads ahead when there are none)."""
     from ...engine.evaluate import logits_of
+    from ...engine.inference import inference_loader
     from ...engine.progress import progress_bar
-    from ..features import normalize_hwc_uint8
 
-    cuda = device.type == "cuda"
-    loader = DataLoader(grid, batch_size=int(batch_size), shuffle=False, num_workers=int(workers),
-                        pin_memory=cuda, prefetch_factor=4 if workers > 0 else None)
-    batches = iter(loader) if workers > 0 else _in_background(loader)
-    hits = torch.zeros(2, n_groups, dtype=torch.float64, device=device)
-    loss = torch.zeros(n_groups, dtype=torch.float64, device=device)
-    count = torch.zeros(n_groups, dtype=torch.float64, device=device)
-    if uint8:
-        mean = torch.tensor(mean_std[0], device=device, dtype=torch.float32).view(1, 3, 1, 1)
-        std = torch.tensor(mean_std[1], device=device, dtype=torch.float32).view(1, 3, 1, 1)
-    was_training, threads_was = model.training, torch.get_num_threads()
-    restore_format = False
-    model.eval()
-    if channels_last:  # weights too: otherwise oneDNN reorders every conv's weights on every call
-        restore_format = not any(p.dim() == 4 and p.is_contiguous(memory_format=torch.channels_last)
-                                 and not p.is_contiguous() for p in model.parameters())
-        model.to(memory_format=torch.channels_last)
-    if threads is not None:
-        torch.set_num_threads(threads)
+    loader = inference_loader(grid, batch_size, workers, runner.device)
+    batches = loader if workers > 0 else _in_background(loader)
+    scores = _GridScores(len(grid.datasets), runner.device)
     bar = progress_bar(None, desc="robustness", enabled=progress, total=len(grid), unit="img")
     try:
-        with torch.inference_mode():
-            for images, target, group in batches:
-                images = images.to(device, non_blocking=True)
-                if uint8:
-                    images = normalize_hwc_uint8(images, mean, std)  # a channels_last view of HWC uint8
-                images = images.contiguous(memory_format=torch.channels_last if channels_last
-                                           else torch.contiguous_format)
-                target, group = target.to(device, non_blocking=True), group.to(device, non_blocking=True)
-                for c0 in range(0, images.shape[0], forward_batch):
-                    x, t, g = (v[c0:c0 + forward_batch] for v in (images, target, group))
-                    with autocast(device, amp):
-                        logits = logits_of(model(x)).float()
-                    k = min(5, logits.shape[1])
-                    hit = logits.topk(k, dim=1).indices.eq(t[:, None])
-                    hits[0].index_add_(0, g, hit[:, 0].double())
-                    hits[1].index_add_(0, g, hit.any(dim=1).double())
-                    loss.index_add_(0, g, F.cross_entropy(logits, t, reduction="none").double())
-                    count.index_add_(0, g, torch.ones_like(t, dtype=torch.float64))
-                    bar.update(x.shape[0])
+        with runner:
+            for step in runner.run(batches, forward_batch=forward_batch, progress=bar):
+                scores.add(logits_of(step.output).float(), step.take(1), step.take(2))
     finally:
         bar.close()
-        if threads is not None:
-            torch.set_num_threads(threads_was)
-        if restore_format:
-            model.to(memory_format=torch.contiguous_format)
-        model.train(was_training)
-    n, (top1, top5), loss = count.tolist(), hits.tolist(), loss.tolist()
-    return [_FolderScore(n=int(n[i]), top1=top1[i] / n[i], top5=top5[i] / n[i], loss=loss[i] / n[i])
-            for i in range(n_groups)]
+        getattr(batches, "close", lambda: None)()  # the read-ahead thread ends here, whatever happened
+    return scores.folders()
 
 
 def checkpoint_preprocess(pre) -> str:
@@ -374,28 +358,18 @@ def evaluate_robustness(
         classes is scored correctly and an unknown folder name is an error.
     workers: decoding processes; None = as ``features`` (none on a CPU with up to 4 cores, where a
         thread decodes ahead instead).
-    channels_last: NHWC activations and weights; None = on (ResNet-50 at 64 px on 2 CPU cores is faster so).
+    channels_last: NHWC activations and weights; None = the runner's one rule (``engine.inference``).
     forward_batch: images per forward pass (the loader's ``batch_size`` is split); None = ``batch_size``.
     """
     import torch
 
-    from ...data.folders import ImageFolderDataset
     from ...engine.evaluate import default_device
-    from ...data.transforms import resolve_auto, uint8_pipeline
+    from ...engine.inference import InferenceRunner, loader_workers
     from ...models.preprocessing import Preprocessing, preprocessing_of, resolve
-    from ...engine.workers import inference_workers
-    from ..features import _compute_threads
 
     if preprocess is None:
         preprocess = checkpoint_preprocess(preprocessing_of(model))
-    if preprocess not in PREPROCESS:
-        raise ConfigError(f"--preprocess must be one of {', '.join(PREPROCESS)}, got {preprocess!r}")
-    if batch_size is None or int(batch_size) <= 0:
-        raise ConfigError(f"--batch_size must be a positive integer, got {batch_size}")
-    if forward_batch is not None and (isinstance(forward_batch, bool) or int(forward_batch) <= 0):
-        raise ConfigError(f"forward_batch must be a positive integer, got {forward_batch}")
-    if workers is not None and int(workers) < 0:
-        raise ConfigError(f"--workers must be 0 or more, got {workers}")
+    _check_options(preprocess, batch_size, forward_batch, workers)
     folders = scan_corruption_root(data_path, corruptions, severities)
     clean_dir = _clean_folder(clean_path)
     base = load_baseline(baseline, baseline_clean_error)  # bad --baseline fails before the long part
@@ -407,37 +381,70 @@ def evaluate_robustness(
                           "or pass transform=")
     # the model's preprocessing (the size it was trained at, from the loader), with the flags applied
     pre = resolve(preprocessing_of(model) or Preprocessing(image_size=224), image_size=image_size, mode=preprocess)
-    size = pre.image_size
-    n_outputs = getattr(info, "num_classes", None)
     device = torch.device(device) if device is not None else default_device()
-    model.to(device)
-    threads = None
-    if workers is None:
-        workers = inference_workers(device)
-        threads = None if device.type == "cuda" else _compute_threads(workers)
-    if channels_last is None:
-        channels_last = True
-    if forward_batch is None:
-        forward_batch = int(batch_size)
-    name = name or (info.name if info is not None else type(model).__name__)
+    workers, threads = loader_workers(workers, device)
+    grid_folders = ([("clean", 0, clean_dir)] if clean_dir is not None else []) + list(folders)
+    sets = _GridDatasets(classes, getattr(info, "num_classes", None), pre, transform, clean_dir or folders[0][2])
+    datasets = list(map(sets.dataset, [folder for _, _, folder in grid_folders]))  # stacklevel: no frame between
+    runner = InferenceRunner(model, device, amp=amp, channels_last=channels_last, threads=threads,
+                             normalize=(info.mean, info.std) if transform is None else None)
+    scores = _score_grid(runner, _Grid(datasets), int(batch_size), workers, forward_batch, progress)
+    meta = {"name": name or (info.name if info is not None else type(model).__name__), "data_path": str(data_path),
+            "clean_path": None if clean_dir is None else str(clean_dir), "image_size": pre.image_size,
+            "preprocess": preprocess if transform is None else "custom", "preprocess_used": sorted(sets.used)}
+    report = _report(grid_folders, scores, base, list(classes) if classes is not None else sets.reference, meta)
+    if output_dir is not None:
+        write_report(report, output_dir, baseline=base)
+    return report
 
-    reference: list[str] = []
-    reference_dir = clean_dir or folders[0][2]
-    used: set[str] = set()  # the preprocessing each folder actually got (auto picks per folder)
-    pipelines: dict = {}  # one pipeline per resolved preprocessing ('auto' gives at most two)
 
-    def folder_dataset(folder: Path):
-        """The folder's images with their labels and preprocessing, every check done (before any work)."""
+def _check_options(preprocess: str, batch_size, forward_batch, workers) -> None:
+    if preprocess not in PREPROCESS:
+        raise ConfigError(f"--preprocess must be one of {', '.join(PREPROCESS)}, got {preprocess!r}")
+    if batch_size is None or int(batch_size) <= 0:
+        raise ConfigError(f"--batch_size must be a positive integer, got {batch_size}")
+    if forward_batch is not None and (isinstance(forward_batch, bool) or int(forward_batch) <= 0):
+        raise ConfigError(f"forward_batch must be a positive integer, got {forward_batch}")
+    if workers is not None and int(workers) < 0:
+        raise ConfigError(f"--workers must be 0 or more, got {workers}")
+
+
+class _GridDatasets:
+    """Each folder of the grid as a labelled dataset with its preprocessing, every check done before any work.
+
+    Labels: a folder's position in ``classes`` (the model's training classes) when given, else the sorted
+    class folders, which must then be the same in every folder (the first one met is the reference)."""
+
+    def __init__(self, classes, n_outputs: int | None, pre, transform, reference_dir: Path):
+        self.classes, self.n_outputs, self.pre, self.transform = classes, n_outputs, pre, transform
+        self.reference: list[str] = []
+        self.reference_dir = reference_dir
+        self.used: set[str] = set()  # the preprocessing each folder actually got (auto picks per folder)
+        self.pipelines: dict = {}  # one pipeline per resolved preprocessing ('auto' gives at most two)
+
+    def dataset(self, folder: Path):
+        from ...data.folders import ImageFolderDataset
+
         dataset = ImageFolderDataset(folder, transform=None, on_bad_image="error")
-        if classes is not None:
-            unknown = [c for c in dataset.classes if c not in classes]
-            if unknown:
-                raise DataError(f"{folder} has class folder {unknown[0]!r}, which is not one of the model's "
-                                f"{len(classes)} training classes (e.g. {', '.join(list(classes)[:3])}); "
-                                "the folders must be named as the training classes")
-            index = [list(classes).index(c) for c in dataset.classes]
-            dataset.samples = [(p, index[label]) for p, label in dataset.samples]
-            dataset.targets = [label for _, label in dataset.samples]
+        if self.classes is not None:
+            self._label_by_classes(dataset, folder)
+        self._check_classes(dataset, folder)
+        self._set_transform(dataset)
+        return dataset
+
+    def _label_by_classes(self, dataset, folder: Path) -> None:
+        classes = self.classes
+        unknown = [c for c in dataset.classes if c not in classes]
+        if unknown:
+            raise DataError(f"{folder} has class folder {unknown[0]!r}, which is not one of the model's "
+                            f"{len(classes)} training classes (e.g. {', '.join(list(classes)[:3])}); "
+                            "the folders must be named as the training classes")
+        index = [list(classes).index(c) for c in dataset.classes]
+        dataset.samples = [(p, index[label]) for p, label in dataset.samples]
+        dataset.targets = [label for _, label in dataset.samples]
+
+    def _check_classes(self, dataset, folder: Path) -> None:
+        reference, classes, n_outputs = self.reference, self.classes, self.n_outputs
         if not reference:
             reference.extend(dataset.classes)
             if classes is None and n_outputs is not None and len(reference) > n_outputs:
@@ -445,31 +452,28 @@ def evaluate_robustness(
                                 "pass --num_classes or a matching checkpoint")
             if classes is None and n_outputs is not None and len(reference) < n_outputs:
                 warnings.warn(f"{folder} has {len(reference)} classes and the model {n_outputs} outputs; labels are "
-                              "the sorted class folders, so they must be the model's first classes", stacklevel=3)
+                              "the sorted class folders, so they must be the model's first classes", stacklevel=4)
         elif dataset.classes != reference:
             odd = sorted(set(dataset.classes) ^ set(reference))
-            raise DataError(f"{folder} has other class folders than {reference_dir} "
+            raise DataError(f"{folder} has other class folders than {self.reference_dir} "
                             f"({odd[0] if odd else 'different order'}); every folder needs the same classes")
-        if transform is not None:
-            dataset.transform = transform
-            used.add("custom")
-        else:
-            chosen = resolve_auto(pre, _first_image_size(dataset) if pre.mode == "auto" else None)
-            if chosen not in pipelines:
-                pipelines[chosen] = uint8_pipeline(chosen)
-            dataset.transform = pipelines[chosen]
-            used.add(_kind(chosen))
-        return dataset
 
-    grid_folders = ([("clean", 0, clean_dir)] if clean_dir is not None else []) + list(folders)
-    datasets = []
-    for _, _, folder in grid_folders:
-        datasets.append(folder_dataset(folder))
-    scores = _score_grid(model, _Grid(datasets), len(datasets), device, int(batch_size), int(workers), amp,
-                         uint8=transform is None, mean_std=None if info is None else (info.mean, info.std),
-                         channels_last=bool(channels_last), forward_batch=int(forward_batch), progress=progress,
-                         threads=threads)
+    def _set_transform(self, dataset) -> None:
+        from ...data.transforms import resolve_auto, uint8_pipeline
 
+        if self.transform is not None:
+            dataset.transform = self.transform
+            self.used.add("custom")
+            return
+        chosen = resolve_auto(self.pre, _first_image_size(dataset) if self.pre.mode == "auto" else None)
+        if chosen not in self.pipelines:
+            self.pipelines[chosen] = uint8_pipeline(chosen)
+        dataset.transform = self.pipelines[chosen]
+        self.used.add(_kind(chosen))
+
+
+def _report(grid_folders, scores: list[_FolderScore], base, classes: list[str], meta: dict) -> RobustnessReport:
+    """Accuracies per corruption and severity, the clean accuracy and the summary (plus ``meta``)."""
     details: list[dict] = []
     clean_acc = None
     accuracies: dict[str, dict[int, float]] = {}
@@ -479,19 +483,11 @@ def evaluate_robustness(
             clean_acc = score.top1
         else:
             accuracies.setdefault(corruption, {})[severity] = score.top1
-
     errors = {c: {s: 1.0 - a for s, a in sev.items()} for c, sev in accuracies.items()}
-    summary = summarize(errors, None if clean_acc is None else 1.0 - clean_acc, base,
-                        classes=list(classes) if classes is not None else reference)
-    summary.update({"name": name, "data_path": str(data_path),
-                    "clean_path": None if clean_dir is None else str(clean_dir), "image_size": size,
-                    "preprocess": preprocess if transform is None else "custom", "preprocess_used": sorted(used),
-                    "n_images": sum(d["n"] for d in details if d["corruption_type"] != "clean")})
-    report = RobustnessReport(name=name, accuracies=accuracies, clean_accuracy=clean_acc, details=details,
-                              summary=summary)
-    if output_dir is not None:
-        write_report(report, output_dir, baseline=base)
-    return report
+    summary = summarize(errors, None if clean_acc is None else 1.0 - clean_acc, base, classes=classes)
+    summary.update({**meta, "n_images": sum(d["n"] for d in details if d["corruption_type"] != "clean")})
+    return RobustnessReport(name=meta["name"], accuracies=accuracies, clean_accuracy=clean_acc, details=details,
+                            summary=summary)
 
 
 def _detail(corruption: str, severity: int, result) -> dict:

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 import torch.nn as nn
 
+from ...engine.inference import InferenceRunner, model_device, placed
 from ...errors import ConfigError
 from ...files import write_csv, write_json, write_text
 from ...models.commitments import AreaCommitment, area_commitments, brainscore_layers
@@ -213,32 +213,14 @@ def _build(model_or_name, checkpoint, pretrained, model_kwargs) -> tuple[nn.Modu
 
 
 def probe_v1(
-    model_or_name,
-    layer: str | None = None,
-    *,
-    checkpoint: str | None = None,
-    pretrained: bool = False,
-    model_kwargs: dict | None = None,
-    time_step: int = -1,
-    positions: int = 1,
-    quick: bool = False,
-    stimuli: StimulusConfig | None = None,
-    visual_degrees: float | None = None,
-    image_size: int | None = None,
-    mean=None,
-    std=None,
-    contrast: bool = True,
-    batch_size: int | None = None,
-    device=None,
-    references: dict | str | Path | None = None,
-    n_boot: int = 1000,
-    seed: int = 0,
-    output_dir=None,
-    figures: bool = True,
-    n_examples: int = 6,
-    label: str | None = None,
-    progress: bool = False,
-    weights: dict | None = None,
+    model_or_name, layer: str | None = None, *,
+    checkpoint: str | None = None, pretrained: bool = False, model_kwargs: dict | None = None,
+    time_step: int = -1, positions: int = 1, quick: bool = False, stimuli: StimulusConfig | None = None,
+    visual_degrees: float | None = None, image_size: int | None = None, mean=None, std=None,
+    contrast: bool = True, batch_size: int | None = None, device=None,
+    references: dict | str | Path | None = None, n_boot: int = 1000, seed: int = 0,
+    output_dir=None, figures: bool = True, n_examples: int = 6, label: str | None = None,
+    progress: bool = False, weights: dict | None = None,
 ) -> V1ProbeResult:
     """Run the in-silico V1 experiments on one layer of a model and score it against monkey V1.
 
@@ -258,7 +240,7 @@ def probe_v1(
         batch_size: images per forward pass (default 16 on CPU, where large batches only add
             allocation overhead, 128 on a GPU).
         device: where to run (default: where the model's parameters are; a name's model is built on CPU
-            and moved here).
+            and moved here; a given module is moved there for the probe and back after it).
         references: built-in monkey references, a dict of ``Reference``, or a JSON file that adds data
             (see ``compare.load_references``).
         n_boot / seed: bootstrap draws and seed of the KS scores.
@@ -271,113 +253,137 @@ def probe_v1(
     """
     t0 = time.perf_counter()
     model, built_weights = _build(model_or_name, checkpoint, pretrained, model_kwargs)
-    weights = weights or built_weights
-    if device is not None:
-        model.to(device)
-    info = getattr(model, "info", None)
-    from ...models.preprocessing import preprocessing_of
-    from ...models.registry import IMAGENET_MEAN, IMAGENET_STD
-
     for flag, value in (("image_size", image_size), ("batch_size", batch_size), ("visual_degrees", visual_degrees)):
         if value is not None and not (np.isfinite(value) and value > 0):
             raise ConfigError(f"--{flag} must be a positive number, got {value}")
-    pre = preprocessing_of(model)  # the loader's (the size it was trained at), else the model's metadata
-    image_size = int(image_size or (pre.image_size if pre is not None else 224))
-    mean = tuple(mean or (pre.mean if pre is not None else IMAGENET_MEAN))
-    std = tuple(std or (pre.std if pre is not None else IMAGENET_STD))
+    image_size, mean, std = _input_of(model, image_size, mean, std)
+    cfg, sf_limit = _stimulus_grid(stimuli, quick, visual_degrees, image_size)
+    vd = cfg.visual_degrees
+    refs = REFERENCES if references is None else (
+        load_references(references) if isinstance(references, (str, Path)) else references)
+    with placed(model, device):  # every pass of the probe on one device; the model goes back after
+        if batch_size is None:  # on the CPU large batches only add allocation overhead
+            batch_size = 16 if model_device(model).type == "cpu" else 128
+        layer = resolve_layer(model, layer)
+        lp = prepare_layer(model, layer, image_size, mean, std, time_step=time_step, positions=positions)
+        rf_offset_deg = _warn_about_geometry(lp, vd, image_size, sf_limit.message())
+        sets = benchmark_sets(cfg)
+        rec = _record_rates(model, lp, sets, cfg, image_size, mean, std, batch_size, contrast, progress)
+        columns, curves = compute_properties(rec.rates, rec.set_info, rec.baseline)
+        units = {"unit": np.arange(len(rec.baseline)), **lp.unit_coords(), **columns}
+        summary, mean_score = summarize(units, refs, n_boot=n_boot, seed=seed)
+        note = None
+        if not any(np.nansum(units[k]) for k in RESPONSIVE_COLUMNS if k in units):
+            note = silent_layer_note(model, lp, layer, image_size, vd, mean, std, sets["orientation"])
+            warnings.warn(note, stacklevel=2)
+    name = getattr(getattr(model, "info", None), "name", None) or type(model).__name__
+    result = V1ProbeResult(
+        label=label or name, model=name, layer=layer, time_step=lp.call_index, n_time_steps=lp.n_calls,
+        image_size=image_size, visual_degrees=vd, units=units, summary=summary, mean_score=mean_score,
+        curves=curves, firing_rate_map=rec.fmap, n_images=rec.n_images, seconds=time.perf_counter() - t0,
+        rf_center=lp.center, rf_offset_deg=rf_offset_deg, weights=dict(weights or built_weights), note=note,
+        sf_limit=sf_limit.record(), sf_note=sf_limit.message())
+    if output_dir is not None:
+        result.save(output_dir, figures=figures, references=refs, n_examples=n_examples)
+    return result
+
+
+def _input_of(model: nn.Module, image_size, mean, std) -> tuple[int, tuple, tuple]:
+    """Input size and normalisation: the flags, else the model's preprocessing (the loader's: the size it was
+    trained at; else its metadata), else ImageNet's at 224 px."""
+    from ...models.preprocessing import preprocessing_of
+    from ...models.registry import IMAGENET_MEAN, IMAGENET_STD
+
+    pre = preprocessing_of(model)
+    return (int(image_size or (pre.image_size if pre is not None else 224)),
+            tuple(mean or (pre.mean if pre is not None else IMAGENET_MEAN)),
+            tuple(std or (pre.std if pre is not None else IMAGENET_STD)))
+
+
+def _stimulus_grid(stimuli, quick: bool, visual_degrees, image_size: int):
+    """The stimulus grid (``stimuli``, else the full or quick one) with its field of view, cut to what the
+    input can show: gratings at or above its Nyquist frequency would measure the pixel grid, not the model."""
     cfg = stimuli or (StimulusConfig.quick() if quick else StimulusConfig())
     if visual_degrees is not None:
         cfg = cfg.with_options(visual_degrees=float(visual_degrees))
-    vd = cfg.visual_degrees
-    # gratings at or above the input's Nyquist frequency would measure the pixel grid, not the model
-    cfg, sf_limit = limit_to_resolution(cfg, image_size)
-    sf_note = sf_limit.message()
-    if isinstance(references, (str, Path)):
-        references = load_references(references)
-    refs = REFERENCES if references is None else references
+    return limit_to_resolution(cfg, image_size)
 
-    if batch_size is None:
-        from .responses import _model_device
 
-        batch_size = 16 if _model_device(model).type == "cpu" else 128
-    layer = resolve_layer(model, layer)
-    lp = prepare_layer(model, layer, image_size, mean, std, time_step=time_step, positions=positions)
+def _warn_about_geometry(lp, vd: float, image_size: int, sf_note: str | None) -> float:
+    """Warn when the recorded units look away from the stimulus centre or gratings were removed; the offset (deg)."""
     rf_offset_deg = lp.rf_offset_px * vd / image_size
     cell_deg = vd / min(lp.out_shape[1:]) if len(lp.out_shape) == 3 else 0.0  # no position can do better
     if np.isfinite(rf_offset_deg) and rf_offset_deg > max(0.15, cell_deg):
-        warnings.warn(f"the receptive field of the recorded {layer} units is {rf_offset_deg:.2f} deg from the "
+        warnings.warn(f"the receptive field of the recorded {lp.layer} units is {rf_offset_deg:.2f} deg from the "
                       "stimulus centre (Brain-Score keeps units within 0.15 deg); small gratings may miss it",
-                      stacklevel=2)
+                      stacklevel=3)
     if sf_note:
-        warnings.warn(sf_note, stacklevel=2)
-    sets = benchmark_sets(cfg)
-    total = 1 + sum(len(s) for s in sets.values())
+        warnings.warn(sf_note, stacklevel=3)
+    return rf_offset_deg
+
+
+@dataclass
+class _Rates:
+    """Firing rates of the probe's units to every stimulus set, with what they were measured on."""
+
+    rates: dict  # set name -> rates (units, *set shape)
+    baseline: np.ndarray  # rate to the blank (grey) screen, per unit
+    fmap: FiringRateMap
+    set_info: dict  # set name -> StimulusSet (plus "contrast_index": each unit's contrast series)
+    n_images: dict
+
+
+def _record_rates(model, lp, sets: dict, cfg, image_size: int, mean, std, batch_size: int, contrast: bool,
+                  progress: bool) -> _Rates:
+    """Responses to the blank and every set, the firing-rate map fitted on them (rectified orientation-set
+    peaks and the blank), and the contrast series at each unit's preferred grating when asked for."""
     from ...engine.progress import progress_bar
 
-    bar = progress_bar(total=total, desc=f"v1-probe {layer}", enabled=progress, unit="img")
+    vd = cfg.visual_degrees
+    total = 1 + sum(len(s) for s in sets.values())
+    bar = progress_bar(total=total, desc=f"v1-probe {lp.layer}", enabled=progress, unit="img")
     try:
         blank = StimulusSet("blank", [], defaults={"orientation": 0.0, "sf": 1.0, "contrast": 0.0,
                                                    "radius": float("inf"), "phase": 0.0, "x": 0.0, "y": 0.0})
         raw_blank = record_units(model, lp, blank, image_size, vd, mean, std, batch_size, bar)[:, 0]
         raw = {name: record_units(model, lp, s, image_size, vd, mean, std, batch_size, bar).reshape(-1, *s.shape)
                for name, s in sets.items()}
-        # firing-rate map from the rectified orientation-set responses (peak F0) and the blank
         ori_f0 = np.maximum(raw["orientation"], 0).mean(axis=-1)
         fmap = FiringRateMap.fit(np.maximum(raw_blank, 0), ori_f0.reshape(ori_f0.shape[0], -1).max(axis=1))
-        rates = {k: fmap(v) for k, v in raw.items()}
-        baseline = fmap(raw_blank)
-        set_info: dict = dict(sets)
-        n_images = {name: len(s) for name, s in sets.items()}
-        n_images["blank"] = 1
+        out = _Rates({k: fmap(v) for k, v in raw.items()}, fmap(raw_blank), fmap, dict(sets),
+                     {**{name: len(s) for name, s in sets.items()}, "blank": 1})
         if contrast and len(cfg.contrasts) >= 2:
-            dc = rates["orientation"].mean(axis=-1)  # (units, condition, orientation)
-            flat = dc.reshape(dc.shape[0], -1).argmax(axis=1)
-            pairs, unit_idx = np.unique(flat, return_inverse=True)
-            conds = sets["orientation"].axes[0][1]
-            ori = sets["orientation"].axis_values("orientation")
-            n_ori = len(ori)
-            conditions = [{"orientation": ori[p % n_ori], "sf": conds[p // n_ori]["sf"],
-                           "radius": conds[p // n_ori]["radius"]} for p in pairs]
-            cset = contrast_set(conditions, cfg)
+            cset, unit_idx = _contrast_series(out.rates, sets, cfg)
             bar.total = total + len(cset)
             bar.refresh()
             rc = record_units(model, lp, cset, image_size, vd, mean, std, batch_size, bar)
-            rates["contrast"] = fmap(rc.reshape(-1, *cset.shape))
-            set_info["contrast"] = cset
-            set_info["contrast_index"] = unit_idx.reshape(-1)
-            n_images["contrast"] = len(cset)
+            out.rates["contrast"] = fmap(rc.reshape(-1, *cset.shape))
+            out.set_info.update({"contrast": cset, "contrast_index": unit_idx.reshape(-1)})
+            out.n_images["contrast"] = len(cset)
     finally:
         bar.close()
+    return out
 
-    columns, curves = compute_properties(rates, set_info, baseline)
-    coords = lp.unit_coords()
-    units = {"unit": np.arange(len(baseline)), **coords, **columns}
-    summary, mean_score = summarize(units, refs, n_boot=n_boot, seed=seed)
-    note = None
-    if not any(np.nansum(units[k]) for k in RESPONSIVE_COLUMNS if k in units):
-        note = silent_layer_note(model, lp, layer, image_size, vd, mean, std, sets["orientation"])
-        warnings.warn(note, stacklevel=2)
-    name = getattr(info, "name", None) or type(model).__name__
-    result = V1ProbeResult(
-        label=label or name, model=name, layer=layer, time_step=lp.call_index, n_time_steps=lp.n_calls,
-        image_size=image_size, visual_degrees=vd, units=units, summary=summary, mean_score=mean_score,
-        curves=curves, firing_rate_map=fmap, n_images=n_images, seconds=time.perf_counter() - t0,
-        rf_center=lp.center, rf_offset_deg=rf_offset_deg, weights=dict(weights), note=note,
-        sf_limit=sf_limit.record(), sf_note=sf_note)
-    if output_dir is not None:
-        result.save(output_dir, figures=figures, references=refs, n_examples=n_examples)
-    return result
+
+def _contrast_series(rates: dict, sets: dict, cfg) -> tuple[StimulusSet, np.ndarray]:
+    """One contrast series per distinct preferred grating (orientation x condition of the orientation set, by
+    mean response), and each unit's index into them."""
+    dc = rates["orientation"].mean(axis=-1)  # (units, condition, orientation)
+    flat = dc.reshape(dc.shape[0], -1).argmax(axis=1)
+    pairs, unit_idx = np.unique(flat, return_inverse=True)
+    conds = sets["orientation"].axes[0][1]
+    ori = sets["orientation"].axis_values("orientation")
+    n_ori = len(ori)
+    conditions = [{"orientation": ori[p % n_ori], "sf": conds[p // n_ori]["sf"],
+                   "radius": conds[p // n_ori]["radius"]} for p in pairs]
+    return contrast_set(conditions, cfg), unit_idx
 
 
 def silent_layer_note(model, lp, layer: str, image_size: int, vd: float, mean, std, stimuli) -> str:
     """Why every unit is silent, and the time steps of ``layer`` where the same units do respond."""
-    from ...models.interface import record_activations
-    from .responses import _model_device
-
-    x = next(stimuli.render(image_size, vd, mean, std, batch_size=16, device=_model_device(model)))
-    with torch.inference_mode(), record_activations(model, [layer]) as store:
-        model.eval()
-        model(x)
+    with InferenceRunner(model, channels_last=lp.channels_last) as runner, runner.record([layer]) as store:
+        runner.forward(runner.prepare(next(stimuli.render(image_size, vd, mean, std, batch_size=16,
+                                                          device=runner.device))))
     live = [k for k, a in enumerate(store[layer]) if k != lp.call_index and float(a.abs().amax()) > 0]
     hint = (f"time step {', '.join(map(str, live))} of this layer responds: pass --time_step {live[0]}" if live
             else "no time step of this layer responds to gratings: try another layer or trained weights")

@@ -2,11 +2,11 @@
 
 * ``resolve_layer`` turns an area name (``"V1"``) or nothing into the module the model commits there
   (``models.commitments``, the map feature extraction and the Brain-Score adapter use too).
-* ``record_units`` shows a ``StimulusSet`` to the model in batches (eval mode, inference mode),
-  records the chosen call (time step) of one module through ``record_activations`` and keeps only
-  the units at the centre of the visual field (all channels; optionally a small central window of
-  positions). The forward pass stops as soon as that call has been recorded, so probing V1 of a
-  deep network costs little more than its V1.
+* ``record_units`` shows a ``StimulusSet`` to the model in batches through the inference runner
+  (``engine.inference``: eval mode, inference mode, the one channels_last rule), records the chosen
+  call (time step) of one module and keeps only the units at the centre of the visual field (all
+  channels; optionally a small central window of positions). The forward pass stops as soon as that
+  call has been recorded, so probing V1 of a deep network costs little more than its V1.
 * ``FiringRateMap`` is the per-region affine map from rectified activations to "spikes/s" of
   Marques et al. (2021) (``docs/reference/ecosystem.md`` section 7.2, step 3).
 """
@@ -19,9 +19,10 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from ...engine.inference import InferenceRunner
 from ...errors import ConfigError
 from ...models.commitments import area_commitments
-from ...models.interface import record_activations, resolve_module
+from ...models.interface import resolve_module
 from .stimuli import StimulusSet, blank_image
 
 #: Marques et al. (2021) / Brain-Score constants for V1 (``benchmark_helpers/properties_common.py``)
@@ -46,18 +47,6 @@ def resolve_layer(model: nn.Module, layer: str | None) -> str:
     return layer
 
 
-def _model_device(model: nn.Module) -> torch.device:
-    for t in model.parameters():
-        return t.device
-    for t in model.buffers():
-        return t.device
-    return torch.device("cpu")
-
-
-class _StopForward(Exception):
-    """Raised by a hook once the wanted call has been recorded (ends the forward pass early)."""
-
-
 @dataclass
 class LayerProbe:
     """How to read units off one module: which call, which positions, the output shape."""
@@ -67,7 +56,7 @@ class LayerProbe:
     n_calls: int
     out_shape: tuple[int, ...]  # per image, e.g. (C, H, W) or (F,)
     positions: int = 1
-    channels_last: bool = False  # feed channels-last images (faster convolutions on CPU) if the model accepts them
+    channels_last: bool = False  # NHWC weights and inputs: what the runner's rule gave this model on its probe pass
     center: tuple[int, int] | None = None  # map position whose receptive field is at the fixation point
     rf_offset_px: float = 0.0  # distance of that receptive field's centre from the image centre, pixels
 
@@ -113,21 +102,13 @@ def prepare_layer(model: nn.Module, layer: str, image_size: int, mean, std, time
         calls.append(tuple(out.shape[1:]) if torch.is_tensor(out) else type(out).__name__)
 
     handle = module.register_forward_hook(hook)
-    was_training = model.training
-    x = blank_image(image_size, mean, std).to(_model_device(model))
-    channels_last = True
     try:
-        model.eval()
-        with torch.inference_mode():
-            try:  # channels-last input: same numbers, ~1.5x faster convolutions on CPU; some models refuse it
-                model(x.contiguous(memory_format=torch.channels_last))
-            except RuntimeError:
-                channels_last = False
-                calls.clear()
-                model(x)
+        with InferenceRunner(model) as runner:  # the layout the rule gives here is kept for the whole probe
+            runner.before_forward(calls.clear)
+            runner.forward(runner.prepare(blank_image(image_size, mean, std)))
     finally:
         handle.remove()
-        model.train(was_training)
+    channels_last = runner.channels_last
     if not calls:
         raise ConfigError(f"layer {layer!r} is never called in the model's forward pass")
     if isinstance(calls[0], str):
@@ -178,27 +159,16 @@ def receptive_field_centers(model: nn.Module, probe: LayerProbe, positions: list
 def _gradient_maps(model: nn.Module, probe: LayerProbe, positions: list[tuple[int, int]], image_size: int,
                    mean, std, seed: int) -> torch.Tensor:
     """``(P, H, W)``: squared input gradient (summed over colours) of each position's summed channels."""
-    module = resolve_module(model, probe.layer)
-    device = _model_device(model)
     g = torch.Generator().manual_seed(seed)
     base = blank_image(image_size, mean, std) + 0.5 * torch.randn(1, 3, image_size, image_size, generator=g)
-    x = base.repeat(len(positions), 1, 1, 1).to(device).requires_grad_(True)
     outs: list[torch.Tensor] = []
-
-    def keep(_m, _i, out):
-        outs.append(out)
-        if len(outs) > probe.call_index:
-            raise _StopForward  # the rest of the network is not needed
-
-    handle = module.register_forward_hook(keep)
-    was_training = model.training
-    model.eval()
+    handle = resolve_module(model, probe.layer).register_forward_hook(lambda _m, _i, out: outs.append(out))
     try:
-        with torch.enable_grad():
-            try:
-                model(x)
-            except _StopForward:
-                pass
+        with InferenceRunner(model, channels_last=probe.channels_last, grad=True) as runner, \
+                runner.stop_after(probe.layer, probe.call_index + 1):  # the rest of the network is not needed
+            runner.before_forward(outs.clear)
+            x = runner.prepare(base.repeat(len(positions), 1, 1, 1)).requires_grad_(True)
+            runner.forward(x)
             out = outs[probe.call_index]
             rows = torch.tensor([r for r, _ in positions], device=out.device)
             cols = torch.tensor([c for _, c in positions], device=out.device)
@@ -206,7 +176,6 @@ def _gradient_maps(model: nn.Module, probe: LayerProbe, positions: list[tuple[in
             (grad,) = torch.autograd.grad(picked.sum(), x)
     finally:
         handle.remove()
-        model.train(was_training)
     return grad.detach().double().pow(2).sum(1).cpu()
 
 
@@ -239,39 +208,17 @@ def record_units(model: nn.Module, probe: LayerProbe, stimuli: StimulusSet, imag
                  visual_degrees: float, mean, std, batch_size: int = 64, progress=None) -> np.ndarray:
     """Raw activations ``(n_units, len(stimuli))`` of the probe's units to every image of ``stimuli``.
 
-    Batched, eval mode, ``torch.inference_mode``; recorded through ``record_activations``; the
-    forward pass is cut short once ``probe.call_index`` has been recorded.
+    Batched through the inference runner (eval mode, inference mode, ``probe.channels_last``); recorded
+    through its forward hooks; the forward pass is cut short once ``probe.call_index`` has been recorded.
     """
-    device = _model_device(model)
     chunks: list[torch.Tensor] = []
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode(), record_activations(model, [probe.layer], transform=probe.select) as store:
-            stop = resolve_module(model, probe.layer).register_forward_hook(
-                lambda *_: _raise_if_done(store[probe.layer], probe.call_index))
-            try:
-                for x in stimuli.render(image_size, visual_degrees, mean, std, batch_size=batch_size, device=device):
-                    store[probe.layer].clear()
-                    if probe.channels_last:
-                        x = x.contiguous(memory_format=torch.channels_last)
-                    try:
-                        model(x)
-                    except _StopForward:
-                        pass
-                    chunks.append(store[probe.layer][probe.call_index])
-                    if progress is not None:
-                        progress.update(x.shape[0])
-            finally:
-                stop.remove()
-    finally:
-        model.train(was_training)
+    with InferenceRunner(model, channels_last=probe.channels_last) as runner, \
+            runner.record([probe.layer], transform=probe.select) as store, \
+            runner.stop_after(probe.layer, probe.call_index + 1):  # cut short once the call is recorded
+        batches = stimuli.render(image_size, visual_degrees, mean, std, batch_size=batch_size, device=runner.device)
+        for _ in runner.run(batches, progress=progress):
+            chunks.append(store[probe.layer][probe.call_index])
     return torch.cat(chunks).numpy().T.astype(np.float64)
-
-
-def _raise_if_done(recorded: list, call_index: int) -> None:
-    if len(recorded) > call_index:
-        raise _StopForward
 
 
 def f0_f1(responses: np.ndarray, axis: int = -1) -> tuple[np.ndarray, np.ndarray]:
