@@ -197,7 +197,7 @@ def add_inference_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--ngpus", type=int, default=None, help="original flag: 0 = CPU, >= 1 = CUDA")
     add_shared(g, "amp")
     g.add_argument("--channels_last", choices=["auto", "on", "off"], default="auto",
-                   help="NHWC activations and weights (auto: on for CUDA, and for CORnets on the CPU)")
+                   help="NHWC activations and weights (auto: on; NCHW for a model that refuses it)")
     g.add_argument("--on_bad_image", choices=["skip", "error"], default="error",
                    help="an unreadable image stops the run (default), or is left out of every count and output "
                         "row and listed in skipped.txt")
@@ -214,13 +214,9 @@ def resolve_device(args) -> "torch.device":  # noqa: F821
     return resolve(name)
 
 
-def channels_last_flag(args, device, model=None) -> bool | None:
-    """--channels_last: on / off; auto = None for extract_features, which decides per model and device."""
-    flag = {"on": True, "off": False}.get(args.channels_last)
-    if flag is None and model is not None:  # the same rule as extract_features
-        family = getattr(getattr(model, "info", None), "family", "")
-        flag = device.type == "cuda" or family == "cornet"
-    return flag
+def channels_last_flag(args) -> bool | None:
+    """--channels_last: on / off; auto = None: the inference runner's one rule (``engine.inference``)."""
+    return {"on": True, "off": False}.get(args.channels_last)
 
 
 def progress_enabled(args) -> bool:

@@ -65,7 +65,7 @@ def run(args) -> int:
             model, args.data_path, layers=args.layers, time_steps=steps[0] if steps and len(steps) == 1 else steps,
             batch_size=args.batch_size or 64, workers=args.workers, image_size=size, transform=args.transform,
             device=device, output_dir=out, format=args.format, progress=not args.no_progress,
-            channels_last=channels_last_flag(args, device), amp=amp_mode(args), dtype=args.dtype,
+            channels_last=channels_last_flag(args), amp=amp_mode(args), dtype=args.dtype,
             on_bad_image=args.on_bad_image, overwrite=args.overwrite,
         )
     n = next(iter(feats.values())).shape[0]

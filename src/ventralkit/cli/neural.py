@@ -250,7 +250,7 @@ def _extract(args, folder: Path) -> dict:
     size = args.image_size or loaded.image_size
     return extract_features(loaded.model, args.data_path, layers=args.layers, batch_size=args.batch_size or 64,
                             workers=args.workers, image_size=size, device=device, output_dir=folder,
-                            progress=not args.no_progress, channels_last=channels_last_flag(args, device),
+                            progress=not args.no_progress, channels_last=channels_last_flag(args),
                             amp=amp_mode(args), on_bad_image=args.on_bad_image,
                             overwrite=True)  # OUT/features is this command's own: each run replaces it
 

@@ -152,7 +152,7 @@ def run_features(args, loaded, path: Path, out: Path | None, device) -> int:
     feats = extract_features(
         model, path, layers=[layer], time_steps=args.time_step, batch_size=args.batch_size or 64,
         workers=args.workers, image_size=size, transform=args.transform, device=device, output_dir=out,
-        format=args.format, progress=progress_enabled(args), channels_last=channels_last_flag(args, device),
+        format=args.format, progress=progress_enabled(args), channels_last=channels_last_flag(args),
         amp=amp_mode(args), on_bad_image=args.on_bad_image,
         overwrite=None,  # as CORnet's run.py test: one file per layer, runs for several layers share -o
     )
@@ -193,7 +193,6 @@ def read_class_names(path: str) -> list[str]:
 
 def run_evaluation(args, loaded, root: Path | None, out: Path | None, device) -> int:
     import numpy as np
-    import torch
     from torch.utils.data import DataLoader
 
     from ..data.transforms import eval_transform
@@ -233,12 +232,9 @@ def run_evaluation(args, loaded, root: Path | None, out: Path | None, device) ->
     loader = DataLoader(ds, batch_size=args.batch_size or 64, shuffle=False, num_workers=workers,
                         pin_memory=device.type == "cuda", collate_fn=getattr(ds, "collate", None))
     model.to(device)
-    channels_last = channels_last_flag(args, device, model)
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
     t0 = time.perf_counter()
     res = evaluate(model, loader, device=device, amp=amp_mode(args), desc="test", progress=progress_enabled(args),
-                   num_classes=n_out, channels_last=channels_last)
+                   num_classes=n_out, channels_last=channels_last_flag(args))
     dur = (time.perf_counter() - t0) / max(1, len(loader))
     record = {"loss": res.loss, "top1": res.top1, "top5": res.top5, "dur": dur}
     print(f"val: {record}")
