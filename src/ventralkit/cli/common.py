@@ -16,29 +16,28 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..engine.config import AMP_MODES  # the one list of --amp values (TrainConfig checks the same)
 from ..errors import ConfigError
 from ..files import ensure_writable_dir
 from ..models.registry import canonical_name as model_name  # CORnet's --model letters -> registered names
 
 
-def positive_int(value: str) -> int:
+def _int_at_least(value: str, low: int, rule: str) -> int:
     try:
         v = int(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{value!r} is not an integer") from None
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {v}")
+    if v < low:
+        raise argparse.ArgumentTypeError(f"must be {rule}, got {v}")
     return v
+
+
+def positive_int(value: str) -> int:
+    return _int_at_least(value, 1, "a positive integer")
 
 
 def non_negative_int(value: str) -> int:
-    try:
-        v = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not an integer") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {v}")
-    return v
+    return _int_at_least(value, 0, "0 or more")
 
 
 def image_size_arg(value: str) -> int:
@@ -92,7 +91,7 @@ SHARED_OPTIONS: dict[str, OptionSpec] = {spec.dest: spec for spec in (
                "recipe's, else the model's; study: 32)", {"type": image_size_arg}),
     OptionSpec(("--device",), "device", "auto (default: cuda if available) | cpu | cuda | cuda:N"),
     OptionSpec(("--amp",), "amp", "autocast (mixed precision): none | bf16 | fp16 (default: none; train: the "
-               "recipe's, else none)", {"choices": ["none", "bf16", "fp16"]}),
+               "recipe's, else none)", {"choices": list(AMP_MODES)}),
 )}
 
 
@@ -154,7 +153,8 @@ def load_model_from_args(args: argparse.Namespace):
 
     Weights: ``--ckpt_path``, ``--pretrained``, ``--random_init``; with none of them, the published
     weights where the model has them (as CORnet's ``run.py test``), else a one-line error. A ventralkit
-    checkpoint supplies the model, its options, class count, class names and image size."""
+    checkpoint supplies the model, its options, class count, class names and preprocessing (image size);
+    ``--imsize`` replaces the size in ``loaded.preprocessing`` (and ``model.preprocessing``)."""
     from ..errors import CheckpointError
     from ..models.loading import load_model
     from ..models.registry import model_info
@@ -174,7 +174,8 @@ def load_model_from_args(args: argparse.Namespace):
         pretrained = implied = True
     try:
         return load_model(name, checkpoint=args.ckpt_path, pretrained=pretrained, num_classes=args.num_classes,
-                          model_kwargs=model_kwargs(args), trust=args.trust_checkpoint)
+                          model_kwargs=model_kwargs(args), trust=args.trust_checkpoint,
+                          image_size=getattr(args, "image_size", None))  # --imsize: into the preprocessing
     except CheckpointError as err:
         if implied:
             raise CheckpointError(f"{err} (the published weights are the default; pass --ckpt_path FILE, or "

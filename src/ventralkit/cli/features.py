@@ -59,7 +59,7 @@ def run(args) -> int:
     with output_folder(out):
         loaded = load_model_from_args(args)
         model = loaded.model
-        size = args.image_size or loaded.image_size
+        size = loaded.image_size  # --imsize, else the checkpoint's training size, else the model's
         steps = args.time_steps
         feats = extract_features(
             model, args.data_path, layers=args.layers, time_steps=steps[0] if steps and len(steps) == 1 else steps,

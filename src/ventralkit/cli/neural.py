@@ -247,7 +247,7 @@ def _extract(args, folder: Path) -> dict:
 
     device = resolve_device(args)
     loaded = load_model_from_args(args)
-    size = args.image_size or loaded.image_size
+    size = loaded.image_size  # --imsize, else the checkpoint's training size, else the model's
     return extract_features(loaded.model, args.data_path, layers=args.layers, batch_size=args.batch_size or 64,
                             workers=args.workers, image_size=size, device=device, output_dir=folder,
                             progress=not args.no_progress, channels_last=channels_last_flag(args),

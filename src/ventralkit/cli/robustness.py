@@ -71,7 +71,7 @@ def run(args) -> int:
         report = evaluate_robustness(
             loaded.model, args.data_path, clean_path=args.clean_path, batch_size=args.batch_size or 128,
             workers=args.workers, device=resolve_device(args), baseline=args.baseline, output_dir=out,
-            image_size=args.image_size or loaded.image_size, amp=amp_mode(args),
+            image_size=loaded.image_size, amp=amp_mode(args),
             preprocess=args.preprocess, corruptions=args.corruptions, severities=args.severities,
             baseline_clean_error=args.baseline_clean_error, name=name, progress=not args.quiet,
             classes=loaded.classes,

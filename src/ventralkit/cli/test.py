@@ -148,7 +148,7 @@ def run_features(args, loaded, path: Path, out: Path | None, device) -> int:
 
     model = loaded.model
     layer = layer_path(args, loaded.name, model)
-    size = args.image_size or loaded.image_size
+    size = loaded.image_size  # --imsize, else the checkpoint's training size, else the model's
     feats = extract_features(
         model, path, layers=[layer], time_steps=args.time_step, batch_size=args.batch_size or 64,
         workers=args.workers, image_size=size, transform=args.transform, device=device, output_dir=out,
@@ -195,29 +195,25 @@ def run_evaluation(args, loaded, root: Path | None, out: Path | None, device) ->
     import numpy as np
     from torch.utils.data import DataLoader
 
-    from ..data.transforms import eval_transform
+    from ..data.transforms import eval_pipeline
     from ..engine.evaluate import evaluate
 
     model = loaded.model
     info = model.info
     dataset_name = args.dataset if args.dataset and args.dataset != "folder" else "folder"
-    size = args.image_size or loaded.image_size
-    mode = args.eval_transform or loaded.eval_transform
+    pre = loaded.preprocessing.with_flags(mode=args.eval_transform)  # default: the checkpoint's
+    size, mode = pre.image_size, pre.mode
     if dataset_name == "folder":
         from ..data.folders import ImageFolderDataset
 
-        size = size or info.input_size
-        ds = ImageFolderDataset(root, eval_transform(info, size, mode), on_bad_image=args.on_bad_image)
+        ds = ImageFolderDataset(root, eval_pipeline(pre), on_bad_image=args.on_bad_image)
         classes = ds.classes
         where = str(root)
     else:
         from ..data import load_datasets
 
-        if dataset_name == "digits":
-            size = size or 32
         ds = load_datasets(dataset_name, args.data_path, info, size, eval_mode=mode).val
         classes = list(getattr(ds, "classes", [])) or [str(i) for i in range(info.num_classes)]
-        size = size or info.input_size
         where = f"{dataset_name} val split"
     n_out = info.num_classes
     if len(classes) != n_out:
