@@ -115,13 +115,20 @@ def test_models_command_prints_the_stored_table(cli):
     assert "2,071,656" in row  # CORnet-Z's parameter count (matches the built model, see the tests above)
 
 
-def test_the_entry_point_leaves_its_objects_to_the_exit():
-    """`ventralkit ...` as a process (main() with no argv) freezes the garbage collector when the command is
+def test_the_entry_point_tunes_the_collector_for_one_command():
+    """`ventralkit ...` as a process (main() with no argv) collects garbage less often while the command runs
+    (its start imports ~400,000 objects that are no garbage) and freezes the collector when the command is
     done, so the interpreter's shutdown does not spend a second collecting torch's objects; main(argv), as
-    tests and notebooks call it, leaves the collector alone. Both still return the command's exit code."""
+    tests and notebooks call it, leaves the collector as it was. Both return the command's exit code."""
+    from ventralkit.cli import COMMAND_GC_THRESHOLDS
+
     probe = ("import gc, sys\nfrom ventralkit.cli import main\nsys.argv = ['ventralkit', 'models']\n"
-             "code = main({argv})\nprint(code, gc.get_freeze_count() > 0)\n")
-    for argv, frozen in (("", "True"), ("['models']", "False")):
+             "default = gc.get_threshold()\ncode = main({argv})\n"
+             "print(code, gc.get_freeze_count() > 0, gc.get_threshold() == default, list(gc.get_threshold()))\n")
+    for argv, entry in (("", True), ("['models']", False)):
         done = subprocess.run([sys.executable, "-c", probe.format(argv=argv)], capture_output=True, text=True,
                               timeout=120)
-        assert done.stdout.strip().splitlines()[-1] == f"0 {frozen}", done.stdout + done.stderr
+        code, frozen, untouched, thresholds = done.stdout.strip().splitlines()[-1].split(" ", 3)
+        assert (code, frozen, untouched) == ("0", str(entry), str(not entry)), done.stdout + done.stderr
+        if entry:
+            assert thresholds == str(list(COMMAND_GC_THRESHOLDS))
