@@ -251,6 +251,22 @@ def test_ctrl_c_stops_the_workers_and_leaves_no_process(busy_source, tmp_path, t
         assert_nothing_left(proc.pid)
 
 
+def test_ctrl_c_during_the_forkserver_warm_up_is_one_line(busy_source, tmp_path):
+    """The forkserver compiles glass_blur's numba kernel while it starts (seconds), before Python's forkserver
+    ignores SIGINT itself: a terminal's Ctrl-C then printed the server's KeyboardInterrupt traceback."""
+    dst = tmp_path / "dst"
+    with command(busy_source, dst, "--corruptions", "glass_blur", "-j", "2") as proc:
+        def warming_up():  # the forkserver (a child of the command) is there, no worker yet
+            table = live_processes()
+            return [p for p, (parent, _) in table.items() if parent == proc.pid] and not workers_of(proc.pid)
+        wait_until(lambda: proc.poll() is not None or warming_up(), 60, "the forkserver")
+        assert proc.poll() is None and not any(dst.glob("*/*/*/*")), "the warm-up ended before the Ctrl-C"
+        os.killpg(proc.pid, signal.SIGINT)
+        code, out, err = finish(proc, timeout=60)
+        assert (code, err) == (130, "interrupted\n")
+        assert_nothing_left(proc.pid)
+
+
 def test_a_killed_worker_gives_a_message_for_the_command_line(busy_source, tmp_path):
     dst = tmp_path / "dst"
     with command(busy_source, dst, *BUSY) as proc:

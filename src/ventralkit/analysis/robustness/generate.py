@@ -365,6 +365,25 @@ def _pool_context(warm: bool = False):
     return multiprocessing.get_context("spawn")
 
 
+def _start_forkserver_deaf_to_ctrl_c() -> None:
+    """Start the forkserver with SIGINT ignored from its first instruction (an ignored signal stays ignored
+    across exec), so a Ctrl-C while it imports and warms up (seconds of numba compilation) reaches only the
+    command, which stops the pool. Python's forkserver ignores SIGINT itself only after its preloads, so such a
+    Ctrl-C printed the server's KeyboardInterrupt traceback under the command's ``interrupted``. The server
+    exits when the command closes its end, as before."""
+    from multiprocessing import forkserver
+
+    try:
+        old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread: signals are not ours to set, start it as it comes
+        forkserver.ensure_running()
+        return
+    try:
+        forkserver.ensure_running()  # spawns the server (a no-op when it runs); a Ctrl-C of these ms is lost
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
 def _limit_threads() -> None:
     try:
         import cv2
@@ -434,6 +453,8 @@ class _Pool:
         self.workers: list[_Worker] = []
 
     def start(self) -> None:
+        if self.ctx.get_start_method() == "forkserver":
+            _start_forkserver_deaf_to_ctrl_c()
         for _ in range(self.n_workers):
             parent_conn, child_conn = self.ctx.Pipe()
             process = self.ctx.Process(target=_worker_loop, args=(child_conn,), daemon=True,
