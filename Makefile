@@ -51,5 +51,19 @@ $(BS_STAMP): pyproject.toml
 test-brainscore: $(BS_STAMP)
 	VENTRALKIT_REQUIRE_BRAINSCORE=1 $(BS_PY) -m pytest -q -p no:cacheprovider tests/test_brainscore.py
 
+# rsatoolbox 0.3.2 for tests/test_rsa_agreement.py, in its own folder (never a dependency, never in .venv): it
+# runs in a subprocess with PYTHONPATH=.peers/rsatoolbox. .venv already has its numpy/scipy/scikit-learn/
+# scikit-image/matplotlib/h5py/tqdm/joblib/networkx; only pandas is added beside it. ~10 s from the registry.
+PEER_RSA := .peers/rsatoolbox
+
+.PHONY: peer-rsatoolbox peers
+$(PEER_RSA)/.installed: $(STAMP)
+	$(PY) -m pip install --quiet --target $(PEER_RSA) --no-deps 'rsatoolbox==0.3.2' 'pandas==3.1.1'
+	touch $@
+
+peer-rsatoolbox: $(PEER_RSA)/.installed
+
+peers: peer-rsatoolbox
+
 clean:
 	rm -rf $(VENV) $(BS_VENV) demo_runs .pytest_cache
