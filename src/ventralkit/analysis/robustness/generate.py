@@ -28,6 +28,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import posixpath
 import re
 import shutil
 import signal
@@ -44,6 +45,7 @@ from ...errors import ConfigError, DataError, VentralkitError
 from ...files import ensure_writable_dir, write_json
 from ...data.imagenet_c import ALL, resolve_corruptions, resolve_severities
 from ...data.listing import VAL_NAMES, is_image, open_rgb, scan_classes
+from .shards import SHARD_DIR, Shard, check_against_records, new_record, parse_shard, read_records, write_record
 
 #: JPEG outputs use Hendrycks' setting for the released -C sets: quality 85, optimize=True
 #: (hendrycks/robustness ImageNet-C/create_c/make_imagenet_c.py and make_tinyimagenet_c.py)
@@ -59,6 +61,7 @@ MANIFEST = "ventralkit_corrupt.json"
 #: into the manifest at the start of a run (which covers a run that was killed) and at its end
 REDRAW_LOG = ".ventralkit_corrupt_redrawn.jsonl"
 _TEMP = re.compile(r"^\..+\.\d+\.tmp$")
+_TEMP_OF = re.compile(r"^\.(.+)\.\d+\.tmp$")  # group 1: the output's name
 
 
 @dataclass
@@ -276,7 +279,8 @@ def _corrupt_one(job: tuple, on_output=None) -> tuple[int, dict[str, int], str |
     """Worker: all pending outputs of one source image -> (written, redrawn, error kind, message).
 
     on_output(k): called before the k-th pending output is begun (a pool worker's heartbeat)."""
-    src_path, rel, pairs, dst, seed, size, quality = job
+    src_path, rel, pairs, dst, seed, size, quality = job[:7]
+    log = job[7] if len(job) > 7 else REDRAW_LOG  # a shard's own log (shards.Shard.redraw_log)
     try:
         arr = _load_source(src_path, size)
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as err:
@@ -298,7 +302,7 @@ def _corrupt_one(job: tuple, on_output=None) -> tuple[int, dict[str, int], str |
         if redraws:
             key = f"{corruption}/{severity}/{rel}"
             redrawn[key] = redraws
-            _log_redraw(dst, key, redraws)
+            _log_redraw(dst, key, redraws, log)
         save_image_atomic(out, out_path, quality)
         written += 1
     return written, redrawn, None, None
@@ -311,9 +315,9 @@ def _too_small(path, w: int, h: int, resumed_without_size: bool = False) -> str:
     return f"{path} is {w}x{h} pixels; corruptions need at least {MIN_SIZE}x{MIN_SIZE} ({advice})"
 
 
-def _log_redraw(dst: str, key: str, redraws: int) -> None:
+def _log_redraw(dst: str, key: str, redraws: int, log: str = REDRAW_LOG) -> None:
     """One line appended in a single write (workers share the file; short appends do not interleave)."""
-    fd = os.open(os.path.join(dst, REDRAW_LOG), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(os.path.join(dst, log), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.write(fd, (json.dumps({key: redraws}) + "\n").encode())
     finally:
@@ -656,12 +660,13 @@ def _read_manifest(dst: Path, settings: dict) -> dict:
 
 
 def _record_manifest(dst: Path, manifest: dict, settings: dict, corruptions: list[str], severities: list[int],
-                     src: Path) -> dict:
-    """Record this run's settings and what it adds in DST's manifest (returns the manifest)."""
+                     src: Path, version: str | None = None) -> dict:
+    """Record this run's settings and what it adds in DST's manifest (returns the manifest). ``version``: the
+    imagecorruptions that made the outputs (a merge passes the shards'), default this process's."""
     manifest = dict(manifest)
     manifest.update(settings)
     manifest["source"] = str(src)
-    manifest["imagecorruptions"] = _imagecorruptions_version()
+    manifest["imagecorruptions"] = version or _imagecorruptions_version()
     manifest["corruptions"] = [c for c in ALL if c in set(manifest.get("corruptions", [])) | set(corruptions)]
     manifest["severities"] = sorted(set(manifest.get("severities", [])) | set(severities))
     manifest.setdefault("redrawn", {})
@@ -729,9 +734,10 @@ def _undo_failed_start(dst: Path, created: bool, had_manifest: bool, new_tops: l
     (dst / REDRAW_LOG).unlink(missing_ok=True)
 
 
-def _fold_redraw_log(dst: Path, manifest: dict) -> None:
-    """Move the workers' redraw records into the manifest (when no worker runs)."""
-    log = dst / REDRAW_LOG
+def _fold_redraw_log(dst: Path, manifest: dict, path: Path | None = None, log_name: str = REDRAW_LOG) -> None:
+    """Move the workers' redraw records into the manifest (when no worker runs); a shard folds its own log into
+    its record (``path``)."""
+    log = dst / log_name
     if not log.is_file():
         return
     found = {}
@@ -741,7 +747,7 @@ def _fold_redraw_log(dst: Path, manifest: dict) -> None:
         except ValueError:  # a line cut short by a kill; that output is drawn (and logged) again on resume
             continue
     manifest["redrawn"] = dict(sorted({**manifest.get("redrawn", {}), **found}.items()))
-    write_json(dst / MANIFEST, manifest)
+    write_json(path or dst / MANIFEST, manifest)
     log.unlink()
 
 
@@ -759,6 +765,7 @@ def corrupt_dataset(
     size: int | None = None,
     jpeg_quality: int = JPEG_QUALITY,
     stall_timeout: float | None = None,
+    shard: str | tuple[int, int] | Shard | None = None,
 ) -> CorruptionRun:
     """Write ``dst/<corruption>/<severity>/<class>/<image>`` for every image of ``src/<class>/``.
 
@@ -772,6 +779,9 @@ def corrupt_dataset(
     jpeg_quality: quality of JPEG outputs (85, optimize=True, as Hendrycks' released sets).
     stall_timeout: seconds a worker may go without finishing an output (or starting) before the run stops
         with ``CorruptionPoolError``; None = ``stall_limit``'s default, a few minutes scaled to the image size.
+    shard: ``"I/N"`` (or ``(I, N)``): only the source images at positions I, I + N, ... (``shards.py``); the
+        shard keeps its record in ``DST/.ventralkit_shards/`` instead of the manifest, which
+        ``merge_shards`` writes once every shard is done. Same bytes as one unsharded run.
 
     Outputs keep the source file name and format (JPEG in, JPEG out; PNG stays lossless).
     Existing outputs are kept, so an interrupted run resumes where it stopped. Outputs whose first
@@ -780,8 +790,39 @@ def corrupt_dataset(
     leaves nothing behind (a DST it created is removed), so its error's advice can be followed as it is.
     """
     src, dst = Path(src), Path(dst)
+    shard = parse_shard(shard)
     corruptions = resolve_corruptions(corruptions)
     severities = resolve_severities(severities)
+    settings = _check_settings(seed, size, jpeg_quality, workers)
+    rels = _source_images(src)
+    src_abs, dst_abs = src.resolve(), dst.resolve()
+    if dst_abs == src_abs or src_abs in dst_abs.parents:
+        raise ConfigError(f"DST {dst} is inside SRC {src}; write the corrupted copy somewhere else")
+    earlier = _read_manifest(dst, settings) if dst.is_dir() else {}
+    record = None
+    if shard is None and read_records(dst):
+        raise ConfigError(f"{dst} holds the records of a sharded run ({SHARD_DIR}/); run `ventralkit corrupt --merge "
+                          f"{dst}` once every shard is done, or run this with --shard I/N like the others")
+    if shard is not None:
+        record = new_record(shard, settings, corruptions, severities, src_abs, rels, _imagecorruptions_version())
+        check_against_records(dst, record)
+    stall_limit(0.0, stall_timeout)  # a bad value (argument or environment) fails here, before DST is made
+    had_manifest = (dst / MANIFEST).is_file() if shard is None else shard.record_path(dst).is_file()
+    created = ensure_writable_dir(dst, flag="DST")
+    new_tops = [dst / c for c in corruptions if not (dst / c).exists()]
+    try:
+        return _corrupt_into(src, dst, rels, corruptions, severities, settings, earlier, workers, progress,
+                             stall_timeout, shard, record)
+    except BaseException:
+        if shard is None:
+            _undo_failed_start(dst, created, had_manifest, new_tops)
+        else:
+            _undo_failed_shard_start(dst, shard, had_manifest, rels, corruptions, severities)
+        raise
+
+
+def _check_settings(seed, size, jpeg_quality, workers) -> dict:
+    """The one-line errors for bad option values; the settings an output's bytes depend on."""
     if size is not None and int(size) < MIN_SIZE:
         raise ConfigError(f"--size {size} is below {MIN_SIZE}; imagecorruptions needs images of at least "
                           f"{MIN_SIZE}x{MIN_SIZE} pixels")
@@ -789,35 +830,39 @@ def corrupt_dataset(
         raise ConfigError(f"--jpeg_quality {jpeg_quality} is outside 1..100")
     if workers is not None and int(workers) < 0:
         raise ConfigError(f"--workers {workers} is negative")
-    rels = _source_images(src)
-    src_abs, dst_abs = src.resolve(), dst.resolve()
-    if dst_abs == src_abs or src_abs in dst_abs.parents:
-        raise ConfigError(f"DST {dst} is inside SRC {src}; write the corrupted copy somewhere else")
-    settings = {"seed": int(seed), "size": None if size is None else int(size), "jpeg_quality": int(jpeg_quality)}
-    earlier = _read_manifest(dst, settings) if dst.is_dir() else {}
-    stall_limit(0.0, stall_timeout)  # a bad value (argument or environment) fails here, before DST is made
-    had_manifest = (dst / MANIFEST).is_file()
-    created = ensure_writable_dir(dst, flag="DST")
-    new_tops = [dst / c for c in corruptions if not (dst / c).exists()]
-    try:
-        return _corrupt_into(src, dst, rels, corruptions, severities, settings, earlier, workers, progress,
-                             stall_timeout)
-    except BaseException:
-        _undo_failed_start(dst, created, had_manifest, new_tops)
-        raise
+    return {"seed": int(seed), "size": None if size is None else int(size), "jpeg_quality": int(jpeg_quality)}
 
 
-def _corrupt_into(src: Path, dst: Path, rels: list[str], corruptions: list[str], severities: list[int],
-                  settings: dict, earlier: dict, workers: int | None, progress: bool,
-                  stall_timeout: float | None) -> CorruptionRun:
-    """corrupt_dataset once its arguments are checked and DST exists."""
+def _undo_failed_shard_start(dst: Path, shard: Shard, had_record: bool, rels: list[str], corruptions: list[str],
+                             severities: list[int]) -> None:
+    """A shard that failed before finishing any of its outputs removes its record (which would pin its settings)
+    and its redraw log; folders stay, as other shards may be writing into them."""
+    if had_record:
+        return
+    for rel in shard.select(rels):
+        if any((dst / c / str(s) / rel).is_file() for c in corruptions for s in severities):
+            return
+    shard.record_path(dst).unlink(missing_ok=True)
+    (dst / shard.redraw_log).unlink(missing_ok=True)
+    for folder in (dst / shard.redraw_log).parent, dst:  # only when empty: another shard may hold them
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+
+
+def _plan(src: Path, dst: Path, rels: list[str], corruptions: list[str], severities: list[int], settings: dict,
+          log: str) -> tuple[list[tuple], int, set[Path]]:
+    """(jobs, outputs already there, output folders to create) for the source images ``rels``. Temporary files an
+    interrupted run left are removed; a shard (``log`` is its own) removes only those of its images, as the
+    other shards may be writing beside them."""
     listings: dict[Path, set[str]] = {}
+    own = None if log == REDRAW_LOG else set(rels)
 
-    def finished(out_dir: Path) -> set[str]:
+    def finished(out_dir: Path, parent: str) -> set[str]:
         if out_dir not in listings:
             names = set(os.listdir(out_dir)) if out_dir.is_dir() else set()
-            for name in [n for n in names if _TEMP.match(n)]:  # left by an interrupted run
-                (out_dir / name).unlink(missing_ok=True)
+            for name in [n for n in names if _TEMP.match(n)]:
+                if own is None or posixpath.join(parent, _TEMP_OF.match(name).group(1)) in own:
+                    (out_dir / name).unlink(missing_ok=True)
                 names.discard(name)
             listings[out_dir] = names
         return listings[out_dir]
@@ -825,34 +870,68 @@ def _corrupt_into(src: Path, dst: Path, rels: list[str], corruptions: list[str],
     seed, size, quality = settings["seed"], settings["size"], settings["jpeg_quality"]
     jobs, skipped, folders = [], 0, set()
     for rel in rels:
-        parent, name = os.path.split(rel)
+        parent, name = posixpath.split(rel)
         pairs = []
         for corruption in corruptions:
             for severity in severities:
                 out_dir = dst / corruption / str(severity) / parent
-                if name in finished(out_dir):
+                if name in finished(out_dir, parent):
                     skipped += 1
                 else:
                     pairs.append((corruption, severity))
                     folders.add(out_dir)
         if pairs:
-            jobs.append((str(src / rel), rel, pairs, str(dst), seed, size, quality))
-    listings.clear()
-    megapixels = _check_sources(src, [job[1] for job in jobs], size,
+            job = (str(src / rel), rel, pairs, str(dst), seed, size, quality)
+            jobs.append(job if log == REDRAW_LOG else job + (log,))
+    return jobs, skipped, folders
+
+
+def _corrupt_into(src: Path, dst: Path, rels: list[str], corruptions: list[str], severities: list[int],
+                  settings: dict, earlier: dict, workers: int | None, progress: bool,
+                  stall_timeout: float | None, shard: Shard | None = None, record: dict | None = None) -> CorruptionRun:
+    """corrupt_dataset once its arguments are checked and DST exists."""
+    mine = rels if shard is None else shard.select(rels)
+    log = REDRAW_LOG if shard is None else shard.redraw_log
+    jobs, skipped, folders = _plan(src, dst, mine, corruptions, severities, settings, log)
+    megapixels = _check_sources(src, [job[1] for job in jobs], settings["size"],
                                 resumed_without_size=bool(earlier) and earlier.get("size", 0) is None)
-    manifest = _record_manifest(dst, earlier, settings, corruptions, severities, src.resolve())
-    _fold_redraw_log(dst, manifest)
+    if shard is None:
+        manifest, manifest_path = _record_manifest(dst, earlier, settings, corruptions, severities, src.resolve()), None
+    else:  # a shard's progress and redraws go to its own record; the merge writes the manifest
+        manifest_path = shard.record_path(dst)
+        manifest = {**record, "redrawn": _previous_redraws(manifest_path)}
+        write_record(dst, shard, manifest)
+    _fold_redraw_log(dst, manifest, manifest_path, log)
     for out_dir in sorted(folders):  # once per folder here, not once per file in the workers
         out_dir.mkdir(parents=True, exist_ok=True)
 
-    run = CorruptionRun(dst=dst, corruptions=corruptions, severities=severities, images=len(rels),
+    run = CorruptionRun(dst=dst, corruptions=corruptions, severities=severities, images=len(mine),
                         written=0, skipped=skipped)
-    if not jobs:
-        return run
+    if jobs:
+        _run_all(jobs, workers, progress, stall_limit(megapixels, stall_timeout), run, dst, manifest, manifest_path,
+                 log)
+    if shard is not None:
+        manifest["finished"] = True
+        write_record(dst, shard, manifest)
+    run.redrawn = dict(sorted(run.redrawn.items()))
+    return run
+
+
+def _previous_redraws(record_path: Path) -> dict:
+    """The redraws an earlier run of this shard recorded (its outputs are kept, so their records must be)."""
+    try:
+        return dict(json.loads(record_path.read_text()).get("redrawn", {}))
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
+def _run_all(jobs: list[tuple], workers: int | None, progress: bool, limit: float, run: CorruptionRun, dst: Path,
+             manifest: dict, manifest_path: Path | None, log: str) -> None:
+    """Every job, in this process or the pool, counted into ``run``; the redraw log is folded at the end."""
     n_workers = _available_cores() if workers is None else int(workers)
     n_workers = max(1, min(n_workers, len(jobs)))
     total = sum(len(job[2]) for job in jobs)
-    results = _run_jobs(jobs, n_workers, stall_limit(megapixels, stall_timeout))
+    results = _run_jobs(jobs, n_workers, limit)
     try:
         with progress_bar(total=total, desc="corrupt", enabled=progress, unit="img") as bar:
             for written, redrawn, kind, message in results:
@@ -865,6 +944,4 @@ def _corrupt_into(src: Path, dst: Path, rels: list[str], corruptions: list[str],
                     raise RuntimeError(message)
     finally:
         results.close()  # stops the pool now if we leave early
-        _fold_redraw_log(dst, manifest)
-    run.redrawn = dict(sorted(run.redrawn.items()))
-    return run
+        _fold_redraw_log(dst, manifest, manifest_path, log)
