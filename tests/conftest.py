@@ -10,6 +10,9 @@ import sys
 import pytest
 
 os.environ.setdefault("VENTRALKIT_NO_PROGRESS", "1")
+# no test downloads weights by accident (--pretrained downloads a missing file); tests/test_weights_download.py
+# lifts it for its local server
+os.environ.setdefault("VENTRALKIT_OFFLINE", "1")
 
 #: seconds one test may run before the whole run stops with the stack of every thread (faulthandler, which also
 #: reports a hang inside C code): a hang fails in minutes instead of holding CI until its own limit. The slowest

@@ -16,7 +16,8 @@ import torch.nn as nn
 from ..errors import CheckpointError, ConfigError
 from .preprocessing import Preprocessing, checkpoint_preprocessing, resolve
 from .registry import build_model, canonical_name, model_info, state_dict_converter
-from .weights import CHECKPOINT_FORMAT, extract_state_dict, load_weights, pretrained_path, read_checkpoint
+from .download import known_sha256
+from .weights import CHECKPOINT_FORMAT, extract_state_dict, load_weights, pretrained_check, read_checkpoint
 
 
 @dataclass
@@ -30,6 +31,7 @@ class LoadedModel:
     classes: list[str] | None = None
     preprocessing: Preprocessing | None = None  # how to feed it (resolved once, in load_model)
     config: dict = field(default_factory=dict)  # the training config of a ventralkit checkpoint
+    weights_sha256: str | None = None  # of the weights file (recorded in the weights folder's hashes.json)
 
     @property
     def info(self):
@@ -48,6 +50,7 @@ class LoadedModel:
     def describe(self) -> dict:
         """What to record in a results file so the numbers can be traced to their weights and preprocessing."""
         return {"model": self.name, "weights": self.weights, "weights_file": self.source,
+                "weights_sha256": self.weights_sha256,
                 "model_kwargs": dict(self.config.get("model_kwargs") or {}), "num_classes": self.info.num_classes,
                 "image_size": self.image_size, "eval_transform": self.eval_transform,
                 "preprocessing": self.preprocessing.to_dict()}
@@ -83,7 +86,8 @@ def load_model(
 
     - ``checkpoint``: an original file (CORnet model zoo, V1-ResNet ``main.py``, micromind), a state dict
       or a ventralkit checkpoint; the classifier takes the file's class count unless ``num_classes`` says
-      otherwise. ``pretrained``: the published file from the weights folder. Neither: random weights.
+      otherwise. ``pretrained``: the published file from the weights folder, downloaded and checked when
+      missing (``models.download``). Neither: random weights.
     - ``reset_classifier``: load everything, then a fresh classifier of ``num_classes`` (fine-tuning).
     - ``trust``: allow a file that needs full unpickling (it could run code; refused by default).
     - ``image_size`` / ``preprocess`` (any of the three vocabularies, ``preprocessing.MODE_ALIASES``):
@@ -94,7 +98,7 @@ def load_model(
     """
     if pretrained and checkpoint:
         raise ConfigError("give --pretrained or --ckpt_path (checkpoint=...), not both")
-    ckpt, meta, source = None, {}, None
+    ckpt, meta, source, sha256 = None, {}, None, None
     if checkpoint is not None:
         source = str(checkpoint)
         ckpt = read_checkpoint(checkpoint, trust=trust)
@@ -110,7 +114,8 @@ def load_model(
     info = model_info(name)  # an unknown name fails here, in one line
     kwargs = {**(config.get("model_kwargs") or {}), **(model_kwargs or {})}
     if pretrained:
-        source = str(pretrained_path(info))
+        checked = pretrained_check(info)  # downloads a missing file; the hash policy of models/download.py
+        source, sha256 = str(checked.path), checked.sha256
         ckpt = read_checkpoint(source, trust=trust)
     file_classes = meta.get("num_classes")
     state = None
@@ -138,7 +143,10 @@ def load_model(
     preprocessing = resolve(stored, image_size=image_size, mode=preprocess)
     # the model carries how to feed it, so an analysis given only the module feeds it the trained size
     model.preprocessing = preprocessing
-    return LoadedModel(model, name, weights, source, classes, preprocessing=preprocessing, config=config)
+    if checkpoint is not None:
+        sha256 = known_sha256(source)
+    return LoadedModel(model, name, weights, source, classes, preprocessing=preprocessing, config=config,
+                       weights_sha256=sha256)
 
 
 def _build(name: str, num_classes: int | None, kwargs: dict) -> nn.Module:
@@ -185,7 +193,7 @@ def create_model(
 
     ``checkpoint`` accepts an original checkpoint file, a plain state dict or a ventralkit checkpoint
     (whose class count, model options and preprocessing are used); ``pretrained`` looks for the original
-    published file in the weights folder (never downloads). With either, this is ``load_model(...).model``:
+    published file in the weights folder (downloaded and checked when missing). With either, this is ``load_model(...).model``:
     one loader. Files load safely (``weights_only``); ``trust=True`` allows one that needs full unpickling.
     The returned model carries ``model.info`` (a ``ModelInfo`` adjusted to the kwargs and weights used).
     """

@@ -1,7 +1,7 @@
 """Reading weights: original model-zoo files, plain state dicts and ventralkit checkpoints.
 
-Nothing is ever downloaded: ``pretrained=True`` only looks in the weights folder
-(``$VENTRALKIT_WEIGHTS``, default ``~/.cache/ventralkit/weights``) and says where to fetch the file.
+``pretrained=True`` takes the published file from the weights folder (``$VENTRALKIT_WEIGHTS``, default
+``~/.cache/ventralkit/weights``), downloading and checking it first when it is missing (``download.py``).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import torch.nn as nn
 
 from ..errors import CheckpointError
 from ..files import RunPaths
+from .download import weights_dir  # noqa: F401  (the folder, defined without torch)
 from .registry import ModelInfo
 
 #: the ``format`` tag of the checkpoints ventralkit's engine writes (``engine.checkpoint``), by which a
@@ -29,27 +30,22 @@ CHECKPOINT_FORMAT = "ventralkit"
 _PREFIXES = ("module.", "_orig_mod.")
 
 
-def weights_dir() -> Path:
-    env = os.environ.get("VENTRALKIT_WEIGHTS")
-    if env:
-        return Path(env).expanduser()
-    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache) / "ventralkit" / "weights"
-
-
 def pretrained_path(info: ModelInfo) -> Path:
+    """The model's published weights file, downloaded when missing and checked (``pretrained_check``)."""
+    return pretrained_check(info).path
+
+
+def pretrained_check(info: ModelInfo):
+    """The checked published file of a registered model (a ``download.FileCheck``: path, sha256, status),
+    downloaded into the weights folder when missing."""
     if info.weights is None:
         raise CheckpointError(
             f"{info.name} has no published weights; train it or pass a checkpoint file"
         )
-    path = weights_dir() / info.weights.filename
-    if not path.is_file():
-        raise CheckpointError(
-            f"pretrained weights for {info.name} not found: put {info.weights.filename} in "
-            f"{weights_dir()} (set VENTRALKIT_WEIGHTS to change the folder); download it by hand "
-            f"from {info.weights.url}"
-        )
-    return path
+    from .download import ensure_weights
+    from .weights_table import entry_for_model
+
+    return ensure_weights(entry_for_model(info.name, info.weights.filename, info.weights.url))
 
 
 def _numpy_globals() -> list:

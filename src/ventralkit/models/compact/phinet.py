@@ -243,7 +243,7 @@ _INFO = dict(
     num_classes=1000,
     weights=WeightsFile(
         "micromind_imagenet_v7_state_dict.pth.tar",
-        "https://huggingface.co/micromind/ImageNet (gated: request access, then v7/state_dict.pth.tar)",
+        "https://huggingface.co/micromind/ImageNet/resolve/main/v7/state_dict.pth.tar",  # gated: weights_table.json
     ),
     description="PhiNet a0.9 b0.5 t4 L7 (micromind), the CIFAR-100 head study's backbone",
     extra={"spec": "docs/reference/heads.md 1.1-1.2", "backbone": "phinet", "head": "linear"},
