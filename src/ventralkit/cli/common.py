@@ -117,7 +117,8 @@ def add_model_args(p: argparse.ArgumentParser, inference: bool = False) -> None:
                    help="classifier outputs (default: the checkpoint's, else the model's)")
     add_shared(g, "ckpt_path")
     g.add_argument("--pretrained", action="store_true",
-                   help="load the original published weights from the weights folder ($VENTRALKIT_WEIGHTS)")
+                   help="the original published weights (downloaded into $VENTRALKIT_WEIGHTS and checked when missing: "
+                        "ventralkit weights)")
     if inference:
         g.add_argument("--random_init", action="store_true",
                        help="untrained weights (default without --ckpt_path: the published weights)")
