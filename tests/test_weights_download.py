@@ -65,12 +65,14 @@ def no_network(monkeypatch):
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     """Serves ``server.files``; ``server.plan`` changes the next answers: ``cut_after`` (bytes, once), ``range``
-    (honour Range, default True), ``sleep`` (seconds before the body), ``wrong`` (other bytes), ``delay``
+    (honour Range, default True), ``sleep_headers`` / ``sleep`` (seconds before the headers / the body),
+    ``wrong`` (other bytes), ``delay``
     (seconds per 256 KiB, a slow server)."""
 
     def do_GET(self):  # noqa: N802 - http.server's name
         srv = self.server
         srv.requests.append((self.path, self.headers.get("Range")))
+        time.sleep(srv.plan.get("sleep_headers", 0))
         body = srv.files.get(self.path)
         if body is None:
             self.send_error(404)
@@ -184,6 +186,8 @@ def test_pretrained_downloads_a_missing_file_and_loads_it(folder, server, payloa
     assert "never measured on the file" in msg
     record = json.loads((folder / "hashes.json").read_text())["files"][FILE]
     assert record["sha256"] == _sha(payload) and record["status"] == "prefix differs" and record["size"] == len(payload)
+    # a checkpoint given by path: its sha256 too
+    assert load_model("cornet_z", checkpoint=path).describe()["weights_sha256"] == _sha(payload)
 
 
 def test_unconfirmed_prefix_warns_once_then_later_loads_compare_with_the_record(folder, server, payload,
@@ -253,15 +257,17 @@ def test_interrupted_download_then_retry_continues(folder, server, payload, hono
     assert server.requests[1] == (URL_PATH, "bytes=3000000-")
 
 
-def test_download_that_times_out_is_one_line_and_leaves_no_file(folder, server, payload, monkeypatch):
+@pytest.mark.parametrize("where", ["sleep", "sleep_headers"])
+def test_download_that_times_out_is_one_line_and_leaves_no_file(folder, server, payload, monkeypatch, where):
     monkeypatch.setenv("VENTRALKIT_DOWNLOAD_TIMEOUT", "0.3")
-    server.plan["sleep"] = 1.5
+    server.plan[where] = 1.5
     began = time.monotonic()
     with pytest.raises(download.DownloadError) as err:
         download.ensure_weights(weights_table.find_entry("cornet_z"))
     assert time.monotonic() - began < 1.4
     msg = str(err.value)
-    assert "\n" not in msg and "timed out: no data for 0.3 s" in msg and "VENTRALKIT_DOWNLOAD_TIMEOUT" in msg
+    expected = "timed out: no data for 0.3 s" if where == "sleep" else "failed (no answer within 0.3 s)"
+    assert "\n" not in msg and expected in msg and "run the command again" in msg
     assert not (folder / FILE).exists()
     monkeypatch.setenv("VENTRALKIT_DOWNLOAD_TIMEOUT", "nope")
     with pytest.raises(ConfigError, match="VENTRALKIT_DOWNLOAD_TIMEOUT='nope' must be a positive number"):
