@@ -34,9 +34,13 @@ def register(sub) -> None:
                    help="module names, e.g. V1.output V4.output (default: the model's areas)")
     g.add_argument("--time_steps", "--time_step", dest="time_steps", type=int, nargs="+", default=None,
                    metavar="K", help="which calls of recurrent modules, 0 = first, -1 = last (default: all)")
+    g.add_argument("--areas", nargs="+", default=None, metavar="FILE",
+                   help="commitment file(s) (`neural --commit` writes commitment.json): extract each area's committed "
+                        "layer at its committed time step")
     g.add_argument("--format", choices=["npy", "hdf5"], default="npy")
-    g.add_argument("--transform", choices=["square", "center"], default="square",
-                   help="square Resize((s, s)) as CORnet run.py test (default) or Resize + CenterCrop")
+    g.add_argument("--transform", choices=["square", "center"], default=None,
+                   help="square Resize((s, s)) as CORnet run.py test (default for registered models) or Resize + "
+                        "CenterCrop (default for torchvision/timm/file models: their weights' own resize and crop)")
     g.add_argument("--dtype", choices=["float32", "float16"], default="float32", help="stored precision")
     g.add_argument("--overwrite", action="store_true",
                    help="replace the features of an earlier run in -o (its files are removed once this run is done)")
@@ -44,36 +48,119 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..analysis.features import claim_output_dir, extract_features
+    from ..analysis.features import claim_output_dir, default_transform, extract_features
     from ..errors import ConfigError
-    from .common import (amp_mode, channels_last_flag, load_model_from_args, output_folder, report_skipped,
-                         resolve_device)
+    from .common import amp_mode, channels_last_flag, load_model_from_args, output_folder, resolve_device
 
+    from ..engine.ranks import world_size
+
+    if world_size() > 1:  # under torchrun: each rank a share of the images, rank 0 writes the files
+        return _run_ranks(args)
     device = resolve_device(args)
     if args.dataset and args.dataset != "folder":
         raise ConfigError("features are extracted from image files: give --data_path (a folder of images)")
     if not args.data_path:
         raise ConfigError("--data_path is required: a folder of images")
     out = Path(args.output_path)
+    commitments = _read_areas(args)  # checked before anything is written or loaded
     claim_output_dir(out, args.overwrite)  # before the model is loaded; extract_features checks again
     with output_folder(out):
         loaded = load_model_from_args(args)
         model = loaded.model
+        args.transform = args.transform or default_transform(model)  # a torchvision/timm model: its weights' crop
         size = loaded.image_size  # --imsize, else the checkpoint's training size, else the model's
         steps = args.time_steps
+        layers, steps = _committed_layers(commitments, model, loaded.name) if commitments else (args.layers, steps)
         feats = extract_features(
-            model, args.data_path, layers=args.layers, time_steps=steps[0] if steps and len(steps) == 1 else steps,
+            model, args.data_path, layers=layers, time_steps=steps[0] if isinstance(steps, list) and len(steps) == 1
+            else steps,
             batch_size=args.batch_size or 64, workers=args.workers, image_size=size, transform=args.transform,
             device=device, output_dir=out, format=args.format, progress=not args.no_progress,
             channels_last=channels_last_flag(args), amp=amp_mode(args), dtype=args.dtype,
             on_bad_image=args.on_bad_image, overwrite=args.overwrite,
         )
+    _print_summary(loaded.name, size, args.transform, feats, out)
+    return 0
+
+
+def _print_summary(name: str, size: int, transform: str, feats, out: Path) -> None:
+    from .common import report_skipped
+
     n = next(iter(feats.values())).shape[0]
-    print(f"{loaded.name}: {n} images, {len(feats)} arrays ({size} px, {args.transform} resize)")
-    for name, arr in feats.items():
-        print(f"  {name}: {arr.shape[1]} features")
+    print(f"{name}: {n} images, {len(feats)} arrays ({size} px, {transform} resize)")
+    for key, arr in feats.items():
+        print(f"  {key}: {arr.shape[1]} features")
     report_skipped(feats.skipped, out)
     files = json.loads((out / "features.json").read_text())["files"]
     extra = ["skipped.txt"] if feats.skipped else []
     print("wrote " + ", ".join(str(out / f) for f in files + ["images.txt", "features.json"] + extra))
-    return 0
+
+
+def _run_ranks(args) -> int:
+    """``torchrun ... -m ventralkit.cli features``: the checks and the model on every rank (one line from rank 0 for
+    a mistake), rank 0's weights everywhere, then ``analysis.features_ranks``; rank 0 prints the summary."""
+    import torch
+
+    from ..analysis.features import default_transform
+    from ..analysis.features_ranks import extract_features_ranks
+    from ..engine.distributed import rank_device
+    from ..engine.ranks import agree, broadcast_weights, join, leave, report_on_main
+    from .common import amp_mode, channels_last_flag, load_model_from_args, resolve_device
+
+    def prepare():
+        from ..errors import ConfigError
+
+        device = rank_device(resolve_device(args))
+        if args.dataset and args.dataset != "folder":
+            raise ConfigError("features are extracted from image files: give --data_path (a folder of images)")
+        if not args.data_path:
+            raise ConfigError("--data_path is required: a folder of images")
+        commitments = _read_areas(args)
+        loaded = load_model_from_args(args)
+        args.transform = args.transform or default_transform(loaded.model)
+        layers, steps = (_committed_layers(commitments, loaded.model, loaded.name) if commitments
+                         else (args.layers, args.time_steps))
+        return device, loaded, layers, steps[0] if isinstance(steps, list) and len(steps) == 1 else steps
+
+    def body() -> int:
+        device, loaded, layers, steps = agree(prepare, info, "loading the model")
+        broadcast_weights(loaded.model)
+        feats = extract_features_ranks(
+            loaded.model, args.data_path, args.output_path, info, overwrite=args.overwrite,
+            batch_size=args.batch_size or 64, progress=not args.no_progress, layers=layers, time_steps=steps,
+            workers=args.workers, image_size=loaded.image_size, transform=args.transform, device=device,
+            format=args.format, channels_last=channels_last_flag(args), amp=amp_mode(args), dtype=args.dtype,
+            on_bad_image=args.on_bad_image)
+        if info.is_main:
+            _print_summary(loaded.name, loaded.image_size, args.transform, feats, Path(args.output_path))
+        return 0
+
+    info = join(torch.device("cpu"))  # gloo: the ranks exchange only small objects and CPU weights
+    try:
+        return report_on_main(info, body)
+    finally:
+        leave()
+
+
+def _read_areas(args):
+    """--areas: the commitment file(s), read and checked (their layers are checked once the model is loaded)."""
+    from ..errors import ConfigError
+    from ..models.commitment_file import read_commitments
+
+    if not args.areas:
+        return None
+    if args.layers or args.time_steps is not None:
+        raise ConfigError("give --areas FILE or --layers / --time_steps, not both: the commitment file names the "
+                          "layers and time steps")
+    return read_commitments(args.areas)
+
+
+def _committed_layers(commitments, model, name: str) -> tuple[list[str], dict[str, list[int]]]:
+    """The committed modules and, per module, the committed time steps (-1: the last), each module checked to exist."""
+    from ..models.commitment_file import check_modules
+
+    check_modules(commitments, (n for n, _ in model.named_modules()), f"model {name}")
+    steps: dict[str, list[int]] = {}
+    for c in commitments.areas.values():
+        steps.setdefault(c.module, []).extend(c.time_steps)
+    return list(steps), steps

@@ -47,6 +47,8 @@ def register(sub) -> None:
                    help="NaN in the responses is an error (default: leave the trial out, or drop the neuroid)")
     g.add_argument("-o", "--output_path", required=True, help="output folder (created if needed)")
     g.add_argument("--no_figure", action="store_true", help="skip scores.png")
+    _add_mapping_args(p)
+    _add_rsa_args(p)
     f = p.add_argument_group("features first (instead of --features)")
     f.add_argument("--layers", nargs="+", default=None, metavar="MODULE",
                    help="with --model: modules to extract (default: the model's brain-area commitments)")
@@ -54,6 +56,23 @@ def register(sub) -> None:
     add_data_args(p)
     add_inference_args(p)
     p.set_defaults(func=run)
+
+
+def _add_mapping_args(p) -> None:
+    """--area, --commit, --select_fraction, --areas, --time_bins (docs/neural.md: layer-to-area mapping, time)."""
+    m = p.add_argument_group("layer-to-area mapping and time")
+    m.add_argument("--area", default=None, metavar="NAME",
+                   help="the brain area of the responses, e.g. IT (default with --commit: --responses_key)")
+    m.add_argument("--commit", action="store_true",
+                   help="choose the layer x time step on part of the stimuli, score it on the rest "
+                        "(commitment.json, mapping.csv)")
+    m.add_argument("--select_fraction", type=float, default=None, metavar="F",
+                   help="with --commit: fraction of the stimuli that chooses (default 0.5)")
+    m.add_argument("--areas", nargs="+", default=None, metavar="FILE",
+                   help="commitment file(s): score only the committed layer x time step (of --area if given)")
+    m.add_argument("--time_bins", default=None, metavar="FILE",
+                   help="responses (stimuli, neuroids, bins) or (repetitions, stimuli, neuroids, bins); FILE: one "
+                        "'start,end' ms line per bin; every time step is scored per bin")
 
 
 def _positive(value: str) -> int:
@@ -65,12 +84,20 @@ def _positive(value: str) -> int:
 
 def run(args) -> int:
     out = _output_folder(args)
+    _check_rsa_flags(args)
     inputs = _read_inputs(args)  # everything is read and checked before OUT is created
+    _read_rsa_inputs(args, inputs)
     _check_responses(args, inputs, report=True)
+    if inputs.bins is not None:
+        return _run_time_bins(args, inputs, out)
     with _removed_on_failure(out):
         feats, sources = _features(args, inputs, out)
         result = _fit(args, inputs, feats, sources)
+        mapping = _select(args, inputs, feats, sources) if args.commit else None
     files = _write_results(args, result, inputs, out)
+    if mapping is not None:
+        files += _write_mapping(args, inputs, mapping, out)
+        print(mapping.summary())
     _print_summary(result, files)
     return 0
 
@@ -86,6 +113,10 @@ class _Inputs:
     names: list[str] | None  # --stimuli
     groups: list[str] | None  # --groups
     rows: object = None  # the feature row of each response row (None: the same order)
+    commitments: object = None  # --areas (models.commitment_file.Commitments)
+    bins: list | None = None  # --time_bins: (start, end) ms; the responses are then bins_first (bins, ..., N, K)
+    subjects: object = None  # --subjects / --subject_axis: the subject of each neuroid (column)
+    runs: object = None  # --runs: the run of each repetition
 
 
 def _output_folder(args) -> Path:
@@ -101,15 +132,51 @@ def _output_folder(args) -> Path:
     out = Path(args.output_path)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"-o {out} is a file; give a folder")
+    _check_mapping_flags(args)
     return out
+
+
+def _check_mapping_flags(args) -> None:
+    """--commit, --areas, --time_bins, --select_fraction and --layers that cannot go together, in one line."""
+    from ..analysis.neural.mapping import check_select_fraction
+    from ..errors import ConfigError
+
+    if args.commit and args.areas:
+        raise ConfigError("give --commit (choose a layer per area) or --areas FILE (use a commitment), not both")
+    if args.commit and args.time_bins:
+        raise ConfigError("--commit scores one response per stimulus; drop --time_bins (or average the bins) to commit")
+    if args.commit and not _area(args):
+        raise ConfigError("--commit needs --area NAME: the brain area the responses were recorded in (e.g. IT)")
+    if args.select_fraction is not None and not args.commit:
+        raise ConfigError("--select_fraction needs --commit")
+    if args.commit:
+        check_select_fraction(_select_fraction(args))
+    if args.areas and args.layers:
+        raise ConfigError("give --areas FILE or --layers, not both: the commitment file names the layers")
+
+
+def _area(args) -> str | None:
+    return args.area or args.responses_key
+
+
+def _select_fraction(args) -> float:
+    from ..analysis.neural.mapping import DEFAULT_SELECT_FRACTION
+
+    return DEFAULT_SELECT_FRACTION if args.select_fraction is None else args.select_fraction
 
 
 def _read_inputs(args) -> _Inputs:
     """Responses, the features folder (or the image list to extract from), --stimuli and --groups."""
     from ..analysis.neural.io import match_stimuli, read_features, read_lines, read_responses
+    from ..analysis.neural.timebins import bins_first, read_time_bins
     from ..errors import ConfigError
+    from ..models.commitment_file import read_commitments
 
-    responses = read_responses(args.responses, args.responses_key)
+    bins = read_time_bins(args.time_bins) if args.time_bins else None
+    responses = read_responses(args.responses, args.responses_key, binned=bins is not None or args.subject_axis)
+    if bins is not None:
+        responses = bins_first(responses, len(bins), f"--responses {args.responses}")
+    commitments = read_commitments(args.areas) if args.areas else None
     if args.features is not None:
         feats, images = read_features(args.features)
         unread = _unread_stimuli(args.features)
@@ -129,7 +196,23 @@ def _read_inputs(args) -> _Inputs:
     if unread:  # a features folder made with --on_bad_image skip: its unreadable stimuli have no row
         responses, names, groups = _without_stimuli(responses, names, groups, len(images), unread, args.features)
     rows = match_stimuli(names, images) if names is not None else None
-    return _Inputs(responses, images, feats, unread, names, groups, rows)
+    if commitments is not None and feats is not None:
+        feats = _committed(args, commitments, feats, f"--features {args.features}")
+    elif commitments is not None:  # --model: extract the committed modules (every time step), then keep those
+        args.layers = list(dict.fromkeys(c.module for c in commitments.areas.values()))
+    return _Inputs(responses, images, feats, unread, names, groups, rows, commitments, bins)
+
+
+def _committed(args, commitments, feats: dict, what: str) -> dict:
+    """The feature arrays the commitment names (of --area only, when given); with --time_bins every time step of
+    the committed modules. A layer or time step ``what`` lacks is one line listing close names."""
+    from ..models.commitment_file import committed_features, split_feature_name
+
+    names = committed_features(commitments, feats, what, [args.area] if args.area else None)
+    if args.time_bins:
+        modules = {split_feature_name(n)[0] for n in names.values()}
+        return {k: v for k, v in feats.items() if split_feature_name(k)[0] in modules}
+    return {name: feats[name] for name in dict.fromkeys(names.values())}
 
 
 def _check_responses(args, inputs: _Inputs, report: bool) -> None:
@@ -141,10 +224,22 @@ def _check_responses(args, inputs: _Inputs, report: bool) -> None:
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        check_inputs(len(inputs.images), inputs.responses, args.metrics, inputs.groups, args.splits, args.ceiling,
-                     args.strict, inputs.rows, where=f"--responses {args.responses}")
-    for w in caught if report else ():
-        print(f"warning: {w.message}", file=sys.stderr)
+        where = f"--responses {args.responses}"
+        if inputs.bins is not None:
+            from ..analysis.neural.timebins import check_bins
+
+            check_bins(len(inputs.images), inputs.responses, inputs.bins, args.metrics, inputs.groups, args.splits,
+                       args.ceiling, args.strict, inputs.rows, where)
+        else:
+            check_inputs(len(inputs.images), inputs.responses, args.metrics, inputs.groups, args.splits,
+                         args.ceiling, args.strict, inputs.rows, where=where, **_rsa_check_kwargs(args, inputs))
+        if args.commit:
+            from ..analysis.neural.mapping import check_selection
+
+            check_selection(len(inputs.images), inputs.responses, args.metrics[0], inputs.groups, args.splits,
+                            args.ceiling, args.strict, inputs.rows, _select_fraction(args), args.seed, where)
+    for message in dict.fromkeys(str(w.message) for w in caught) if report else ():
+        print(f"warning: {message}", file=sys.stderr)
 
 
 def _features(args, inputs: _Inputs, out: Path) -> tuple[dict, dict[str, str]]:
@@ -164,6 +259,8 @@ def _features(args, inputs: _Inputs, out: Path) -> tuple[dict, dict[str, str]]:
             inputs.responses, inputs.names, inputs.groups, len(inputs.images), inputs.unread, out / "features")
         inputs.rows = match_stimuli(inputs.names, inputs.images) if inputs.names is not None else None
         _check_responses(args, inputs, report=False)  # its warnings were reported by the first check
+    if inputs.commitments is not None:
+        feats = _committed(args, inputs.commitments, feats, f"--model {args.model or args.ckpt_path}")
     return feats, sources
 
 
@@ -176,28 +273,90 @@ def _fit(args, inputs: _Inputs, feats, sources):
         warnings.simplefilter("ignore")  # the drop was reported above
         return neural_fit(feats, inputs.responses, metrics=args.metrics, groups=inputs.groups, splits=args.splits,
                           seed=args.seed, ceiling=args.ceiling, strict=args.strict, rows=inputs.rows,
-                          progress=not args.no_progress, sources=sources)
+                          progress=not args.no_progress, sources=sources, **_rsa_kwargs(args, inputs))
 
 
 def _write_results(args, result, inputs: _Inputs, out: Path) -> list[Path]:
     """scores.csv, per_neuroid.csv, run.json and (unless --no_figure) scores.png in OUT."""
-    import numpy as np
-
     from ..analysis.neural.report import plot_scores, write_run, write_scores
 
     files = write_scores(result, out)
-    run_inputs = {"features": str(Path(args.features).resolve()) if args.features else str(out / "features"),
-                  "responses": str(Path(args.responses).resolve()), "responses_key": args.responses_key,
-                  "stimuli": args.stimuli and str(Path(args.stimuli).resolve()),
-                  "groups": args.groups and str(Path(args.groups).resolve()),
-                  "model": args.model, "data_path": args.data_path,
-                  "response_shape": list(np.shape(inputs.responses)),
-                  "unreadable_stimuli_left_out": [path for _, path in inputs.unread]}
-    files.append(write_run(result, out, run_inputs))
+    files.append(write_run(result, out, _run_inputs(args, inputs, out)))
     if not args.no_figure:
         files.append(plot_scores(result, out / "scores.png", title=f"features: {args.features}" if args.features
                                  else f"model: {args.model or args.ckpt_path}"))
     return files
+
+
+def _run_inputs(args, inputs: _Inputs, out: Path) -> dict:
+    """The inputs as run.json records them (absolute paths, the response shape, what was left out)."""
+    import numpy as np
+
+    return {"features": str(Path(args.features).resolve()) if args.features else str(out / "features"),
+            "responses": str(Path(args.responses).resolve()), "responses_key": args.responses_key,
+            "stimuli": args.stimuli and str(Path(args.stimuli).resolve()),
+            "groups": args.groups and str(Path(args.groups).resolve()),
+            "model": args.model, "data_path": args.data_path,
+            "response_shape": list(np.shape(inputs.responses) if inputs.bins is None
+                                   else np.shape(np.moveaxis(inputs.responses, 0, -1))),
+            "areas": [str(Path(a).resolve()) for a in args.areas or ()], "area": args.area,
+            "time_bins": args.time_bins and str(Path(args.time_bins).resolve()),
+            "unreadable_stimuli_left_out": [path for _, path in inputs.unread]}
+
+
+def _select(args, inputs: _Inputs, feats, sources):
+    """--commit: the layer x time step chosen on part of the stimuli, scored on the rest (``mapping.select_layer``)."""
+    import warnings
+
+    from ..analysis.neural.mapping import select_layer
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # reported by the first check
+        return select_layer(feats, inputs.responses, _area(args), metric=args.metrics[0],
+                            select_fraction=_select_fraction(args), groups=inputs.groups, splits=args.splits,
+                            seed=args.seed, ceiling=args.ceiling, strict=args.strict, rows=inputs.rows,
+                            progress=not args.no_progress, sources=sources, where=f"--responses {args.responses}")
+
+
+def _write_mapping(args, inputs: _Inputs, mapping, out: Path) -> list[Path]:
+    """commitment.json and mapping.csv, with the inputs and the version as provenance."""
+    from ..analysis.neural.mapping import write_mapping
+    from ..version import __version__
+
+    return write_mapping([mapping], out, {"made_by": f"ventralkit {__version__} neural --commit",
+                                          "inputs": _run_inputs(args, inputs, out)})
+
+
+def _run_time_bins(args, inputs: _Inputs, out: Path) -> int:
+    """--time_bins: every layer x time step against every bin (time_scores.csv, time_mapping.csv, run.json and
+    time_scores.png), and per bin the time step the default mapping commits beside the best one."""
+    import warnings
+
+    import numpy as np
+
+    from ..analysis.neural.timebins import area_module, score_time_bins, time_mapping, write_time_results
+
+    with _removed_on_failure(out):
+        feats, sources = _features(args, inputs, out)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # reported by the first check
+            result = score_time_bins(feats, np.moveaxis(inputs.responses, 0, -1), inputs.bins, metrics=args.metrics,
+                                     groups=inputs.groups, splits=args.splits, seed=args.seed, ceiling=args.ceiling,
+                                     strict=args.strict, rows=inputs.rows, progress=not args.no_progress,
+                                     sources=sources, where=f"--responses {args.responses}")
+    found = area_module(Path(args.features) if args.features else out / "features", args.area, inputs.commitments)
+    mapping = time_mapping(result, args.area, found["module"], found["windows"])
+    module = found["module"]
+    run = {"inputs": _run_inputs(args, inputs, out), "area": args.area, "model": found["model"], "module": module,
+           "time_mapping": found["time_mapping"]}
+    files = write_time_results(result, mapping, out, run, module, figure=not args.no_figure,
+                               title=f"{args.area or 'responses'}: {module or 'every layer'}")
+    for r in mapping:
+        committed = r["committed_feature"] or "--"
+        print(f"{r['metric']} {r['bin_start']:g}-{r['bin_end']:g} ms: committed {committed}, "
+              f"best step {r.get('best_step_feature') or '--'}, best layer {r['best_feature'] or '--'}")
+    print("wrote " + ", ".join(str(p) for p in files))
+    return 0
 
 
 def _print_summary(result, files: list[Path]) -> None:
@@ -290,3 +449,73 @@ def _without_stimuli(responses, names, groups, n_rows_read: int, unread: list[tu
     responses = np.take(np.asarray(responses), keep, axis=-2)
     pick = (lambda seq: None if seq is None else [seq[i] for i in keep])
     return responses, pick(names), (pick(groups) if groups is not None and len(groups) == n else groups)
+
+
+# --------------------------------------------------------------------------- RSA options (the rdm metric)
+
+
+def _add_rsa_args(p) -> None:
+    """--rdm_method, --comparator, --subjects, --subject_axis, --runs (docs/neural.md: RSA as rsatoolbox computes it)."""
+    from ..analysis.neural.rsa import COMPARATORS, RDM_METHODS
+
+    r = p.add_argument_group("RSA (the rdm metric, as rsatoolbox computes it)")
+    r.add_argument("--rdm_method", choices=RDM_METHODS, default="correlation",
+                   help="RDM of the responses (default correlation; mahalanobis and crossnobis whiten by the noise "
+                        "estimated from the repetitions; the model's RDM is then euclidean)")
+    r.add_argument("--comparator", choices=COMPARATORS, default="spearman", help="RDM comparison (default spearman)")
+    s = r.add_mutually_exclusive_group()
+    s.add_argument("--subjects", default=None, metavar="FILE",
+                   help="subject (or session) of each neuroid, one per line: one RDM per subject, score = mean over "
+                        "subjects, rsatoolbox's leave-one-subject-out noise ceiling")
+    s.add_argument("--subject_axis", action="store_true",
+                   help="the responses' first axis is subjects: (subjects, stimuli, neuroids) or (subjects, "
+                        "repetitions, stimuli, neuroids)")
+    r.add_argument("--runs", default=None, metavar="FILE",
+                   help="run (session) of each repetition, one per line; crossnobis cross-validates over them")
+
+
+def _rsa_given(args) -> list[str]:
+    """The RSA flags given with other values than the defaults."""
+    given = [f"--{k} {getattr(args, k)}" for k, d in (("rdm_method", "correlation"), ("comparator", "spearman"))
+             if getattr(args, k) != d]
+    return given + [f"--{k}" for k in ("subjects", "subject_axis", "runs") if getattr(args, k)]
+
+
+def _check_rsa_flags(args) -> None:
+    """RSA flags only where they apply: with the rdm metric, not (yet) with --time_bins or --commit."""
+    from ..errors import ConfigError
+
+    given = _rsa_given(args)
+    if not given:
+        return
+    if "rdm" not in args.metrics and [g for g in given if not g.startswith(("--subject", "--runs"))]:
+        raise ConfigError(f"{given[0]} sets the rdm metric; add rdm to --metrics")
+    for flag, on in (("--time_bins", getattr(args, "time_bins", None)), ("--commit", getattr(args, "commit", False))):
+        if on:
+            raise ConfigError(f"{given[0]} cannot be combined with {flag} yet; score the RSA in a separate run "
+                              f"without {flag}")
+
+
+def _read_rsa_inputs(args, inputs) -> None:
+    """--subject_axis (the responses' subjects side by side), --subjects and --runs into ``inputs``."""
+    from ..analysis.neural.io import read_lines
+    from ..analysis.neural.rsa_scoring import flatten_subject_axis
+
+    if args.subject_axis:
+        inputs.responses, inputs.subjects = flatten_subject_axis(inputs.responses, f"--responses {args.responses}")
+    elif args.subjects:
+        inputs.subjects = read_lines(args.subjects, "--subjects")
+    if args.runs:
+        inputs.runs = read_lines(args.runs, "--runs")
+
+
+def _rsa_kwargs(args, inputs) -> dict:
+    return {"rdm_method": args.rdm_method, "comparator": args.comparator, "subjects": inputs.subjects,
+            "runs": inputs.runs}
+
+
+def _rsa_check_kwargs(args, inputs) -> dict:
+    from ..analysis.neural.rsa_scoring import RSAOptions
+
+    return {"rsa_options": RSAOptions(args.rdm_method, args.comparator), "subjects": inputs.subjects,
+            "runs": inputs.runs}

@@ -65,6 +65,30 @@ def region_layer_map(model: nn.Module, time_steps: dict[str, int] | None = None)
     return out
 
 
+def commitment_region_map(model: nn.Module, commitments) -> dict[str, str]:
+    """Region -> Brain-Score layer name from a commitment file (``--areas``; a path, paths or ``Commitments``).
+
+    Each committed layer must be a module of ``model`` (else one line with close names); a time step the
+    registry bounds (a committed area's module) must be within its steps. ``null`` (-1) is the last call:
+    the plain module name, which the wrapper records at its last call.
+    """
+    from ..models.commitment_file import Commitments, check_modules, read_commitments
+
+    if not isinstance(commitments, Commitments):
+        commitments = read_commitments(commitments, flag="commitment")
+    info = getattr(model, "info", None)
+    check_modules(commitments, (n for n, _ in model.named_modules()), f"model {getattr(info, 'name', 'the model')}")
+    bounds = {c.module: c.time_steps for c in area_commitments(model).values()}
+    out = {}
+    for area, c in commitments.areas.items():
+        step = c.time_steps[0]
+        if c.module in bounds and step >= len(bounds[c.module]):
+            raise ConfigError(f"commitment {commitments.source.get(area, '')}: area {area!r} commits {c.module} at "
+                              f"time step {step}, but it runs at steps 0..{len(bounds[c.module]) - 1}")
+        out[area] = c.module if step < 0 else f"{c.module}-t{step}"
+    return out
+
+
 def _wrapper_class(PytorchWrapper):
     class TimeStepWrapper(PytorchWrapper):
         """PytorchWrapper that understands ``<module>-t<k>`` layer names (call k of a module)."""
@@ -94,6 +118,7 @@ def brainscore_model(
     pretrained: bool = False,
     visual_degrees: float = 8,
     time_steps: dict[str, int] | None = None,
+    commitment=None,
     **model_kwargs,
 ):
     """A Brain-Score ``ModelCommitment`` for a registered name or a model built by ``create_model``.
@@ -102,6 +127,8 @@ def brainscore_model(
     else ``info.input_size``; its mean/std; Brain-Score's resize-to-square); ``visual_degrees`` is the
     field of view the input spans (Brain-Score's default 8);
     the behavioural read-out is the model's ``decoder`` commitment (the pooled features).
+    ``commitment``: a commitment file (``neural --commit``'s commitment.json; a path, paths or ``Commitments``)
+    whose area -> layer x time step replaces the registry's region map (not with ``time_steps``).
     """
     PytorchWrapper, load_preprocess_images, ModelCommitment = _import_brainscore()
     if isinstance(model, str):
@@ -110,7 +137,9 @@ def brainscore_model(
     if info is None:
         raise ConfigError("the model has no .info (input size, normalisation, areas); build it with "
                           "ventralkit.create_model")
-    regions = region_layer_map(model, time_steps)
+    if commitment is not None and time_steps:
+        raise ConfigError("give time_steps or a commitment file, not both: the file names each area's time step")
+    regions = commitment_region_map(model, commitment) if commitment is not None else region_layer_map(model, time_steps)
     if not regions:
         raise ConfigError(f"{info.name} commits no module to {', '.join(BRAIN_AREAS)}; nothing to score")
     identifier = identifier or info.name
@@ -121,6 +150,7 @@ def brainscore_model(
     wrapper.image_size = pre.image_size  # Brain-Score places stimuli using the wrapper's image size
     names = brainscore_layers(area_commitments(model))
     layers = [name for area in (*BRAIN_AREAS, "decoder") for name in names.get(area, [])]
+    layers += [name for name in regions.values() if name not in layers]  # committed layers outside the registry's
     readout = names["decoder"][-1] if "decoder" in names else None
     return ModelCommitment(identifier=identifier, activations_model=wrapper, layers=layers,
                            behavioral_readout_layer=readout, region_layer_map=regions,

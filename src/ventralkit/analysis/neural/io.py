@@ -86,11 +86,12 @@ def feature_sources(folder, feats) -> dict[str, str]:
     return {name: f"--features {folder / (name + '.npy')}" for name in feats}
 
 
-def read_responses(path, key: str | None = None) -> np.ndarray:
+def read_responses(path, key: str | None = None, binned: bool = False) -> np.ndarray:
     """Responses (N, K) or (R, N, K) from ``.npy``, ``.npz`` / ``.h5`` (array ``key``, or the only one), or CSV.
 
     A CSV has one row per stimulus and one column per neuroid; a first row that is not numeric is a
-    header and is skipped. Empty cells are NaN.
+    header and is skipped. Empty cells are NaN. ``binned``: the array is returned as read, for the time-bin
+    reader to check (``timebins.binned_array``: a last axis of time bins).
     """
     path = Path(path)
     flag = f"--responses {path}"
@@ -118,7 +119,7 @@ def read_responses(path, key: str | None = None) -> np.ndarray:
         raise
     except (ValueError, OSError, KeyError) as err:
         raise DataError(f"{flag}: cannot be read ({err})") from None
-    return response_array(arr, flag)
+    return np.asarray(arr) if binned else response_array(arr, flag)
 
 
 def response_array(arr, where: str) -> np.ndarray:
