@@ -25,6 +25,7 @@ from ...errors import ConfigError, DataError
 from . import metrics as M
 from .io import response_array
 from .registry import Halves, LayerView, get_metric, metric_names, resolve_metrics
+from .rsa_scoring import RSAContext, RSAOptions, check_rsa_inputs, prepare_rsa
 
 CEILING_SPLITS = 10
 #: below this many stimuli the N x N linear algebra runs on one BLAS thread (see ``_small_blas``)
@@ -107,10 +108,16 @@ class _Checked:
     missing_values: int = 0  # NaN / infinite values left out of the averages (kept neuroids)
     missing_trials: int = 0  # (repetition, stimulus) trials holding one
     constant: np.ndarray | None = None  # (K,) bool: kept neuroid responds the same to every stimulus
+    rsa_options: RSAOptions = field(default_factory=RSAOptions)  # the ``rdm`` metric's method and comparator
+    subjects: np.ndarray | None = None  # (K,) subject label of each kept neuroid (None: one population)
+    runs: np.ndarray | None = None  # (R,) run label of each repetition
+    rsa: RSAContext | None = None  # the ``rdm`` metric's neural RDMs and ceiling (``neural_fit``)
+
 
 
 def check_inputs(n_features: int, responses, metrics=("pls",), groups=None, splits: int = 10, ceiling=None,
-                 strict: bool = False, rows=None, where: str = "responses") -> _Checked:
+                 strict: bool = False, rows=None, where: str = "responses", rsa_options: RSAOptions | None = None,
+                 subjects=None, runs=None) -> _Checked:
     """Validate everything ``neural_fit`` needs before any work; one-line ``VentralkitError`` otherwise.
 
     ``where`` names the input in messages (the CLI passes the file name). The checks run in a fixed
@@ -141,9 +148,12 @@ def check_inputs(n_features: int, responses, metrics=("pls",), groups=None, spli
         raise DataError(f"{where}: {n} stimuli; the metrics need at least 4")
     y = _trial_mean(arr)
     constant = _constant_neuroids(y, where)
+    rsa_options = rsa_options if rsa_options is not None and "rdm" in metrics else RSAOptions()
+    subjects, runs = check_rsa_inputs(rsa_options, r, k, subjects, runs, ceiling, missing_values > 0, where)
     return _Checked(y=y, reps=arr if r >= 2 else None, kept=kept, dropped=dropped, groups=groups,
                     rows=rows, metrics=metrics, n_features=n_features, n_repetitions=r,
-                    missing_values=missing_values, missing_trials=missing_trials, constant=constant)
+                    missing_values=missing_values, missing_trials=missing_trials, constant=constant,
+                    rsa_options=rsa_options, subjects=None if subjects is None else subjects[kept], runs=runs)
 
 
 # the warnings below are raised two calls deeper than check_inputs' own were: stacklevel 4 names the same caller
@@ -372,7 +382,8 @@ def _score_gram(feat, g, s, d, checked: _Checked, split_list) -> dict[str, tuple
                  else CONSTANT_FEATURES if _constant_features(g) else "")
     if undefined:  # every metric is 0 / 0 here (and PLS would divide by a zero score)
         return {m: (float("nan"), None, undefined) for m in checked.metrics}
-    layer = LayerView(feat, idx, g, s, d, checked.y, split_list)  # its ``z`` is computed once, for every regression
+    layer = LayerView(feat, idx, g, s, d, checked.y, split_list,  # its ``z`` is computed once, for every regression
+                      rsa=checked.rsa)
     out: dict[str, tuple[float, np.ndarray | None, str]] = {}
     for m in checked.metrics:
         scored = get_metric(m).score(layer)
@@ -411,6 +422,10 @@ def neural_fit(
     rows: Sequence[int] | None = None,
     progress: bool = False,
     sources: Mapping[str, str] | None = None,
+    rdm_method: str = "correlation",
+    comparator: str = "spearman",
+    subjects: Sequence | None = None,
+    runs: Sequence | None = None,
 ) -> NeuralResult:
     """Score features against neural responses with Brain-Score's metrics.
 
@@ -430,11 +445,21 @@ def neural_fit(
     rows: the feature row of each response row (default: the same order).
     sources: optional layer name -> how to name it in an error (the CLI passes the file).
 
+    rdm_method, comparator: the ``rdm`` metric's RDM of the responses (``euclidean``, ``correlation``,
+        ``mahalanobis``, ``crossnobis``, ``poisson``) and RDM comparator (``spearman``, ``rho-a``, ``tau-a``,
+        ``pearson``, ``cosine``, ``corr_cov``, ``cosine_cov``), as rsatoolbox computes them (``rsa.py``,
+        ``rsa_scoring.py``); the defaults are the built-in ``rdm``.
+    subjects: the subject (or session) of each neuroid: the ``rdm`` metric is then the mean over subjects of
+        each subject's comparison, ceiled by rsatoolbox's leave-one-subject-out noise ceiling (upper bound;
+        both bounds in ``options["rsa"]``).
+    runs: the run (session) of each repetition; ``crossnobis`` cross-validates over them (at least 2).
+
     A score that cannot be computed is NaN and its row's ``note`` says why (constant features or
     responses, no repetitions, a ceiling <= 0 ...).
     """
     items = _feature_items(features)
-    checked = check_inputs(int(items[0][1].shape[0]), responses, metrics, groups, splits, ceiling, strict, rows)
+    checked = check_inputs(int(items[0][1].shape[0]), responses, metrics, groups, splits, ceiling, strict, rows,
+                           rsa_options=RSAOptions(rdm_method, comparator), subjects=subjects, runs=runs)
     per_split = any(get_metric(m).per_split for m in checked.metrics)
     split_list = M.regression_splits(len(checked.rows), checked.groups, splits, seed) if per_split else []
     if checked.reps is not None and ceiling is not False and not checked.constant.all():
@@ -443,6 +468,7 @@ def neural_fit(
     else:
         ceilings, neuroid_ceiling = {m: float("nan") for m in checked.metrics}, None
     ceiling_notes = _ceiling_notes(checked, ceilings, ceiling)
+    _prepare_rsa(checked, ceilings, ceiling_notes, ceiling, seed)
 
     from ...engine.progress import progress_bar
 
@@ -462,9 +488,23 @@ def neural_fit(
                "ridge_alpha": M.RIDGE_ALPHA, "ridgecv_alphas": [M.RIDGECV_ALPHAS[0], M.RIDGECV_ALPHAS[-1],
                                                                 len(M.RIDGECV_ALPHAS)],
                "ceiling_splits": CEILING_SPLITS if neuroid_ceiling is not None else 0}
+    if checked.rsa is not None:
+        options["rsa"] = checked.rsa.record()
     return NeuralResult(rows=rows_out, per_neuroid=per_neuroid, ceilings=ceilings, neuroid_ceiling=neuroid_ceiling,
                         neuroids=[int(i) for i in checked.kept], n_stimuli=len(checked.rows),
                         n_repetitions=checked.n_repetitions,
                         dropped_neuroids=checked.dropped, options=options,
                         missing_values=checked.missing_values, missing_trials=checked.missing_trials,
                         constant_neuroids=int(checked.constant.sum()))
+
+
+def _prepare_rsa(checked: _Checked, ceilings: dict, notes: dict, ceiling, seed: int) -> None:
+    """The ``rdm`` metric's neural RDMs and ceiling under the fit's RSA options, once (``rsa_scoring``); with other
+    options than the built-in's, its ceiling (subject bounds, or the split-half one under those options) replaces
+    the split-half one computed with the others."""
+    if "rdm" not in checked.metrics or (checked.constant is not None and checked.constant.all()):
+        return
+    checked.rsa = prepare_rsa(checked.y, checked.reps, checked.rsa_options, checked.subjects, checked.runs,
+                              ceiling, seed)
+    if not checked.rsa.builtin:
+        ceilings["rdm"], notes["rdm"] = checked.rsa.ceiling, checked.rsa.ceiling_note

@@ -44,8 +44,10 @@ class LayerView:
     regression metric was asked for). ``z`` is computed on first use and shared by the metrics of the layer.
     """
 
-    def __init__(self, feat, rows: np.ndarray, g: np.ndarray, s: np.ndarray, d: int, y: np.ndarray, splits):
+    def __init__(self, feat, rows: np.ndarray, g: np.ndarray, s: np.ndarray, d: int, y: np.ndarray, splits,
+                 rsa=None):
         self.feat, self.rows, self.g, self.s, self.d, self.y, self.splits = feat, rows, g, s, d, y, splits
+        self.rsa = rsa  # the ``rdm`` metric's RSA options and neural RDMs (``rsa_scoring.RSAContext``) or None
 
     @functools.cached_property
     def z(self) -> np.ndarray:
@@ -182,7 +184,13 @@ def regression_score(make_regressor: Callable[[int], object]) -> Callable[[Layer
 
 
 def rdm_score(layer: LayerView) -> MetricScore:
-    """Spearman's rho between the model's and the responses' RDMs (1 - Pearson r between stimuli)."""
+    """Spearman's rho between the model's and the responses' RDMs (1 - Pearson r between stimuli); under other RSA
+    options (RDM method, comparator, subjects: ``layer.rsa``) rsatoolbox's definitions (``rsa_scoring.rsa_score``)."""
+    if layer.rsa is not None and not layer.rsa.builtin:
+        from .rsa_scoring import rsa_score
+
+        raw, note, _ = rsa_score(layer)  # (the bootstrap's resampler: not in this tree yet)
+        return MetricScore(raw, None, note)
     model_rdm, neural_rdm = M.rdm_from_gram(layer.g, layer.s, layer.d), M.rdm(layer.y)
     raw = M.compare_rdms(model_rdm, neural_rdm)
     return MetricScore(raw, None, "" if np.isfinite(raw) else _rdm_note(model_rdm, neural_rdm))
