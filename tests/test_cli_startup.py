@@ -29,7 +29,7 @@ def _imports_torch(*argv) -> tuple[bool, str]:
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["corrupt", "--help"], ["plot", "--help"], ["compare", "--help"],
-                                  ["prepare", "--help"], ["models"], ["models", "cornet_*"]])
+                                  ["prepare", "--help"], ["models"], ["models", "cornet_*"], ["weights", "list"]])
 def test_torch_free_commands_do_not_import_torch(argv):
     torch, out = _imports_torch(*argv)
     assert not torch, out
