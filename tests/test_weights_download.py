@@ -276,7 +276,7 @@ def test_download_that_times_out_is_one_line_and_leaves_no_file(folder, server, 
 
 def test_http_error_and_unreachable_host_are_one_line(folder, server, monkeypatch):
     monkeypatch.setenv("VENTRALKIT_WEIGHTS_URL", server.base + "/elsewhere")
-    with pytest.raises(download.DownloadError, match="HTTP 404 .*set VENTRALKIT_WEIGHTS_URL to a mirror"):
+    with pytest.raises(download.DownloadError, match="HTTP 404 .*check that the mirror VENTRALKIT_WEIGHTS_URL=http"):
         download.ensure_weights(weights_table.find_entry("cornet_z"))
     monkeypatch.delenv("VENTRALKIT_WEIGHTS_URL")  # the real host: the guard refuses it, as a dead network would
     with pytest.raises(download.DownloadError) as err:

@@ -304,12 +304,21 @@ def _open(url: str, part: Path, timeout: float, label: str):
             part.unlink()
             return _open(url, part, timeout, label)
         raise DownloadError(f"downloading {label} from {url} failed: HTTP {err.code} {err.reason}; "
-                            f"{_advice(part, mirror=True)}") from None
+                            f"{_refused_advice(label)}") from None
     except (URLError, OSError, http.client.HTTPException, ValueError) as err:
         reason = getattr(err, "reason", None) or err
         if isinstance(reason, (TimeoutError, socket.timeout)):
             reason = f"no answer within {timeout:g} s"
         raise DownloadError(f"downloading {label} from {url} failed ({reason}); {_advice(part, mirror=True)}") from None
+
+
+def _refused_advice(label: str) -> str:
+    """What to do when the server answered but refused (a wrong mirror path, a file that moved, no access)."""
+    mirror = os.environ.get(MIRROR_ENV, "").strip()
+    if mirror:
+        return f"check that the mirror {MIRROR_ENV}={mirror} holds the file under the original path"
+    return (f"get {label} by hand and `ventralkit weights import FILE`, or set {MIRROR_ENV} to a mirror that "
+            "holds it")
 
 
 def _advice(part: Path, mirror: bool = False) -> str:
@@ -396,7 +405,8 @@ def _write_part(fh, chunk: bytes | None, part: Path, got: int, total: int | None
             _write_chunk(fh, chunk)
     except OSError as err:
         if err.errno not in NO_SPACE:
-            raise
+            raise CheckpointError(f"cannot write {part} while downloading {label} ({err.strerror or err}); set "
+                                  "VENTRALKIT_WEIGHTS to another folder") from None
         with contextlib.suppress(OSError):
             fh.close()
         part.unlink(missing_ok=True)
