@@ -53,7 +53,7 @@ test-brainscore: $(BS_STAMP)
 
 # rsatoolbox 0.3.2 for tests/test_rsa_agreement.py, in its own folder (never a dependency, never in .venv): it
 # runs in a subprocess with PYTHONPATH=.peers/rsatoolbox. .venv already has its numpy/scipy/scikit-learn/
-# scikit-image/matplotlib/h5py/tqdm/joblib/networkx; only pandas is added beside it. ~10 s from the registry.
+# scikit-image/matplotlib/h5py/tqdm/joblib/networkx; only pandas is added beside it. ~15 s from the registry.
 PEER_RSA := .peers/rsatoolbox
 
 .PHONY: peer-rsatoolbox peers
