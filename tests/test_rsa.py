@@ -298,6 +298,23 @@ def test_cli_rsa_options_reach_the_files(tmp_path, capsys):
     assert info["ceiling_lower"] < info["ceiling_upper"] == pytest.approx(run["ceiling"]["rdm"])
 
 
+def test_cli_subject_axis_is_the_same_population_as_a_label_file(tmp_path, capsys):
+    rng = np.random.default_rng(11)
+    feats, resp = _write(tmp_path, rng)
+    common = ["--features", str(feats), "--metrics", "rdm", "--rdm_method", "crossnobis", "--runs",
+              _lines(tmp_path / "runs.txt", "abcd"), "--comparator", "corr_cov", "--no_progress", "--no_figure"]
+    rc = cli_main(["neural", *common, "--responses", str(tmp_path / "resp.npy"), "--subjects",
+                   _lines(tmp_path / "subj.txt", np.repeat([0, 1, 2], 8)), "-o", str(tmp_path / "labels")])
+    assert rc == 0, capsys.readouterr().err
+    stacked = np.stack([resp[:, :, i * 8:(i + 1) * 8] for i in range(3)])  # (subjects, reps, stimuli, neuroids)
+    np.save(tmp_path / "stacked.npy", stacked)
+    rc = cli_main(["neural", *common, "--responses", str(tmp_path / "stacked.npy"), "--subject_axis",
+                   "-o", str(tmp_path / "axis")])
+    assert rc == 0, capsys.readouterr().err
+    a = (tmp_path / "labels" / "scores.csv").read_text()
+    assert a == (tmp_path / "axis" / "scores.csv").read_text() and "good-t0,rdm," in a
+
+
 def _fails(tmp_path, capsys, argv, match):
     out = tmp_path / "bad_out"
     rc = cli_main(["neural", *argv, "-o", str(out), "--no_progress", "--no_figure"])
@@ -325,3 +342,4 @@ def test_cli_bad_rsa_input_one_line_exit_2_nothing_written(tmp_path, capsys):
         _fails(tmp_path, capsys, [*base, *extra], match)
     one_rep = ["--features", str(feats), "--responses", str(tmp_path / "one_rep.npy"), "--metrics", "rdm"]
     _fails(tmp_path, capsys, [*one_rep, "--rdm_method", "mahalanobis"], "needs repeated trials")
+    _fails(tmp_path, capsys, [*one_rep, "--subject_axis"], "(subjects, stimuli, neuroids) or (subjects, repetitions")
