@@ -22,6 +22,7 @@ _LAZY = {
     "load": "ventralkit.models.loading",
     "load_model": "ventralkit.models.loading",
     "LoadedModel": "ventralkit.models.loading",
+    "wrap": "ventralkit.models.sources",
     "TrainConfig": "ventralkit.engine.config",
     "evaluate": "ventralkit.engine.evaluate",
     "extract_features": "ventralkit.analysis.features",
@@ -30,6 +31,7 @@ _LAZY = {
     "probe_v1": "ventralkit.analysis.v1_probe",
     "brainscore_model": "ventralkit.integrations.brainscore",
     "neural_fit": "ventralkit.analysis.neural",
+    "behaviour_fit": "ventralkit.analysis.behaviour",
 }
 
 __all__ = ["VentralkitError", "train", *_LAZY]

@@ -462,13 +462,20 @@ def _record_all(runner: InferenceRunner, loader, sinks: _Sinks, bar) -> None:
             sinks.after_pass(step.n)
 
 
+def default_transform(model) -> str:
+    """``"center"`` for a model from torchvision, timm or the user (fed as its weights were trained: their resize
+    and crop), ``"square"`` for a registered model (CORnet ``run.py test``'s ``Resize((s, s))``)."""
+    info = getattr(model, "info", None)
+    return "center" if (getattr(info, "extra", None) or {}).get("source") else "square"
+
+
 def extract_features(
     model: nn.Module | str,
     data: str | os.PathLike | Sequence[str | os.PathLike] | Dataset,
     layers: Iterable[str] | str | None = None,
     time_steps: TimeSteps = None,
     batch_size: int = 64, workers: int | None = None, image_size: int | None = None,
-    transform: str | Callable = "square", device: str | torch.device | None = None,
+    transform: str | Callable | None = None, device: str | torch.device | None = None,
     output_dir: str | os.PathLike | None = None, format: str = "npy",  # noqa: A002  (the flag's name)
     progress: bool = True, channels_last: bool | None = None, amp: str = "none", dtype: str = "float32",
     forward_batch: int | None = None, on_bad_image: str = "error", overwrite: bool | None = False,
@@ -484,7 +491,9 @@ def extract_features(
     time_steps: None = every call of each module (CORnet-S ``V4.output`` gives t0..t3); an int or a
         list of ints for every layer; or a dict layer -> steps. Out of range -> ``ConfigError``.
     transform: ``"square"`` = CORnet ``run.py test`` (``Resize((s, s))``, no crop), ``"center"`` =
-        evaluation (``Resize(s*256/224)`` + ``CenterCrop(s)``), or any callable PIL -> tensor;
+        evaluation (``Resize(s*256/224)`` + ``CenterCrop(s)``; a torchvision/timm model: its weights' own resize,
+        crop and interpolation), or any callable PIL -> tensor; None (default): ``"square"`` for a registered
+        model, ``"center"`` for a model from torchvision, timm or the user (``models.sources``);
         ``s`` = ``image_size`` or the model's preprocessing's (``model.preprocessing`` from the loader: the
         size it was trained at; else its native ``info.input_size``); normalisation from the model's metadata.
     device: where the model runs (default: where its parameters are; the model is moved there and back).
@@ -508,6 +517,8 @@ def extract_features(
         model = create_model(model)
     _check_options(format, dtype, batch_size, workers, forward_batch)
     info = _info_of(model)
+    if transform is None:
+        transform = default_transform(model)
     layers = _resolve_layers(model, info, layers)
     dev = torch.device(device) if device is not None else model_device(model)
     workers, threads = loader_workers(workers, dev)

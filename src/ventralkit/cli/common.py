@@ -76,7 +76,12 @@ class OptionSpec:
 
 #: the options several commands take; ``add_shared(group, name, ...)`` declares them (``train`` too)
 SHARED_OPTIONS: dict[str, OptionSpec] = {spec.dest: spec for spec in (
-    OptionSpec(("--model",), "model", "registered name or CORnet letter Z|R|RT|S|S100"),
+    OptionSpec(("--model",), "model", "registered name or CORnet letter Z|R|RT|S|S100; torchvision:NAME, timm:NAME "
+               "(`ventralkit models --source torchvision|timm` lists them), or path/to/file.py:factory (this RUNS "
+               "that Python file and calls factory(): name only files you trust)"),
+    OptionSpec(("--weights",), "weights", "weights of a torchvision/timm model: DEFAULT, or a name such as IMAGENET1K_V2 "
+               "(torchvision) or a1_in1k (a timm tag); downloaded and checked by that library (default: random "
+               "initialisation for train, DEFAULT for the other commands); registered models: DEFAULT = --pretrained"),
     OptionSpec(("--ckpt_path", "--checkpoint"), "ckpt_path",
                "weights: an original checkpoint, a state dict or a ventralkit checkpoint"),
     OptionSpec(("-j", "--workers"), "workers",
@@ -118,7 +123,8 @@ def add_model_args(p: argparse.ArgumentParser, inference: bool = False) -> None:
     add_shared(g, "ckpt_path")
     g.add_argument("--pretrained", action="store_true",
                    help="the original published weights (downloaded into $VENTRALKIT_WEIGHTS and checked when missing: "
-                        "ventralkit weights)")
+                        "ventralkit weights); for a torchvision/timm model: --weights DEFAULT")
+    add_shared(g, "weights")
     if inference:
         g.add_argument("--random_init", action="store_true",
                        help="untrained weights (default without --ckpt_path: the published weights)")
@@ -152,36 +158,56 @@ def model_kwargs(args: argparse.Namespace) -> dict:
 def load_model_from_args(args: argparse.Namespace):
     """The model the shared flags describe, through the one loader (``models.loading.load_model``).
 
-    Weights: ``--ckpt_path``, ``--pretrained``, ``--random_init``; with none of them, the published
+    Weights: ``--ckpt_path``, ``--pretrained``, ``--weights``, ``--random_init``; with none of them, the published
     weights where the model has them (as CORnet's ``run.py test``), else a one-line error. A ventralkit
     checkpoint supplies the model, its options, class count, class names and preprocessing (image size);
     ``--imsize`` replaces the size in ``loaded.preprocessing`` (and ``model.preprocessing``)."""
     from ..errors import CheckpointError
     from ..models.loading import load_model
-    from ..models.registry import model_info
 
-    random_init = getattr(args, "random_init", False)
-    given = [f for f, on in (("--ckpt_path", args.ckpt_path), ("--pretrained", args.pretrained),
-                             ("--random_init", random_init)) if on]
-    if len(given) > 1:
-        raise ConfigError(f"give one of {' / '.join(given)}, not both")
     name = model_name(args.model) if args.model else None
-    pretrained, implied = args.pretrained, False
-    if not given:
-        name = name or "cornet_z"  # the original run.py default
-        if model_info(name).weights is None:
-            raise ConfigError(f"{name} has no published weights; pass --ckpt_path FILE "
-                              "(or --random_init for untrained weights)")
-        pretrained = implied = True
+    name, pretrained, weights, implied = weights_choice(args, name)
     try:
         return load_model(name, checkpoint=args.ckpt_path, pretrained=pretrained, num_classes=args.num_classes,
-                          model_kwargs=model_kwargs(args), trust=args.trust_checkpoint,
+                          model_kwargs=model_kwargs(args), trust=args.trust_checkpoint, weights=weights,
                           image_size=getattr(args, "image_size", None))  # --imsize: into the preprocessing
     except CheckpointError as err:
         if implied:
             raise CheckpointError(f"{err} (the published weights are the default; pass --ckpt_path FILE, or "
                                   "--random_init for untrained weights)") from None
         raise
+
+
+def weights_choice(args: argparse.Namespace, name: str | None) -> tuple:
+    """``(name, pretrained, weights, implied)`` from ``--ckpt_path`` / ``--pretrained`` / ``--weights`` /
+    ``--random_init`` (at most one). None of them: the published weights where the model has them (a
+    torchvision/timm model: its DEFAULT weights; a file's factory: the weights it builds). ``--weights DEFAULT``
+    of a registered model is ``--pretrained``."""
+    from ..models.model_spec import is_source_spec, parse_spec
+    from ..models.registry import model_info
+
+    random_init, weights = getattr(args, "random_init", False), getattr(args, "weights", None)
+    given = [f for f, on in (("--ckpt_path", args.ckpt_path), ("--pretrained", args.pretrained),
+                             ("--weights", weights), ("--random_init", random_init)) if on]
+    if len(given) > 1:
+        raise ConfigError(f"give one of {' / '.join(given)}, not both")
+    pretrained, implied = args.pretrained, False
+    if weights is not None and not is_source_spec(name or "cornet_z"):
+        if str(weights).upper() != "DEFAULT":
+            raise ConfigError(f"--weights {weights}: a registered model has one set of published weights, "
+                              "--weights DEFAULT (= --pretrained)")
+        pretrained, weights = True, None
+    if not given:
+        name = name or "cornet_z"  # the original run.py default
+        if is_source_spec(name):
+            if parse_spec(name).kind != "file":
+                weights, implied = "DEFAULT", True
+        elif model_info(name).weights is None:
+            raise ConfigError(f"{name} has no published weights; pass --ckpt_path FILE "
+                              "(or --random_init for untrained weights)")
+        else:
+            pretrained = implied = True
+    return name, pretrained, weights, implied
 
 
 def add_data_args(p: argparse.ArgumentParser) -> None:

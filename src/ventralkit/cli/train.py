@@ -126,6 +126,9 @@ def config_and_checkpoint(args) -> tuple:
         cfg = cfg.replace(model_kwargs={**cfg.model_kwargs, **kw})
     if cfg.model is None:
         raise ConfigError("--model is required")
+    from ..models.sources import refuse_unnamed_code
+
+    refuse_unnamed_code(cfg.model, flags.get("model"), args.resume or args.config or recipe or "the config")
     return cfg, state
 
 

@@ -68,6 +68,7 @@ class TrainConfig:
     checkpoint: str | None = option(None, shared="ckpt_path")  # initial weights (fine-tuning)
     pretrained: bool = option(False, shared="pretrained", group=OPTIMISATION, negative=("--no-pretrained", "--no_pretrained"),
                               negative_help="start from random weights although the recipe loads published ones")
+    weights: str | None = option(None, shared="weights")  # a torchvision/timm model's weights (None: random init)
     reset_classifier: bool = option(False, group=OPTIMISATION,  # after loading weights, a fresh classifier
                                     help="after loading --ckpt_path, a fresh classifier of --num_classes")
     trainable: list = option(factory=list, group=OPTIMISATION, item_type=str,  # module-name prefixes; empty = all
@@ -301,6 +302,8 @@ class TrainConfig:
             bad("label_smoothing", f"must be in [0, 1), got {self.label_smoothing}")
         if self.pretrained and self.checkpoint:
             bad("pretrained", "and --checkpoint are exclusive: give one")
+        if self.weights is not None and (self.checkpoint or self.pretrained):
+            bad("weights", f"and --{'checkpoint' if self.checkpoint else 'pretrained'} are exclusive: give one")
         if self.max_steps_per_epoch is not None and self.max_steps_per_epoch <= 0:
             bad("max_steps_per_epoch", "must be positive")
 

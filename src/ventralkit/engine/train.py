@@ -38,7 +38,8 @@ from ..files import RunPaths, link_or_copy, write_json
 from ..models.interface import check_input_size, unused_parameters
 from ..models.loading import load_model
 from ..models.preprocessing import Preprocessing, training_preprocessing
-from ..models.registry import count_parameters, model_info
+from ..models.registry import count_parameters
+from ..models.sources import model_info_for, run_folder_name
 from ..models.weights import CHECKPOINT_FORMAT, load_weights
 from ..version import __version__
 from . import distributed as dist
@@ -119,7 +120,7 @@ def run_stages(cfg: TrainConfig) -> TrainResult:
 
 
 def default_output_path(cfg: TrainConfig) -> str:
-    return str(Path("runs") / f"{cfg.model}-{time.strftime('%Y%m%d-%H%M%S')}")
+    return str(Path("runs") / f"{run_folder_name(cfg.model)}-{time.strftime('%Y%m%d-%H%M%S')}")
 
 
 # ---- the state of one run ------------------------------------------------------------------------------
@@ -276,7 +277,7 @@ def device_config(cfg: TrainConfig, device: torch.device, is_main: bool) -> Trai
 def build_data(cfg: TrainConfig, dinfo: dist.DistInfo, device: torch.device, paths: RunPaths,
                resuming: bool) -> Data:
     """Datasets and loaders; an image folder is listed and checked here, before the model is built."""
-    info = model_info(cfg.model)
+    info = model_info_for(cfg.model, cfg.weights)  # a torchvision/timm model: its weights' preprocessing
     splits = load_datasets(cfg.dataset, cfg.data_path, info, cfg.image_size, cfg.val_split, cfg.on_bad_image,
                            cfg.augment, cfg.eval_transform)
     pre = training_preprocessing(info, cfg.image_size or splits.image_size, cfg.eval_transform)
@@ -314,9 +315,11 @@ def make_loader(ds, cfg: TrainConfig, shuffle: bool, dinfo: dist.DistInfo, devic
 
 def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
     """The model with its initial weights: fresh, pretrained, or a checkpoint (with a new head if asked)."""
-    return load_model(cfg.model, checkpoint=cfg.checkpoint, pretrained=cfg.pretrained, num_classes=num_classes,
-                      model_kwargs=cfg.model_kwargs, reset_classifier=cfg.reset_classifier,
-                      trust=cfg.trust_checkpoint).model
+    loaded = load_model(cfg.model, checkpoint=cfg.checkpoint, pretrained=cfg.pretrained, weights=cfg.weights,
+                        num_classes=num_classes, model_kwargs=cfg.model_kwargs, reset_classifier=cfg.reset_classifier,
+                        trust=cfg.trust_checkpoint)
+    loaded.model.weights_provenance = loaded.provenance()  # where the initial weights came from: config.json
+    return loaded.model
 
 
 def resolve_trainable(model: nn.Module, trainable: list[str]) -> list[str]:
@@ -482,7 +485,8 @@ def open_records(run: Run) -> None:
         "config": cfg.to_dict(), **cfg.to_dict(), "sources": cfg.sources, "ventralkit_version": __version__,
         "git_commit": git_commit(), "num_params": count_parameters(run.core),
         "num_trainable": count_parameters(run.core, trainable_only=True), "classes": run.data.classes,
-        "world_size": run.dinfo.world_size, "preprocessing": run.data.pre.to_dict()})
+        "world_size": run.dinfo.world_size, "preprocessing": run.data.pre.to_dict(),
+        "model_source": getattr(run.core, "weights_provenance", None)})
 
 
 def git_commit() -> str | None:

@@ -15,7 +15,10 @@ import torch.nn as nn
 
 from ..errors import CheckpointError, ConfigError
 from .preprocessing import Preprocessing, checkpoint_preprocessing, resolve
+from .model_spec import is_source_spec
 from .registry import build_model, canonical_name, model_info, state_dict_converter
+from .sources import load_source, refuse_unnamed_code
+from .sources.adapt import set_num_classes
 from .download import known_sha256
 from .weights import CHECKPOINT_FORMAT, extract_state_dict, load_weights, pretrained_check, read_checkpoint
 
@@ -47,10 +50,20 @@ class LoadedModel:
         """How evaluation images are prepared (``preprocessing.mode``: resize_crop | none from a checkpoint)."""
         return self.preprocessing.mode
 
+    def provenance(self) -> dict:
+        """Where the model came from (``models.sources``): library and version, weights name, file and sha256,
+        Brain-Score's commitment used as its areas, what the preprocessing was read from; for a registered
+        model, the registry and its weights file."""
+        record = (getattr(self.info, "extra", None) or {}).get("source")
+        if record:
+            return dict(record)
+        return {"spec": self.name, "library": "ventralkit", "weights": self.weights,
+                "weights_file": self.source, "weights_sha256": self.weights_sha256}
+
     def describe(self) -> dict:
         """What to record in a results file so the numbers can be traced to their weights and preprocessing."""
         return {"model": self.name, "weights": self.weights, "weights_file": self.source,
-                "weights_sha256": self.weights_sha256,
+                "weights_sha256": self.weights_sha256, "source": self.provenance(),
                 "model_kwargs": dict(self.config.get("model_kwargs") or {}), "num_classes": self.info.num_classes,
                 "image_size": self.image_size, "eval_transform": self.eval_transform,
                 "preprocessing": self.preprocessing.to_dict()}
@@ -81,6 +94,7 @@ def load_model(
     trust: bool = False,
     image_size: int | None = None,
     preprocess: str | None = None,
+    weights: str | None = None,
 ) -> LoadedModel:
     """Build ``name`` (or the checkpoint's model) and load its weights.
 
@@ -95,6 +109,10 @@ def load_model(
       or an older ventralkit checkpoint's training config) or the model's metadata. The result is
       ``LoadedModel.preprocessing`` and ``model.preprocessing``; ``model.info.input_size`` stays the
       architecture's native size.
+    - ``name`` may be a source spec (``models.model_spec``): ``torchvision:NAME``, ``timm:NAME`` or
+      ``file.py:factory``; ``weights`` names that library's weights (``DEFAULT``, ``IMAGENET1K_V2``, a timm
+      tag; ``pretrained`` means ``DEFAULT``), none = random initialisation. A checkpoint of such a model
+      stores its spec, so ``checkpoint=`` alone rebuilds it (a file's factory only when ``name`` names it).
     """
     if pretrained and checkpoint:
         raise ConfigError("give --pretrained or --ckpt_path (checkpoint=...), not both")
@@ -105,25 +123,39 @@ def load_model(
         meta = checkpoint_metadata(ckpt)
     config = dict(meta.get("config") or {})
     saved = meta.get("model_name")
+    refuse_unnamed_code(saved, name, f"checkpoint {source}")
     if name is None:
         name = saved or "cornet_z"
     name = canonical_name(name)
+    from_source = is_source_spec(name)  # torchvision: / timm: / file.py:factory (models.sources)
+    if weights is not None and not from_source:  # a registered model has one set: its published weights
+        if str(weights).upper() != "DEFAULT":
+            raise ConfigError(f"--weights {weights}: {name} has one set of published weights, --weights DEFAULT "
+                              "(= --pretrained)")
+        if checkpoint is not None:
+            raise ConfigError("give --weights or --ckpt_path (checkpoint=...), not both")
+        pretrained, weights = True, None
     if saved and saved != name:
         raise CheckpointError(f"checkpoint {source} holds a {saved} model, not {name}; drop --model or pass "
                               f"--model {saved}")
-    info = model_info(name)  # an unknown name fails here, in one line
+    info = None if from_source else model_info(name)  # an unknown name fails here, in one line
     kwargs = {**(config.get("model_kwargs") or {}), **(model_kwargs or {})}
-    if pretrained:
+    if pretrained and not from_source:
         checked = pretrained_check(info)  # downloads a missing file; the hash policy of models/download.py
         source, sha256 = str(checked.path), checked.sha256
         ckpt = read_checkpoint(source, trust=trust)
     file_classes = meta.get("num_classes")
     state = None
     if ckpt is not None:
-        state = model_state(name, ckpt)
-        file_classes = file_classes or _classifier_rows(name, state)
+        state = extract_state_dict(ckpt) if from_source else model_state(name, ckpt)
+        file_classes = file_classes or (None if from_source else _classifier_rows(name, state))
     build_classes = num_classes if (num_classes is not None and not reset_classifier) else file_classes
-    model = _build(name, build_classes, kwargs)
+    if from_source:
+        model = load_source(name, weights=weights, pretrained=pretrained, num_classes=num_classes,
+                            reset_classifier=reset_classifier, state=state, file_classes=build_classes,
+                            model_kwargs=kwargs)
+    else:
+        model = _build(name, build_classes, kwargs)
     if state is not None:
         try:
             load_weights(model, state)
@@ -134,8 +166,12 @@ def load_model(
         if num_classes is None:
             raise ConfigError("--reset_classifier needs --num_classes (the new classifier's outputs)")
         model.reset_classifier(int(num_classes))
+        set_num_classes(model, int(num_classes))  # a timm model's own reset_classifier leaves info alone
         classes = None
-    weights = "checkpoint" if checkpoint is not None else "pretrained" if pretrained else "random"
+    weights = "checkpoint" if checkpoint is not None else "pretrained" if (pretrained or weights) else "random"
+    if from_source and checkpoint is None:  # the library's file (torchvision's cache, timm's hub cache)
+        record = model.info.extra["source"]
+        source, sha256 = record.get("weights_file"), record.get("weights_sha256")
     try:
         stored = checkpoint_preprocessing(model.info, meta)
     except ConfigError as err:

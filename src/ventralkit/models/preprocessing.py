@@ -53,6 +53,9 @@ MODE_ALIASES: dict[str, tuple[str, float]] = {
     "auto": ("auto", DEFAULT_CROP_FRACTION),
 }
 
+#: the aliases that mean "the model's Resize + CenterCrop" (``resolve`` keeps a cropping base's fraction)
+_KEEPS_CROP = ("resize_crop", "center", "eval")
+
 #: the fields written to checkpoints and provenance records (``from_training`` is where it came from, not what it is)
 _STORED = ("image_size", "mode", "crop_fraction", "interpolation", "mean", "std")
 
@@ -124,17 +127,27 @@ def mode_fields(alias: str) -> dict:
 
 def resolve(base: Preprocessing, *, image_size: int | None = None, mode: str | None = None) -> Preprocessing:
     """The one function that applies flags: ``--imsize`` replaces the size, a mode in any of the three
-    vocabularies replaces the mode (and its crop fraction); None leaves the base's value."""
+    vocabularies replaces the mode (and its crop fraction); None leaves the base's value. A Resize + CenterCrop
+    alias (``resize_crop``, ``center``, ``eval``) on a base that already crops keeps the base's crop fraction:
+    the ImageNet 224/256 for every registered model, the weights' own for a torchvision or timm model (e.g.
+    ResNet-50 ``IMAGENET1K_V2``: Resize(232) + CenterCrop(224))."""
     changes: dict = {}
     if image_size is not None:
         changes["image_size"] = image_size
     if mode is not None:
         changes.update(mode_fields(mode))
+        if changes["mode"] == base.mode == "resize_crop" and mode in _KEEPS_CROP:
+            changes["crop_fraction"] = base.crop_fraction
     return dataclasses.replace(base, **changes) if changes else base
 
 
 def native_preprocessing(info: ModelInfo) -> Preprocessing:
-    """The architecture's own: its native size, its normalisation, the ImageNet evaluation crop."""
+    """The architecture's own: its native size, its normalisation, the ImageNet evaluation crop; for a model
+    from torchvision or timm (``models.sources``) the one its weights were trained with, stored in
+    ``info.extra["preprocessing"]`` (resize, crop, interpolation, mean, std)."""
+    stored = (getattr(info, "extra", None) or {}).get("preprocessing")
+    if isinstance(stored, dict):
+        return Preprocessing.from_dict(stored)
     return Preprocessing(image_size=info.input_size, mean=tuple(getattr(info, "mean", None) or IMAGENET_MEAN),
                          std=tuple(getattr(info, "std", None) or IMAGENET_STD))
 

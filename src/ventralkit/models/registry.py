@@ -89,7 +89,13 @@ MODEL_ALIASES = {"Z": "cornet_z", "R": "cornet_r", "RT": "cornet_rt", "S": "corn
 
 
 def canonical_name(name: str) -> str:
-    """The registered name for ``name`` or a CORnet letter (``"S"``, ``"rt"``); other names unchanged."""
+    """The registered name for ``name`` or a CORnet letter (``"S"``, ``"rt"``); a source spec
+    (``torchvision:NAME``, ``timm:NAME``, ``file.py:factory``: ``model_spec``) with a file's path made
+    absolute; other names unchanged."""
+    if ":" in name:
+        from .model_spec import canonical_spec
+
+        return canonical_spec(name)
     return MODEL_ALIASES.get(name, MODEL_ALIASES.get(name.upper(), name))
 
 
