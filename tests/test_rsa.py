@@ -343,3 +343,14 @@ def test_cli_bad_rsa_input_one_line_exit_2_nothing_written(tmp_path, capsys):
     one_rep = ["--features", str(feats), "--responses", str(tmp_path / "one_rep.npy"), "--metrics", "rdm"]
     _fails(tmp_path, capsys, [*one_rep, "--rdm_method", "mahalanobis"], "needs repeated trials")
     _fails(tmp_path, capsys, [*one_rep, "--subject_axis"], "(subjects, stimuli, neuroids) or (subjects, repetitions")
+
+
+def test_figure_legend_names_the_rsa_options(tmp_path):
+    from ventralkit.analysis.neural.report import _labels
+
+    rng = np.random.default_rng(13)
+    layers, resp = _population(rng)
+    assert _labels(neural_fit(layers, resp, metrics=("rdm",)))["rdm"] == "RDM (Spearman rho)"
+    res = neural_fit(layers, resp, metrics=("rdm", "cka"), rdm_method="euclidean", comparator="tau-a",
+                     subjects=np.repeat(["a", "b"], 12))
+    assert _labels(res) == {"rdm": "RDM (euclidean, tau-a, mean of 2 subjects)", "cka": "CKA (unbiased)"}

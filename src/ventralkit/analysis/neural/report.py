@@ -76,6 +76,18 @@ def plot_scores(result: NeuralResult, path: Path, title: str = "") -> Path:
 
     layers, metrics = result.layers, result.metrics
     return plot_layer_scores(path, layers, {m: [result.value(layer, m) for layer in layers] for m in metrics},
-                             result.ceilings, {m: get_metric(m).label for m in metrics},
+                             result.ceilings, _labels(result),
                              n_stimuli=result.n_stimuli, n_neuroids=len(result.neuroids),
                              n_repetitions=result.n_repetitions, title=title)
+
+
+def _labels(result: NeuralResult) -> dict[str, str]:
+    """Each metric's legend: its registry label, except that ``rdm`` names its RDM method, comparator and subjects
+    when they are not the built-in ones (``options["rsa"]``: the built-in records no subjects)."""
+    labels = {m: get_metric(m).label for m in result.metrics}
+    rsa = result.options.get("rsa") or {}
+    if "rdm" in labels and rsa.get("subjects"):
+        subjects = rsa["subjects"]
+        who = f", mean of {len(subjects)} subjects" if subjects != ["all"] else ""
+        labels["rdm"] = f"RDM ({rsa['rdm_method']}, {rsa['comparator']}{who})"
+    return labels
