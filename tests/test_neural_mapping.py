@@ -163,12 +163,14 @@ def test_brainscore_adapter_takes_the_commitment_file(tmp_path):
     s = create_model("cornet_s")
     path = _write(tmp_path / "c.json", {"areas": {"IT": {"layer": "IT.output", "time_step": 0},
                                                   "V4": {"layer": "V4.output", "time_step": None},
+                                                  "V2": {"layer": "V2.output", "time_step": -2},
                                                   "V1": {"layer": "V2.conv_input", "time_step": 0}}})
-    assert commitment_region_map(s, path) == {"IT": "IT.output-t0", "V4": "V4.output", "V1": "V2.conv_input-t0"}
+    assert commitment_region_map(s, path) == {"IT": "IT.output-t0", "V4": "V4.output", "V2": "V2.output-t0",
+                                              "V1": "V2.conv_input-t0"}
     with pytest.raises(DataError, match=r"'IT.outpt', which model cornet_s lacks; close names: IT.output"):
         commitment_region_map(s, _write(tmp_path / "typo.json", {"areas": {"IT": {"layer": "IT.outpt",
                                                                                   "time_step": 0}}}))
-    with pytest.raises(ConfigError, match=r"V4.output at time step 4, but it runs at steps 0..3"):
+    with pytest.raises(DataError, match=r"V4.output at time step 4, but in model cornet_s it runs at steps 0..3"):
         commitment_region_map(s, _write(tmp_path / "s.json", {"areas": {"V4": {"layer": "V4.output",
                                                                                "time_step": 4}}}))
 
@@ -255,3 +257,19 @@ def test_bad_mapping_input_one_line_exit_2_nothing_written(model_features, tmp_p
            out)
     _fails(capsys, [*features, "--areas", str(typo), "--layers", "V1.output"], "not both", out)
     _fails(capsys, [*features, "--areas", str(tmp_path / "none.json")], "no such file", out)
+
+
+def test_features_areas_extracts_each_committed_time_step_null_the_last(model_features, tmp_path, capsys):
+    """CORnet-S runs V4 four times and IT twice: V4 at step 1 and IT at null (the last) give V4.output-t1, IT.output-t1."""
+    root, imgs = model_features
+    path = _write(tmp_path / "c.json", {"areas": {"IT": {"layer": "IT.output", "time_step": None},
+                                                  "V4": {"layer": "V4.output", "time_step": 1}}})
+    out = tmp_path / "feats"
+    rc = cli_main(["features", "--model", "S", "--random_init", "--data_path", str(imgs), "--imsize", "32",
+                   "--areas", str(path), "-o", str(out), "--no_progress"])
+    assert rc == 0, capsys.readouterr().err
+    assert list(json.loads((out / "features.json").read_text())["features"]) == ["IT.output-t1", "V4.output-t1"]
+    bad = _write(tmp_path / "bad.json", {"areas": {"V4": {"layer": "V4.output", "time_step": 4}}})
+    _fails(capsys, ["features", "--model", "S", "--random_init", "--data_path", str(imgs), "--imsize", "32",
+                    "--areas", str(bad), "-o", str(tmp_path / "none")],
+           "area 'V4' commits V4.output at time step 4, but in model cornet_s it runs at steps 0..3", tmp_path / "none")

@@ -157,9 +157,11 @@ def _read_areas(args):
 
 def _committed_layers(commitments, model, name: str) -> tuple[list[str], dict[str, list[int]]]:
     """The committed modules and, per module, the committed time steps (-1: the last), each module checked to exist."""
-    from ..models.commitment_file import check_modules
+    from ..models.commitment_file import check_modules, check_steps
+    from ..models.commitments import area_commitments
 
     check_modules(commitments, (n for n, _ in model.named_modules()), f"model {name}")
+    check_steps(commitments, {c.module: len(c.time_steps) for c in area_commitments(model).values()}, f"model {name}")
     steps: dict[str, list[int]] = {}
     for c in commitments.areas.values():
         steps.setdefault(c.module, []).extend(c.time_steps)

@@ -72,20 +72,24 @@ def commitment_region_map(model: nn.Module, commitments) -> dict[str, str]:
     registry bounds (a committed area's module) must be within its steps. ``null`` (-1) is the last call:
     the plain module name, which the wrapper records at its last call.
     """
-    from ..models.commitment_file import Commitments, check_modules, read_commitments
+    from ..models.commitment_file import Commitments, check_modules, check_steps, read_commitments
 
     if not isinstance(commitments, Commitments):
         commitments = read_commitments(commitments, flag="commitment")
-    info = getattr(model, "info", None)
-    check_modules(commitments, (n for n, _ in model.named_modules()), f"model {getattr(info, 'name', 'the model')}")
-    bounds = {c.module: c.time_steps for c in area_commitments(model).values()}
+    what = f"model {getattr(getattr(model, 'info', None), 'name', 'the model')}"
+    check_modules(commitments, (n for n, _ in model.named_modules()), what)
+    bounds = {c.module: len(c.time_steps) for c in area_commitments(model).values()}
+    check_steps(commitments, bounds, what)
     out = {}
     for area, c in commitments.areas.items():
         step = c.time_steps[0]
-        if c.module in bounds and step >= len(bounds[c.module]):
+        if step < -1 and c.module not in bounds:
             raise ConfigError(f"commitment {commitments.source.get(area, '')}: area {area!r} commits {c.module} at "
-                              f"time step {step}, but it runs at steps 0..{len(bounds[c.module]) - 1}")
-        out[area] = c.module if step < 0 else f"{c.module}-t{step}"
+                              f"time step {step}, counted from the last call, which is not known for this module; "
+                              "give the step from the first call (0, 1, ...) or null for the last")
+        if step < -1:  # counted from the last: a Brain-Score layer name needs the step itself
+            step += bounds[c.module]
+        out[area] = c.module if step == -1 else f"{c.module}-t{step}"
     return out
 
 

@@ -163,6 +163,16 @@ def check_modules(commitments: Commitments, modules: Iterable[str], what: str) -
                             f"{c.module!r}, which {what} lacks; {close_names(c.module, modules)}")
 
 
+def check_steps(commitments: Commitments, bounds: Mapping[str, int], what: str) -> None:
+    """A committed time step must be one the module runs at; ``bounds``: module -> how many times it runs (the
+    modules it knows; others are not checked here)."""
+    for area, c in commitments.areas.items():
+        fires, step = bounds.get(c.module), c.time_steps[0]
+        if fires is not None and not -fires <= step < fires:
+            raise DataError(f"--areas {commitments.source.get(area, '')}: area {area!r} commits {c.module} at time "
+                            f"step {step}, but in {what} it runs at steps 0..{fires - 1} (null: the last)")
+
+
 def committed_features(commitments: Commitments, features: Iterable[str], what: str,
                        areas: Iterable[str] | None = None) -> dict[str, str]:
     """Area -> the feature name (``<module>-t<k>``) it commits to, each checked to be among ``features``.
