@@ -33,6 +33,7 @@ COMMAND_MODULES: list[tuple[str, str, str] | str] = [
     ("v1-probe", "v1_probe", "grating experiments on a layer's units; V1 property distributions vs monkey data"),
     ("study", "study", "multi-run studies: 'study feedback' compares CORnet-S100 feedback designs"),
     ("neural", "neural", "model-brain comparison: PLS / ridge predictivity, RDM and CKA per layer"),
+    ("behaviour", "behaviour", "behaviour vs subjects' trials: i1n/i2n, error consistency, shape bias"),
     ("weights", "weights", "list, download, verify or import the published weights files (CORnet, PhiNet)"),
 ]
 
