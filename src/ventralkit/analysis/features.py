@@ -465,8 +465,8 @@ def _record_all(runner: InferenceRunner, loader, sinks: _Sinks, bar) -> None:
 def default_transform(model) -> str:
     """``"center"`` for a model from torchvision, timm or the user (fed as its weights were trained: their resize
     and crop), ``"square"`` for a registered model (CORnet ``run.py test``'s ``Resize((s, s))``)."""
-    info = getattr(model, "info", None)
-    return "center" if (getattr(info, "extra", None) or {}).get("source") else "square"
+    source = (getattr(getattr(model, "info", None), "extra", None) or {}).get("source") or {}
+    return "center" if source.get("library", "ventralkit") != "ventralkit" else "square"
 
 
 def extract_features(
@@ -608,6 +608,8 @@ def _commit(writer: _Writer, outputs, names, info, layers, calls, image_size, tr
         "image_size": int(image_size),
         "mean": list(info.mean),
         "std": list(info.std),
+        # library, weights name, file and sha256 (models.loading.LoadedModel.provenance), when the loader built it
+        "model_source": (getattr(info, "extra", None) or {}).get("source"),
         "seconds": round(elapsed, 3),
     }
     if writer.fmt == "npy":

@@ -315,11 +315,9 @@ def make_loader(ds, cfg: TrainConfig, shuffle: bool, dinfo: dist.DistInfo, devic
 
 def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
     """The model with its initial weights: fresh, pretrained, or a checkpoint (with a new head if asked)."""
-    loaded = load_model(cfg.model, checkpoint=cfg.checkpoint, pretrained=cfg.pretrained, weights=cfg.weights,
-                        num_classes=num_classes, model_kwargs=cfg.model_kwargs, reset_classifier=cfg.reset_classifier,
-                        trust=cfg.trust_checkpoint)
-    loaded.model.weights_provenance = loaded.provenance()  # where the initial weights came from: config.json
-    return loaded.model
+    return load_model(cfg.model, checkpoint=cfg.checkpoint, pretrained=cfg.pretrained, weights=cfg.weights,
+                      num_classes=num_classes, model_kwargs=cfg.model_kwargs, reset_classifier=cfg.reset_classifier,
+                      trust=cfg.trust_checkpoint).model
 
 
 def resolve_trainable(model: nn.Module, trainable: list[str]) -> list[str]:
@@ -486,7 +484,7 @@ def open_records(run: Run) -> None:
         "git_commit": git_commit(), "num_params": count_parameters(run.core),
         "num_trainable": count_parameters(run.core, trainable_only=True), "classes": run.data.classes,
         "world_size": run.dinfo.world_size, "preprocessing": run.data.pre.to_dict(),
-        "model_source": getattr(run.core, "weights_provenance", None)})
+        "model_source": run.core.info.extra.get("source")})  # where the initial weights came from (load_model)
 
 
 def git_commit() -> str | None:

@@ -7,6 +7,7 @@ its model name, model options, class count, class names, training image size and
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 
@@ -54,11 +55,14 @@ class LoadedModel:
         """Where the model came from (``models.sources``): library and version, weights name, file and sha256,
         Brain-Score's commitment used as its areas, what the preprocessing was read from; for a registered
         model, the registry and its weights file."""
-        record = (getattr(self.info, "extra", None) or {}).get("source")
-        if record:
-            return dict(record)
-        return {"spec": self.name, "library": "ventralkit", "weights": self.weights,
-                "weights_file": self.source, "weights_sha256": self.weights_sha256}
+        record = dict((getattr(self.info, "extra", None) or {}).get("source") or {})
+        if not record or record.get("library") == "ventralkit":  # a registered model
+            record.update(spec=self.name, library="ventralkit", weights=self.weights, weights_file=self.source,
+                          weights_sha256=self.weights_sha256)
+        elif self.weights == "checkpoint":  # a source model's tensors from a checkpoint
+            record.update(checkpoint=self.source, checkpoint_sha256=self.weights_sha256)
+        record["preprocessing"] = self.preprocessing.to_dict()
+        return record
 
     def describe(self) -> dict:
         """What to record in a results file so the numbers can be traced to their weights and preprocessing."""
@@ -181,8 +185,11 @@ def load_model(
     model.preprocessing = preprocessing
     if checkpoint is not None:
         sha256 = known_sha256(source)
-    return LoadedModel(model, name, weights, source, classes, preprocessing=preprocessing, config=config,
-                       weights_sha256=sha256)
+    loaded = LoadedModel(model, name, weights, source, classes, preprocessing=preprocessing, config=config,
+                         weights_sha256=sha256)
+    # the model carries its provenance too, so a results file written from the module alone records it
+    model.info = dataclasses.replace(model.info, extra={**model.info.extra, "source": loaded.provenance()})
+    return loaded
 
 
 def _build(name: str, num_classes: int | None, kwargs: dict) -> nn.Module:
