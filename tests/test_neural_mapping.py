@@ -94,6 +94,10 @@ def test_pls_selection_with_groups_keeps_every_label_in_both_parts():
                        seed=1, rows=m.heldout_rows)
     assert m.heldout_raw == pytest.approx(again.value("features", "pls"), abs=1e-12)
     assert m.heldout_ceiling == pytest.approx(again.ceilings["pls"], abs=1e-12)
+    assert m.heldout_score == pytest.approx(m.heldout_raw ** 2 / m.heldout_ceiling, abs=1e-12)
+    # Brain-Score's earlier ceiling convention, as neural_fit applies it: (r / c)^2
+    old = select_layer(layers, resp, "IT", metric="pls", groups=groups, seed=1, ceiling_convention="r_over_c_squared")
+    assert old.heldout_score == pytest.approx((m.heldout_raw / m.heldout_ceiling) ** 2, abs=1e-12)
     a, b = selection_split(240, 0.5, groups, seed=1)
     np.testing.assert_array_equal(a, m.select_rows)
     assert not np.array_equal(a, selection_split(240, 0.5, groups, seed=2)[0])

@@ -10,7 +10,8 @@ or one ``features.h5`` (``--format hdf5``) with a dataset per name; plus ``image
 of each row) and ``features.json`` (model, layers, time steps, shapes, preprocessing). With
 ``--on_bad_image skip`` an unreadable image has no row; it is listed in ``skipped.txt`` and
 ``features.json``. A folder holding an earlier run's features is refused; ``--overwrite`` replaces them.
-Default layers: the model's brain-area commitments (``ventralkit models`` lists them).
+Default layers: the model's brain-area commitments (``ventralkit models`` lists them); ``--areas FILE``: the
+layer x time step a commitment file (``ventralkit neural --commit``'s commitment.json) names for each area.
 """
 
 from __future__ import annotations

@@ -11,6 +11,14 @@ A NaN trial is left out of its stimulus' average; a neuroid with no finite repet
 is dropped (both said in one line and counted in run.json). NaN features are an error.
 Writes OUT/scores.csv (layer,metric,raw,ceiling,score,note: why a value is empty), OUT/per_neuroid.csv,
 OUT/run.json, OUT/scores.png.
+
+    ventralkit neural --features FEATS --responses it.npy --commit --area IT -o OUT    # + commitment.json, mapping.csv
+    ventralkit neural --features FEATS --responses it.npy --areas commitment.json -o OUT  # the committed layer only
+    ventralkit neural --features FEATS --responses binned.npy --time_bins bins.txt --area IT -o OUT
+
+--commit chooses each area's layer x time step on --select_fraction of the stimuli and reports its score on
+the rest; --time_bins scores (stimuli, neuroids, bins) responses per bin against every time step
+(time_scores.csv, time_mapping.csv, time_scores.png). See docs/neural.md.
 """
 
 from __future__ import annotations
@@ -315,7 +323,14 @@ def _select(args, inputs: _Inputs, feats, sources):
         return select_layer(feats, inputs.responses, _area(args), metric=args.metrics[0],
                             select_fraction=_select_fraction(args), groups=inputs.groups, splits=args.splits,
                             seed=args.seed, ceiling=args.ceiling, strict=args.strict, rows=inputs.rows,
-                            progress=not args.no_progress, sources=sources, where=f"--responses {args.responses}")
+                            progress=not args.no_progress, sources=sources, where=f"--responses {args.responses}",
+                            **_convention(args))
+
+
+def _convention(args) -> dict:
+    """The ceiling convention of --ceiling_convention, for the mapping and time scores (as for scores.csv)."""
+    value = getattr(args, "ceiling_convention", None)
+    return {"ceiling_convention": value} if value else {}
 
 
 def _write_mapping(args, inputs: _Inputs, mapping, out: Path) -> list[Path]:
@@ -343,7 +358,7 @@ def _run_time_bins(args, inputs: _Inputs, out: Path) -> int:
             result = score_time_bins(feats, np.moveaxis(inputs.responses, 0, -1), inputs.bins, metrics=args.metrics,
                                      groups=inputs.groups, splits=args.splits, seed=args.seed, ceiling=args.ceiling,
                                      strict=args.strict, rows=inputs.rows, progress=not args.no_progress,
-                                     sources=sources, where=f"--responses {args.responses}")
+                                     sources=sources, where=f"--responses {args.responses}", **_convention(args))
     found = area_module(Path(args.features) if args.features else out / "features", args.area, inputs.commitments)
     mapping = time_mapping(result, args.area, found["module"], found["windows"])
     module = found["module"]

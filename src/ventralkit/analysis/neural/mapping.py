@@ -24,7 +24,7 @@ import numpy as np
 from ...errors import ConfigError, DataError
 from ...models.commitment_file import split_feature_name
 from . import metrics as M
-from .fit import (_check_finite_features, _Checked, _feature_items, _score_gram, _small_blas, check_inputs,
+from .fit import (_check_finite_features, _Checked, _feature_items, _score_gram, _small_blas, ceiled, check_inputs,
                   split_half_ceilings)
 from .registry import get_metric
 
@@ -79,6 +79,20 @@ class _Part:
     index: np.ndarray  # response rows of this part
     checked: _Checked
     splits: list
+
+
+def ceiled_as(metric: str, raw: float, ceiling: float, convention: str | None = None) -> float:
+    """``fit.ceiled`` under ``convention`` (None: ``neural_fit``'s default), so the mapping and time scores are
+    ceiled as scores.csv is."""
+    return ceiled(raw, ceiling, metric) if convention is None else ceiled(raw, ceiling, metric, convention)
+
+
+def check_ceiling_convention(convention: str | None) -> None:
+    """A named ceiling convention must be one ``neural_fit`` knows (None: its default)."""
+    if convention is not None:
+        from .registry import check_convention
+
+        check_convention(convention)
 
 
 def selection_split(n: int, select_fraction: float = DEFAULT_SELECT_FRACTION, groups=None,
@@ -163,10 +177,10 @@ def _heldout_ceiling(part: _Part, metric: str, ceiling, seed: int) -> float:
 def select_layer(features, responses, area: str, metric: str = "pls", select_fraction: float = DEFAULT_SELECT_FRACTION,
                  groups=None, splits: int = 10, seed: int = 0, ceiling: bool | None = None, strict: bool = False,
                  rows: Sequence[int] | None = None, progress: bool = False, sources: Mapping[str, str] | None = None,
-                 where: str = "responses") -> LayerMapping:
+                 where: str = "responses", ceiling_convention: str | None = None) -> LayerMapping:
     """Commit the layer (x time step) of ``features`` that best predicts ``responses`` of ``area``, on held-out data.
 
-    features, responses, groups, splits, seed, ceiling, strict, rows, sources: as ``neural_fit``.
+    features, responses, groups, splits, seed, ceiling, strict, rows, sources, ceiling_convention: as ``neural_fit``.
     metric: the registered metric that chooses and scores (one).
     select_fraction: the fraction of stimuli used to choose (default 0.5); the rest score the chosen layer.
     The split is one ``ShuffleSplit`` (``StratifiedShuffleSplit`` with ``groups``) with ``random_state=seed``;
@@ -175,6 +189,7 @@ def select_layer(features, responses, area: str, metric: str = "pls", select_fra
     if not isinstance(area, str) or not area.strip():
         raise ConfigError("give the brain area the responses were recorded in (--area NAME, e.g. IT)")
     get_metric(metric)
+    check_ceiling_convention(ceiling_convention)
     items = _feature_items(features)
     parts = _parts(int(items[0][1].shape[0]), responses, metric, groups, splits, seed, ceiling, strict, rows,
                    select_fraction, where)
@@ -194,10 +209,11 @@ def select_layer(features, responses, area: str, metric: str = "pls", select_fra
     best = max(finite, key=lambda i: out[i]["select_raw"])  # max keeps the first of equal scores
     ceil = _heldout_ceiling(parts[1], metric, ceiling, seed)
     for i, r in enumerate(out):
-        r["heldout_score"] = get_metric(metric).ceiled(r["heldout_raw"], ceil)
+        r["heldout_score"] = ceiled_as(metric, r["heldout_raw"], ceil, ceiling_convention)
         r["chosen"] = i == best
     options = {"metric": metric, "select_fraction": float(select_fraction), "seed": seed, "splits": splits,
-               "stratified": groups is not None, "n_stimuli": int(len(parts[0].index) + len(parts[1].index))}
+               "stratified": groups is not None, "n_stimuli": int(len(parts[0].index) + len(parts[1].index)),
+               "ceiling_convention": ceiling_convention}
     return LayerMapping(area=area, metric=metric, chosen=out[best]["feature"], rows=out,
                         heldout_raw=out[best]["heldout_raw"], heldout_ceiling=ceil,
                         heldout_score=out[best]["heldout_score"], select_rows=parts[0].index,

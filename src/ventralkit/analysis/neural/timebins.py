@@ -29,6 +29,7 @@ from ...models.commitment_file import split_feature_name
 from ...models.time_mapping import nearest_time_step
 from . import metrics as M
 from .fit import _check_finite_features, _Checked, _feature_items, _score_gram, _small_blas, check_inputs, split_half_ceilings
+from .mapping import ceiled_as, check_ceiling_convention
 from .registry import get_metric
 
 
@@ -122,14 +123,15 @@ def bins_first(responses, n_bins: int, where: str) -> np.ndarray:
 def score_time_bins(features, responses, bins: Sequence[tuple[float, float]], metrics: Sequence[str] = ("pls",),
                     groups=None, splits: int = 10, seed: int = 0, ceiling: bool | None = None, strict: bool = False,
                     rows=None, progress: bool = False, sources: Mapping[str, str] | None = None,
-                    where: str = "responses") -> TimeResult:
+                    where: str = "responses", ceiling_convention: str | None = None) -> TimeResult:
     """Score every feature (``<module>-t<k>``) against the responses of every time bin.
 
-    features, groups, splits, seed, ceiling, strict, rows, sources: as ``neural_fit``; responses
+    features, groups, splits, seed, ceiling, strict, rows, sources, ceiling_convention: as ``neural_fit``; responses
     ``(N, K, B)`` or ``(R, N, K, B)``; ``bins``: B (start, end) ms pairs. Each bin is scored as ``neural_fit``
     scores (N, K) / (R, N, K) responses, with the same regression splits in every bin.
     """
     items = _feature_items(features)
+    check_ceiling_convention(ceiling_convention)
     bins = [(float(s), float(e)) for s, e in bins]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a caller that wants them runs check_bins first (the command does)
@@ -153,8 +155,10 @@ def score_time_bins(features, responses, bins: Sequence[tuple[float, float]], me
                     ceil = ceilings[m][b]
                     out.append({"feature": name, "layer": layer, "time_step": step, "bin": b,
                                 "bin_start": bins[b][0], "bin_end": bins[b][1], "metric": m, "raw": float(raw),
-                                "ceiling": ceil, "score": get_metric(m).ceiled(raw, ceil), "note": note})
-    options = {"metrics": metrics, "splits": splits, "seed": seed, "stratified": groups is not None}
+                                "ceiling": ceil, "score": ceiled_as(m, raw, ceil, ceiling_convention),
+                                "note": note})
+    options = {"metrics": metrics, "splits": splits, "seed": seed, "stratified": groups is not None,
+               "ceiling_convention": ceiling_convention}
     first = checked[0]
     return TimeResult(rows=out, features=[n for n, _ in items], bins=bins, metrics=metrics, ceilings=ceilings,
                       n_stimuli=n, n_neuroids=int(first.y.shape[1]), n_repetitions=first.n_repetitions,
