@@ -65,5 +65,24 @@ peer-rsatoolbox: $(PEER_RSA)/.installed
 
 peers: peer-rsatoolbox
 
+# brainscore-vision 2.4.2's behavioural metric code (metrics/i1i2, metrics/error_consistency) for
+# tests/test_behaviour_brainscore.py, never a dependency (it pins numpy<2): the two packages without their
+# dependencies in .peers/brainscore, and what the two metric modules import (numpy 1.26, xarray<2022.6, pandas,
+# scipy, scikit-learn<1.6, netCDF4, boto3, Pillow) in .peers/brainscore-deps. The reference script runs them with
+# `python -S` and only these two folders on PYTHONPATH. ~30 s from the registry, ~660 MB.
+PEER_BS := .peers/brainscore
+PEER_BS_DEPS := .peers/brainscore-deps
+
+.PHONY: peer-brainscore
+$(PEER_BS)/.installed: $(STAMP)
+	$(PY) -m pip install --quiet --target $(PEER_BS) --no-deps 'brainscore-vision==2.4.2' 'brainscore-core==2.5.0'
+	$(PY) -m pip install --quiet --target $(PEER_BS_DEPS) 'numpy==1.26.4' 'pandas==2.3.3' 'xarray==2022.3.0' \
+		'scikit-learn==1.5.2' 'scipy==1.17.1' netCDF4 tqdm boto3 requests 'PyYAML>=6.0.3,<7' Pillow
+	touch $@
+
+peer-brainscore: $(PEER_BS)/.installed
+
+peers: peer-brainscore
+
 clean:
 	rm -rf $(VENV) $(BS_VENV) demo_runs .pytest_cache
