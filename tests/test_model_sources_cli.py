@@ -66,7 +66,8 @@ def test_neural_with_torchvision_alexnet(cli, stimuli, tmp_path):
     assert manifest["model"] == "torchvision:alexnet" and manifest["transform"] == "center"
     assert manifest["model_source"]["library"] == "torchvision" and manifest["model_source"]["weights"] is None
     assert manifest["model_source"]["preprocessing"]["image_size"] == 64
-    assert (out / "run.json").is_file()
+    run = json.loads((out / "run.json").read_text())
+    assert run["inputs"]["model_source"]["spec"] == "torchvision:alexnet"
 
 
 @pytest.mark.skipif(timm is None, reason="timm is not installed (pip install 'ventralkit[timm]')")
@@ -85,6 +86,7 @@ def test_robustness_with_timm_resnet18(cli, tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["name"] == "timm:resnet18" and {c["corruption"] for c in summary["corruptions"]} == {
         "gaussian_noise", "fog"}
+    assert summary["model_source"]["library"] == "timm" and summary["model_source"]["weights"] is None
     for name in ("summary.csv", "summary.txt", "robustness_details.csv"):
         assert (out / name).is_file(), name
 

@@ -296,6 +296,19 @@ def _write_results(args, result, inputs: _Inputs, out: Path) -> list[Path]:
     return files
 
 
+def _model_source(args, out: Path) -> dict | None:
+    """With --model: where the model came from (library, weights name, file, sha256, preprocessing), as the
+    features this run extracted recorded it (``features.json``); None for given --features."""
+    import json
+
+    if args.features:
+        return None
+    try:
+        return json.loads((out / "features" / "features.json").read_text(encoding="utf-8")).get("model_source")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def _run_inputs(args, inputs: _Inputs, out: Path) -> dict:
     """The inputs as run.json records them (absolute paths, the response shape, what was left out)."""
     import numpy as np
@@ -304,7 +317,7 @@ def _run_inputs(args, inputs: _Inputs, out: Path) -> dict:
             "responses": str(Path(args.responses).resolve()), "responses_key": args.responses_key,
             "stimuli": args.stimuli and str(Path(args.stimuli).resolve()),
             "groups": args.groups and str(Path(args.groups).resolve()),
-            "model": args.model, "data_path": args.data_path,
+            "model": args.model, "data_path": args.data_path, "model_source": _model_source(args, out),
             "response_shape": list(np.shape(inputs.responses) if inputs.bins is None
                                    else np.shape(np.moveaxis(inputs.responses, 0, -1))),
             "areas": [str(Path(a).resolve()) for a in args.areas or ()], "area": args.area,

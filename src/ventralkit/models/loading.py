@@ -240,7 +240,7 @@ def create_model(
     one loader. Files load safely (``weights_only``); ``trust=True`` allows one that needs full unpickling.
     The returned model carries ``model.info`` (a ``ModelInfo`` adjusted to the kwargs and weights used).
     """
-    if pretrained or checkpoint:
+    if pretrained or checkpoint or is_source_spec(name):  # a torchvision/timm/file model: always the loader
         return load_model(name, checkpoint=checkpoint, pretrained=pretrained, num_classes=num_classes,
                           model_kwargs=kwargs, trust=trust).model
     return build_model(name, num_classes=num_classes, **kwargs)

@@ -391,7 +391,9 @@ def evaluate_robustness(
     scores = _score_grid(runner, _Grid(datasets), int(batch_size), workers, forward_batch, progress)
     meta = {"name": name or (info.name if info is not None else type(model).__name__), "data_path": str(data_path),
             "clean_path": None if clean_dir is None else str(clean_dir), "image_size": pre.image_size,
-            "preprocess": preprocess if transform is None else "custom", "preprocess_used": sorted(sets.used)}
+            "preprocess": preprocess if transform is None else "custom", "preprocess_used": sorted(sets.used),
+            # library, weights name, file and sha256 (models.loading.LoadedModel.provenance) when the loader built it
+            "model_source": (getattr(info, "extra", None) or {}).get("source")}
     report = _report(grid_folders, scores, base, list(classes) if classes is not None else sets.reference, meta)
     if output_dir is not None:
         write_report(report, output_dir, baseline=base)
