@@ -381,3 +381,27 @@ def test_checkpoint_of_a_factory_model_needs_the_file_named(tmp_path):
         load_model(checkpoint=tmp_path / "best.pt")
     back = load_model(spec, checkpoint=tmp_path / "best.pt")
     assert torch.equal(back.model[4].weight, model[4].weight)
+
+
+def test_the_brainscore_adapter_maps_published_areas_and_refuses_stages():
+    """The Brain-Score adapter's region map comes from the same areas: AlexNet's published layers; a model with
+    stages only commits to no region (stages are not brain areas)."""
+    import ventralkit as vk
+    from ventralkit.integrations.brainscore import region_layer_map
+
+    assert region_layer_map(vk.create_model("torchvision:alexnet")) == {
+        "V1": "features.2-t0", "V2": "features.7-t0", "V4": "features.7-t0", "IT": "features.12-t0"}
+    assert region_layer_map(vk.create_model("torchvision:resnet18")) == {}
+
+
+def test_training_data_of_a_source_model_uses_its_weights_preprocessing():
+    """train prepares its data before it builds the model: the info it reads carries the weights' preprocessing
+    (ResNet-50 IMAGENET1K_V2: Resize(232) + CenterCrop(224)), scaled to the run's size, without a download."""
+    from ventralkit.models.preprocessing import native_preprocessing, training_preprocessing
+    from ventralkit.models.sources import model_info_for
+
+    info = model_info_for("torchvision:resnet50", "IMAGENET1K_V2")
+    assert native_preprocessing(info).resize_size == 232 and info.input_size == 224
+    assert training_preprocessing(info, 64, "resize_crop").resize_size == round(64 * 232 / 224)
+    assert model_info_for("torchvision:resnet50").extra["preprocessing"]["crop_fraction"] == 224 / 232  # DEFAULT = V2
+    assert model_info_for("cornet_z").name == "cornet_z"
