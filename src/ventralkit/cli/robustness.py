@@ -48,7 +48,10 @@ def register(sub) -> None:
 def run(args) -> int:
     from ..analysis.robustness import compare_robustness, evaluate_robustness
     from ..analysis.robustness.evaluate import COMPARISON_PNG, COMPARISON_TXT
+    from ..engine.ranks import world_size
 
+    if world_size() > 1 and args.data_path is not None:  # under torchrun: the folders shared out among the ranks
+        return _run_ranks(args)
     if args.data_path is None and not args.compare:
         raise ConfigError("give --data_path C_ROOT to evaluate a model, and/or --compare RUN ... to compare runs")
     if args.names is not None and not args.compare:
@@ -89,3 +92,51 @@ def run(args) -> int:
         print(f"wrote {out / COMPARISON_PNG} ({len(rows)} runs)")
     return 0
 
+
+
+def _run_ranks(args) -> int:
+    """``torchrun ... -m ventralkit.cli robustness``: the checks and the model on every rank (a mistake is one line,
+    from rank 0), rank 0's weights everywhere, the folders shared out (``analysis.robustness.ranks``); rank 0 prints
+    and writes the table (and any --compare)."""
+    import torch
+
+    from ..analysis.robustness import compare_robustness, evaluate_robustness
+    from ..analysis.robustness.evaluate import COMPARISON_PNG, COMPARISON_TXT, scan_corruption_root
+    from ..engine.distributed import rank_device
+    from ..engine.ranks import agree, broadcast_weights, join, leave, report_on_main
+    from .common import load_model_from_args, resolve_device
+
+    def prepare():
+        if args.names is not None and (not args.compare or len(args.names) != len(args.compare)):
+            raise ConfigError("--names labels the --compare runs: give one per --compare run (this run: --name)")
+        scan_corruption_root(args.data_path, args.corruptions, args.severities)
+        return rank_device(resolve_device(args)), load_model_from_args(args)
+
+    def body() -> int:
+        device, loaded = agree(prepare, info, "loading the model")
+        broadcast_weights(loaded.model)
+        out = Path(args.output_path)
+        name = args.name or loaded.name + (f" ({Path(args.ckpt_path).stem})" if args.ckpt_path else "")
+        report = evaluate_robustness(
+            loaded.model, args.data_path, clean_path=args.clean_path, batch_size=args.batch_size or 128,
+            workers=args.workers, device=device, baseline=args.baseline, output_dir=out,
+            image_size=loaded.image_size, amp=amp_mode(args), preprocess=args.preprocess, corruptions=args.corruptions,
+            severities=args.severities, baseline_clean_error=args.baseline_clean_error, name=name,
+            progress=not args.quiet, classes=loaded.classes, dist_info=info)
+        if not info.is_main:
+            return 0
+        print(report.table())
+        print("wrote " + ", ".join(str(p) for p in report.files.values()))
+        if args.compare:
+            names = [report.name, *args.names] if args.names is not None else None
+            rows = compare_robustness([report, *args.compare], names=names, baseline=args.baseline, output_dir=out,
+                                      baseline_clean_error=args.baseline_clean_error)
+            print((out / COMPARISON_TXT).read_text().rstrip())
+            print(f"wrote {out / COMPARISON_PNG} ({len(rows)} runs)")
+        return 0
+
+    info = join(torch.device("cpu"))  # gloo: the ranks exchange only small objects and CPU weights
+    try:
+        return report_on_main(info, body)
+    finally:
+        leave()

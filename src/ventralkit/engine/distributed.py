@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -28,14 +29,19 @@ class DistInfo:
         return self.rank == 0
 
 
-def setup(device: torch.device) -> DistInfo:
+def setup(device: torch.device, timeout_s: float | None = None, backend: str | None = None) -> DistInfo:
+    """Join the process group torchrun describes (nothing to do in one process).
+
+    timeout_s: how long any collective may wait for the other ranks (default torch's); backend: default nccl on
+    CUDA, gloo on the CPU (commands that only exchange small objects, ``engine.ranks``, ask for gloo)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return DistInfo()
     info = DistInfo(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
     if not dist.is_initialized():
-        backend = "nccl" if device.type == "cuda" else "gloo"
-        dist.init_process_group(backend=backend)
+        backend = backend or ("nccl" if device.type == "cuda" else "gloo")
+        kwargs = {} if timeout_s is None else {"timeout": timedelta(seconds=float(timeout_s))}
+        dist.init_process_group(backend=backend, **kwargs)
     return info
 
 
@@ -60,7 +66,11 @@ def resolve_device(name: str | None = "auto") -> torch.device:
 
 def pick_device(name: str, dist_info: DistInfo | None = None) -> torch.device:
     """``resolve_device`` for training: under torchrun, CUDA means this process's GPU (LOCAL_RANK)."""
-    device = resolve_device(name)
+    return rank_device(resolve_device(name))
+
+
+def rank_device(device: torch.device) -> torch.device:
+    """A resolved device for this process: CUDA without an index is the GPU of LOCAL_RANK (made current)."""
     if device.type == "cuda" and device.index is None:
         local = int(os.environ.get("LOCAL_RANK", "0"))
         device = torch.device("cuda", local)

@@ -339,6 +339,7 @@ def evaluate_robustness(
     classes: list[str] | None = None,
     channels_last: bool | None = None,
     forward_batch: int | None = None,
+    dist_info=None,
 ) -> RobustnessReport:
     """Top-1 accuracy of ``model`` on every ``data_path/<corruption>/<severity>/`` folder.
 
@@ -360,7 +361,61 @@ def evaluate_robustness(
         thread decodes ahead instead).
     channels_last: NHWC activations and weights; None = the runner's one rule (``engine.inference``).
     forward_batch: images per forward pass (the loader's ``batch_size`` is split); None = ``batch_size``.
+    dist_info: under torchrun (``engine.distributed.DistInfo`` of a group joined with ``engine.ranks.join``): the
+        checks run on every rank (a mistake is one line, from rank 0), the folders are shared out among the ranks
+        (``ranks.py``) and their scores gathered; every rank returns the report, rank 0 writes the files.
     """
+    ranked = dist_info is not None and dist_info.enabled
+
+    def plan() -> _Plan:
+        return _plan(model, data_path, clean_path, batch_size, workers, device, baseline, output_dir, image_size,
+                     amp, preprocess, corruptions, severities, baseline_clean_error, transform, classes,
+                     channels_last, forward_batch, write=not ranked or dist_info.is_main)
+
+    if ranked:
+        from ...engine.ranks import agree
+        from .ranks import score_by_rank
+
+        p = agree(plan, dist_info, "checking the corrupted dataset")
+        scores = score_by_rank(lambda mine: _score_grid(p.runner, _Grid([p.datasets[i] for i in mine]),
+                                                        int(batch_size), p.workers, forward_batch,
+                                                        progress and dist_info.is_main),
+                               [len(d) for d in p.datasets], dist_info)
+    else:
+        p = plan()
+        scores = _score_grid(p.runner, _Grid(p.datasets), int(batch_size), p.workers, forward_batch, progress)
+    info = getattr(model, "info", None)
+    meta = {"name": name or (info.name if info is not None else type(model).__name__), "data_path": str(data_path),
+            "clean_path": None if p.clean_dir is None else str(p.clean_dir), "image_size": p.pre.image_size,
+            "preprocess": p.preprocess if transform is None else "custom", "preprocess_used": sorted(p.sets.used),
+            # library, weights name, file and sha256 (models.loading.LoadedModel.provenance) when the loader built it
+            "model_source": (getattr(info, "extra", None) or {}).get("source")}
+    report = _report(p.grid_folders, scores, p.base, list(classes) if classes is not None else p.sets.reference,
+                     meta)
+    if output_dir is not None and (not ranked or dist_info.is_main):
+        write_report(report, output_dir, baseline=p.base)
+    return report
+
+
+@dataclass
+class _Plan:
+    """What ``evaluate_robustness`` settles before the pass: every folder checked, the datasets, the runner."""
+
+    preprocess: str
+    clean_dir: Path | None
+    base: Baseline | None
+    pre: object
+    workers: int
+    grid_folders: list
+    sets: "_GridDatasets"
+    datasets: list
+    runner: object
+
+
+def _plan(model, data_path, clean_path, batch_size, workers, device, baseline, output_dir, image_size, amp,
+          preprocess, corruptions, severities, baseline_clean_error, transform, classes, channels_last, forward_batch,
+          write: bool) -> _Plan:
+    """Every check before the long part, in the order the user's mistakes are most likely; nothing is run."""
     import torch
 
     from ...engine.evaluate import default_device
@@ -373,7 +428,7 @@ def evaluate_robustness(
     folders = scan_corruption_root(data_path, corruptions, severities)
     clean_dir = _clean_folder(clean_path)
     base = load_baseline(baseline, baseline_clean_error)  # bad --baseline fails before the long part
-    if output_dir is not None:
+    if output_dir is not None and write:  # (under torchrun rank 0 alone: two ranks' write probes would collide)
         ensure_writable_dir(output_dir)
     info = getattr(model, "info", None)
     if transform is None and info is None:
@@ -385,19 +440,10 @@ def evaluate_robustness(
     workers, threads = loader_workers(workers, device)
     grid_folders = ([("clean", 0, clean_dir)] if clean_dir is not None else []) + list(folders)
     sets = _GridDatasets(classes, getattr(info, "num_classes", None), pre, transform, clean_dir or folders[0][2])
-    datasets = list(map(sets.dataset, [folder for _, _, folder in grid_folders]))  # stacklevel: no frame between
+    datasets = list(map(sets.dataset, [folder for _, _, folder in grid_folders]))  # stacklevel: map adds no frame
     runner = InferenceRunner(model, device, amp=amp, channels_last=channels_last, threads=threads,
                              normalize=(info.mean, info.std) if transform is None else None)
-    scores = _score_grid(runner, _Grid(datasets), int(batch_size), workers, forward_batch, progress)
-    meta = {"name": name or (info.name if info is not None else type(model).__name__), "data_path": str(data_path),
-            "clean_path": None if clean_dir is None else str(clean_dir), "image_size": pre.image_size,
-            "preprocess": preprocess if transform is None else "custom", "preprocess_used": sorted(sets.used),
-            # library, weights name, file and sha256 (models.loading.LoadedModel.provenance) when the loader built it
-            "model_source": (getattr(info, "extra", None) or {}).get("source")}
-    report = _report(grid_folders, scores, base, list(classes) if classes is not None else sets.reference, meta)
-    if output_dir is not None:
-        write_report(report, output_dir, baseline=base)
-    return report
+    return _Plan(preprocess, clean_dir, base, pre, workers, grid_folders, sets, datasets, runner)
 
 
 def _check_options(preprocess: str, batch_size, forward_batch, workers) -> None:
@@ -454,7 +500,8 @@ class _GridDatasets:
                                 "pass --num_classes or a matching checkpoint")
             if classes is None and n_outputs is not None and len(reference) < n_outputs:
                 warnings.warn(f"{folder} has {len(reference)} classes and the model {n_outputs} outputs; labels are "
-                              "the sorted class folders, so they must be the model's first classes", stacklevel=4)
+                              "the sorted class folders, so they must be the model's first classes",
+                              stacklevel=6)  # the caller of evaluate_robustness (via _plan, its plan())
         elif dataset.classes != reference:
             odd = sorted(set(dataset.classes) ^ set(reference))
             raise DataError(f"{folder} has other class folders than {self.reference_dir} "
