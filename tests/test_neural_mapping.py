@@ -229,6 +229,14 @@ def test_commitment_round_trip_neural_writes_it_features_and_neural_use_it(model
     assert rc == 0
     lines = (tmp_path / "n2" / "scores.csv").read_text().splitlines()
     assert [ln.split(",")[0] for ln in lines[1:]] == ["V1.output-t0"]
+    # neural --model --areas: extracts the committed module, scores the committed time step
+    rc = cli_main(["neural", "--model", "Z", "--random_init", "--data_path", str(imgs), "--imsize", "32",
+                   "--responses", str(root / "resp.npy"), "--metrics", "cka", "--areas", str(out / "commitment.json"),
+                   "-o", str(tmp_path / "n3"), "--no_progress", "--no_figure"])
+    assert rc == 0, capsys.readouterr().err
+    lines = (tmp_path / "n3" / "scores.csv").read_text().splitlines()
+    assert [ln.split(",")[0] for ln in lines[1:]] == ["V1.output-t0"]
+    assert sorted(p.name for p in (tmp_path / "n3" / "features").glob("*-t*.npy")) == ["V1.output-t0.npy"]
 
 
 def _fails(capsys, argv, match, out):
