@@ -341,7 +341,7 @@ def test_cli_end_to_end_with_shuffled_named_stimuli(tmp_path, capsys):
     assert rc == 0
     assert "best layer for pls: middle-t0" in capsys.readouterr().out
     lines = (out / "scores.csv").read_text().splitlines()
-    assert lines[0] == "layer,metric,raw,ceiling,score,note" and len(lines) == 1 + 3 * 3
+    assert lines[0] == "layer,metric,raw,ceiling,score,ci_low,ci_high,sem,note" and len(lines) == 1 + 3 * 3
     scores = {tuple(ln.split(",")[:2]): [float(v) for v in ln.split(",")[2:5]] for ln in lines[1:]}
     assert all(ln.endswith(",") for ln in lines[1:])  # every score defined: no note
     api = neural_fit(layers, reps, metrics=("pls", "rdm", "cka"), groups=[f"obj{i % 6}" for i in range(N)])
@@ -479,8 +479,8 @@ def test_cli_says_why_scores_are_missing(tmp_path, capsys):
     assert "pls: no finite score (responses are the same for every stimulus)" in cap.out
     assert cap.out.splitlines()[0].split()[-1] == "note" and "no ceiling" not in cap.out
     lines = (tmp_path / "out" / "scores.csv").read_text().splitlines()
-    assert lines[0] == "layer,metric,raw,ceiling,score,note"
-    assert sorted(lines[1:]) == sorted(f"{layer}-t0,{m},,,,responses are the same for every stimulus"
+    assert lines[0] == "layer,metric,raw,ceiling,score,ci_low,ci_high,sem,note"
+    assert sorted(lines[1:]) == sorted(f"{layer}-t0,{m},,,,,,,responses are the same for every stimulus"
                                        for layer in layers for m in ("pls", "cka"))
     run = json.loads((tmp_path / "out" / "run.json").read_text())
     assert len(run["notes"]) == 6 and {n["note"] for n in run["notes"]} == {"responses are the same for every stimulus"}

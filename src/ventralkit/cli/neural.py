@@ -36,8 +36,10 @@ def register(sub) -> None:
     p = sub.add_parser("neural", help="model-brain comparison: PLS / ridge predictivity, RDM and CKA per layer",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_argument_group("neural")
-    g.add_argument("--features", default=None, metavar="DIR", help="folder written by `ventralkit features`")
-    g.add_argument("--responses", required=True, metavar="FILE", help=".npy, .npz, .h5 or .csv of responses")
+    g.add_argument("--features", nargs="+", default=None, metavar="DIR",
+                   help="folder written by `ventralkit features`; several: each model scored into OUT/<folder name>, "
+                        "then compared (OUT/comparisons.csv, OUT/comparison.png)")
+    g.add_argument("--responses", metavar="FILE", help=".npy, .npz, .h5 or .csv of responses (required)")
     g.add_argument("--responses_key", default=None, metavar="NAME", help="array name inside a .npz / .h5 file")
     g.add_argument("--stimuli", default=None, metavar="FILE",
                    help="image file name of each response row, one per line (matched to images.txt by name)")
@@ -53,10 +55,11 @@ def register(sub) -> None:
     c.add_argument("--no_ceiling", dest="ceiling", action="store_const", const=False, help="skip the ceiling")
     g.add_argument("--strict", action="store_true",
                    help="NaN in the responses is an error (default: leave the trial out, or drop the neuroid)")
-    g.add_argument("-o", "--output_path", required=True, help="output folder (created if needed)")
+    g.add_argument("-o", "--output_path", help="output folder (created if needed; required)")
     g.add_argument("--no_figure", action="store_true", help="skip scores.png")
     _add_mapping_args(p)
     _add_rsa_args(p)
+    _add_stats_args(p)
     f = p.add_argument_group("features first (instead of --features)")
     f.add_argument("--layers", nargs="+", default=None, metavar="MODULE",
                    help="with --model: modules to extract (default: the model's brain-area commitments)")
@@ -91,6 +94,12 @@ def _positive(value: str) -> int:
 
 
 def run(args) -> int:
+    if args.action == "compare":
+        return _compare(args)
+    _check_required(args)
+    if args.features and len(args.features) > 1:
+        return _run_several(args)
+    args.features = args.features[0] if args.features else None
     out = _output_folder(args)
     _check_rsa_flags(args)
     inputs = _read_inputs(args)  # everything is read and checked before OUT is created
@@ -281,7 +290,9 @@ def _fit(args, inputs: _Inputs, feats, sources):
         warnings.simplefilter("ignore")  # the drop was reported above
         return neural_fit(feats, inputs.responses, metrics=args.metrics, groups=inputs.groups, splits=args.splits,
                           seed=args.seed, ceiling=args.ceiling, strict=args.strict, rows=inputs.rows,
-                          progress=not args.no_progress, sources=sources, **_rsa_kwargs(args, inputs))
+                          progress=not args.no_progress, sources=sources, **_rsa_kwargs(args, inputs),
+                          bootstrap=args.bootstrap, bootstrap_over=args.bootstrap_over,
+                          ceiling_convention=args.ceiling_convention)
 
 
 def _write_results(args, result, inputs: _Inputs, out: Path) -> list[Path]:
@@ -289,6 +300,11 @@ def _write_results(args, result, inputs: _Inputs, out: Path) -> list[Path]:
     from ..analysis.neural.report import plot_scores, write_run, write_scores
 
     files = write_scores(result, out)
+    if result.bootstrap is not None:  # bootstrap.npz (for neural compare) and comparisons.csv (pairs of layers)
+        from ..analysis.neural.comparison import write_layer_comparisons
+
+        files += write_layer_comparisons(result, out, inputs.images, inputs.rows, args.test, args.correction,
+                                         args.alpha)
     files.append(write_run(result, out, _run_inputs(args, inputs, out)))
     if not args.no_figure:
         files.append(plot_scores(result, out / "scores.png", title=f"features: {args.features}" if args.features
@@ -547,3 +563,114 @@ def _rsa_check_kwargs(args, inputs) -> dict:
 
     return {"rsa_options": RSAOptions(args.rdm_method, args.comparator), "subjects": inputs.subjects,
             "runs": inputs.runs}
+
+
+# --------------------------------------------------------------------------- uncertainty and comparisons
+
+
+def _add_stats_args(p) -> None:
+    """--bootstrap, --bootstrap_over, --ceiling_convention, --test, --correction, --alpha, and ``neural compare OUT ...``
+    (docs/neural.md: uncertainty and comparisons)."""
+    from ..analysis.neural.compare_stats import CORRECTIONS, TESTS
+    from ..analysis.neural.fit import BOOTSTRAP_OVER
+    from ..analysis.neural.registry import CEILING_CONVENTIONS, DEFAULT_CEILING_CONVENTION
+
+    p.add_argument("action", nargs="?", choices=["compare"], metavar="compare",
+                   help="`neural compare OUT1 OUT2 ... -o DIR`: paired tests between finished outputs scored on the "
+                        "same stimuli (DIR/comparisons.csv, DIR/comparison.png); --layers then picks the layers")
+    p.add_argument("outputs", nargs="*", metavar="OUT", help="with compare: output folders of `ventralkit neural`")
+    b = p.add_argument_group("uncertainty and comparisons")
+    b.add_argument("--bootstrap", type=_resamples, default=1000, metavar="N",
+                   help="resamples for each score's 95%% interval and standard error (scores.csv ci_low, ci_high, "
+                        "sem; comparisons.csv; default 1000, 0: none), seeded by --seed")
+    b.add_argument("--bootstrap_over", choices=BOOTSTRAP_OVER, default="auto",
+                   help="resample stimuli, subjects or both (auto: both with --subjects, else stimuli)")
+    b.add_argument("--ceiling_convention", choices=list(CEILING_CONVENTIONS), default=DEFAULT_CEILING_CONVENTION,
+                   help="regression ceiled score: r2_over_c = r|r|/c (Brain-Score >= 2.3.13, default) or "
+                        "r_over_c_squared = (r/c)|r/c| (Brain-Score <= 2.3.12)")
+    b.add_argument("--test", choices=TESTS, default="t-test",
+                   help="paired test: rsatoolbox's t-test on the bootstrap standard error, or the bootstrap "
+                        "distribution of the difference (default t-test)")
+    b.add_argument("--correction", choices=CORRECTIONS, default="fdr",
+                   help="multiple comparisons: Benjamini-Hochberg FDR (default), Bonferroni or none")
+    b.add_argument("--alpha", type=_probability, default=0.05, help="significance level (default 0.05)")
+
+
+def _resamples(value: str) -> int:
+    v = int(value)
+    if v < 0 or v == 1:
+        raise argparse.ArgumentTypeError(f"must be 0 (no bootstrap) or at least 2, got {value}")
+    return v
+
+
+def _probability(value: str) -> float:
+    v = float(value)
+    if not 0 < v < 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value}")
+    return v
+
+
+def _check_required(args) -> None:
+    """--responses and -o (not required by the parser, so that `neural compare` can do without them)."""
+    from ..errors import ConfigError
+
+    if args.outputs:
+        raise ConfigError(f"{args.outputs[0]}: output folders are compared with `ventralkit neural compare OUT1 "
+                          "OUT2 ... -o DIR`")
+    if not args.responses:
+        raise ConfigError("give --responses FILE (the recorded responses); `ventralkit neural compare OUT1 OUT2 -o "
+                          "DIR` compares finished outputs")
+    if not args.output_path:
+        raise ConfigError("give -o OUT: the output folder")
+
+
+def _compare(args) -> int:
+    """`neural compare OUT1 OUT2 ... -o DIR`: comparisons.csv and comparison.png of finished outputs."""
+    from ..analysis.neural.comparison import compare_outputs
+    from ..errors import ConfigError
+
+    if args.responses or args.features or args.model or args.ckpt_path:
+        raise ConfigError("neural compare reads finished outputs (OUT1 OUT2 ...); drop --responses/--features/"
+                          "--model, or score several models in one call: neural --features A B --responses R -o OUT")
+    if not args.output_path:
+        raise ConfigError("neural compare needs -o DIR: the folder for comparisons.csv and comparison.png")
+    out = Path(args.output_path)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"-o {out} is a file; give a folder")
+    result = compare_outputs(args.outputs, out, args.test, args.correction, args.alpha, layers=args.layers,
+                             figure=not args.no_figure)
+    print(result.table())
+    print("wrote " + ", ".join(str(p) for p in result.files))
+    return 0
+
+
+def _run_several(args) -> int:
+    """Several --features folders: each scored into OUT/<folder name> (a full neural output), then compared."""
+    import copy
+
+    from ..analysis.neural.comparison import compare_outputs, output_names
+    from ..analysis.neural.io import read_features
+    from ..errors import ConfigError
+
+    if args.model or args.ckpt_path:
+        raise ConfigError("give --features DIR ... or --model, not both")
+    if not args.bootstrap:
+        raise ConfigError("several --features folders are compared from their bootstrap: drop --bootstrap 0")
+    if args.commit or args.time_bins:
+        raise ConfigError("--commit and --time_bins take one --features folder; run them per model")
+    names = output_names([Path(f) for f in args.features])
+    for folder in args.features:  # every folder readable before the first is scored
+        read_features(folder)
+    out = Path(args.output_path)
+    folders = []
+    for folder, name in zip(args.features, names):
+        one = copy.copy(args)
+        one.features, one.output_path = [folder], str(out / name)
+        print(f"== {name} ({folder})")
+        run(one)
+        folders.append(out / name)
+    result = compare_outputs(folders, out, args.test, args.correction, args.alpha, figure=not args.no_figure)
+    print(f"== comparison of {', '.join(names)}")
+    print(result.table())
+    print("wrote " + ", ".join(str(p) for p in result.files))
+    return 0

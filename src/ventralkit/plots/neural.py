@@ -17,12 +17,13 @@ from . import plt, save_figure
 
 def plot_layer_scores(path: Path, layers: Sequence[str], raw: Mapping[str, Sequence[float]],
                       ceilings: Mapping[str, float], labels: Mapping[str, str], *, n_stimuli: int, n_neuroids: int,
-                      n_repetitions: int = 1, title: str = "") -> Path:
+                      n_repetitions: int = 1, title: str = "",
+                      ci: Mapping[str, tuple[Sequence[float], Sequence[float]]] | None = None) -> Path:
     """Raw score against layer (time steps in order), one line per metric, its ceiling dashed, best layer marked.
 
     ``raw[metric]`` holds one value per layer (NaN: missing), in the order of ``layers``; the metrics are
     drawn in the order of ``raw``, each named by ``labels[metric]``. Metrics that share a ceiling (the
-    regressions) get one dashed line.
+    regressions) get one dashed line. ``ci[metric] = (low, high)``: a shaded 95 % interval per layer (bootstrap).
     """
     metrics = list(raw)
     x = np.arange(len(layers))
@@ -30,7 +31,8 @@ def plot_layer_scores(path: Path, layers: Sequence[str], raw: Mapping[str, Seque
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     drawn: dict[float, list[str]] = {}  # the regression metrics share one ceiling: draw it once
     for i, m in enumerate(metrics):
-        _draw_metric(ax, x, layers, np.array(raw[m], dtype=float), labels[m], colors[i % len(colors)])
+        _draw_metric(ax, x, layers, np.array(raw[m], dtype=float), labels[m], colors[i % len(colors)],
+                     (ci or {}).get(m))
         ceil = ceilings.get(m, float("nan"))
         if math.isfinite(ceil):
             drawn.setdefault(round(ceil, 6), []).append(m)
@@ -39,7 +41,8 @@ def plot_layer_scores(path: Path, layers: Sequence[str], raw: Mapping[str, Seque
         ax.axhline(ceil, color=c, ls="--", lw=1.2, label=f"ceiling {'/'.join(ms)}: {ceil:.3f}")
     _layer_axis(ax, x, layers)
     ax.set_ylabel("raw score (dashed: ceiling)")
-    _zoom_to_data(ax, [v for values in raw.values() for v in values] + list(ceilings.values()))
+    _zoom_to_data(ax, [v for values in raw.values() for v in values] + list(ceilings.values())
+                  + [v for band in (ci or {}).values() for side in band for v in side])
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0, title="star: best layer",
               title_fontsize=8)
@@ -51,8 +54,11 @@ def plot_layer_scores(path: Path, layers: Sequence[str], raw: Mapping[str, Seque
     return save_figure(fig, path)
 
 
-def _draw_metric(ax, x: np.ndarray, layers: Sequence[str], y: np.ndarray, label: str, color) -> None:
-    """One metric's line, its best layer starred and named in the legend."""
+def _draw_metric(ax, x: np.ndarray, layers: Sequence[str], y: np.ndarray, label: str, color, band=None) -> None:
+    """One metric's line, its best layer starred and named in the legend, its 95 % interval shaded (if given)."""
+    if band is not None and np.isfinite(np.asarray(band, dtype=float)).any():
+        ax.fill_between(x, np.asarray(band[0], dtype=float), np.asarray(band[1], dtype=float), color=color,
+                        alpha=0.18, lw=0)
     if np.isfinite(y).any():
         b = int(np.nanargmax(y))
         ax.plot([x[b]], [y[b]], marker="*", ms=15, color=color, zorder=5)

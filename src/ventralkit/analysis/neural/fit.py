@@ -14,6 +14,7 @@ mean over draws. ``rdm`` and ``cka`` get the same split-half procedure with thei
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from collections.abc import Mapping, Sequence
@@ -22,9 +23,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ...errors import ConfigError, DataError
+from . import bootstrap as B
 from . import metrics as M
 from .io import response_array
-from .registry import Halves, LayerView, get_metric, metric_names, resolve_metrics
+from .registry import (CEILING_CONVENTIONS, DEFAULT_CEILING_CONVENTION, Halves, LayerView, check_convention,
+                       get_metric, metric_names, resolve_metrics)
 from .rsa_scoring import RSAContext, RSAOptions, check_rsa_inputs, prepare_rsa
 
 CEILING_SPLITS = 10
@@ -54,6 +57,7 @@ class NeuralResult:
     missing_values: int = 0  # NaN / infinite single-trial values left out of the trial averages
     missing_trials: int = 0  # (repetition, stimulus) trials that held such a value
     constant_neuroids: int = 0  # kept neuroids with the same (trial-averaged) response to every stimulus
+    bootstrap: B.ScoreSamples | None = None  # the resampled scores and ceilings (``neural_fit(bootstrap=N)``)
 
     @property
     def layers(self) -> list[str]:
@@ -81,12 +85,15 @@ class NeuralResult:
         width = max(len("layer"), *(len(r["layer"]) for r in self.rows))
         mwidth = max(7, *(len(r["metric"]) for r in self.rows))  # 7: the longest built-in name, ridgecv
         notes = any(r.get("note") for r in self.rows)
+        cis = any(np.isfinite(r.get("ci_low", np.nan)) for r in self.rows)  # with a bootstrap: the raw score's CI
         lines = [f"{'layer':<{width}}  {'metric':<{mwidth}}  {'raw':>7}  {'ceiling':>7}  {'score':>7}"
-                 + ("  note" if notes else "")]
+                 + (f"  {'95% CI of raw':>17}" if cis else "") + ("  note" if notes else "")]
         fmt = lambda v: "     --" if not np.isfinite(v) else f"{v:7.3f}"  # noqa: E731
         for r in self.rows:
             line = (f"{r['layer']:<{width}}  {r['metric']:<{mwidth}}  {fmt(r['raw'])}  {fmt(r['ceiling'])}  "
                     f"{fmt(r['score'])}")
+            if cis:
+                line += f"  [{fmt(r.get('ci_low', np.nan))}, {fmt(r.get('ci_high', np.nan))}]"
             lines.append(line + (f"  {r['note']}" if r.get("note") else ""))
         return "\n".join(lines)
 
@@ -112,7 +119,6 @@ class _Checked:
     subjects: np.ndarray | None = None  # (K,) subject label of each kept neuroid (None: one population)
     runs: np.ndarray | None = None  # (R,) run label of each repetition
     rsa: RSAContext | None = None  # the ``rdm`` metric's neural RDMs and ceiling (``neural_fit``)
-
 
 
 def check_inputs(n_features: int, responses, metrics=("pls",), groups=None, splits: int = 10, ceiling=None,
@@ -289,7 +295,8 @@ def _feature_items(features) -> list[tuple[str, object]]:
 
 
 def split_half_ceilings(reps: np.ndarray, metrics: Sequence[str], seed: int = 0,
-                        splits: int = CEILING_SPLITS) -> tuple[dict[str, float], np.ndarray]:
+                        splits: int = CEILING_SPLITS, resamples: B.Resamples | None = None,
+                        samples: dict | None = None) -> tuple[dict[str, float], np.ndarray]:
     """Spearman-Brown corrected split-half consistency per metric (its ``ceiling`` function, averaged over the
     draws), and per neuroid (Pearson).
 
@@ -297,12 +304,16 @@ def split_half_ceilings(reps: np.ndarray, metrics: Sequence[str], seed: int = 0,
     the responses scored against the model are; a stimulus whose trials of one half are all missing
     is left out of that draw (per neuroid for the Pearson r, as a whole row for ``rdm`` and ``cka``),
     so no half-average is made up.
+
+    With ``resamples`` (bootstrap), ``samples[metric]`` receives each metric's ceiling under every resample (the
+    mean over the same draws of its ``ceiling_resample``; NaN for a metric without one: its ceiling stays fixed).
     """
     from sklearn.model_selection import ShuffleSplit
 
     entries = [get_metric(m) for m in metrics]
     cv = ShuffleSplit(n_splits=splits, train_size=0.5, test_size=None, random_state=seed)
     per_split: dict[str, list[float]] = {m.name: [] for m in entries}
+    resampled: dict[str, list[np.ndarray]] = {m.name: [] for m in entries}
     neuroid = []
     for a, b in cv.split(np.zeros(reps.shape[0])):
         h1, h2 = _trial_mean(reps[a]), _trial_mean(reps[b])
@@ -311,30 +322,42 @@ def split_half_ceilings(reps: np.ndarray, metrics: Sequence[str], seed: int = 0,
         halves = Halves(h1, h2, r)
         for m in entries:
             per_split[m.name].append(float(m.ceiling(halves)))
+            if resamples is not None and m.ceiling_resample is not None:
+                resampled[m.name].append(np.asarray(m.ceiling_resample(halves, resamples), dtype=np.float64))
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
+        if resamples is not None and samples is not None:
+            samples.update({m: (np.nanmean(np.array(v), axis=0) if v else np.full(resamples.count, np.nan))
+                            for m, v in resampled.items()})
         return ({m: float(np.nanmean(v)) for m, v in per_split.items()}, np.nanmean(np.array(neuroid), axis=0))
 
 
-def ceiled(raw: float, ceiling: float, metric: str) -> float:
-    """The ceiled score under ``metric``'s rule (``NeuralMetric.ceiled``: ``r |r| / ceiling`` for regressions)."""
-    return get_metric(metric).ceiled(raw, ceiling)
+def ceiled(raw: float, ceiling: float, metric: str, convention: str = DEFAULT_CEILING_CONVENTION) -> float:
+    """The ceiled score under ``metric``'s rule (``NeuralMetric.ceiled``: ``r |r| / ceiling`` for regressions, or
+    ``(r / c) |r / c|`` with ``convention="r_over_c_squared"``)."""
+    return get_metric(metric).ceiled(raw, ceiling, convention)
+
+
+#: the note of a ceiled score above 1 (reported as it is, never clipped)
+ABOVE_CEILING = "score above 1: the raw score exceeds the ceiling (a noisy ceiling estimate); not clipped"
 
 
 # --------------------------------------------------------------------------- the fit
 
 
 def score_layer(feat, checked: _Checked, split_list, seed: int = 0, name: str = "features",
-                source: str | None = None) -> dict[str, tuple[float, np.ndarray | None, str]]:
+                source: str | None = None, resamples: B.Resamples | None = None,
+                samples: dict | None = None) -> dict[str, tuple[float, np.ndarray | None, str]]:
     """Raw score, per-neuroid r (regression metrics) and a note saying why the score is missing, per metric.
 
     Non-finite features are refused (``DataError`` naming ``source`` or the layer ``name``): a NaN
-    would turn every number of the layer into NaN, or into an exception deep in the fit.
+    would turn every number of the layer into NaN, or into an exception deep in the fit. With ``resamples``,
+    ``samples[metric]`` receives the score under each bootstrap resample (``_score_gram``).
     """
     g, s, d = M.gram(feat)
     _check_finite_features(g, s, checked.rows, source or f"features {name}")
     with _small_blas(len(checked.rows)):
-        return _score_gram(feat, g, s, d, checked, split_list)
+        return _score_gram(feat, g, s, d, checked, split_list, resamples, samples)
 
 
 def _check_finite_features(g: np.ndarray, s: np.ndarray, rows: np.ndarray, where: str) -> None:
@@ -375,7 +398,8 @@ def _constant_features(g: np.ndarray) -> bool:
     return spread <= 1e-12 * max(total, 0.0)
 
 
-def _score_gram(feat, g, s, d, checked: _Checked, split_list) -> dict[str, tuple[float, np.ndarray | None, str]]:
+def _score_gram(feat, g, s, d, checked: _Checked, split_list, resamples: B.Resamples | None = None,
+                samples: dict | None = None) -> dict[str, tuple[float, np.ndarray | None, str]]:
     idx = checked.rows
     g, s = g[np.ix_(idx, idx)], s[idx]
     undefined = (CONSTANT_RESPONSES if checked.constant is not None and checked.constant.all()
@@ -388,6 +412,8 @@ def _score_gram(feat, g, s, d, checked: _Checked, split_list) -> dict[str, tuple
     for m in checked.metrics:
         scored = get_metric(m).score(layer)
         out[m] = (scored.raw, scored.per_neuroid, scored.note)
+        if resamples is not None and samples is not None and scored.resample is not None:
+            samples[m] = np.asarray(scored.resample(resamples), dtype=np.float64)  # from what the fit kept
     return out
 
 
@@ -422,6 +448,9 @@ def neural_fit(
     rows: Sequence[int] | None = None,
     progress: bool = False,
     sources: Mapping[str, str] | None = None,
+    bootstrap: int = 0,
+    ceiling_convention: str = DEFAULT_CEILING_CONVENTION,
+    bootstrap_over: str = "auto",
     rdm_method: str = "correlation",
     comparator: str = "spearman",
     subjects: Sequence | None = None,
@@ -444,6 +473,14 @@ def neural_fit(
     ceiling: None = when there are repetitions; True = required (an error without them); False = never.
     rows: the feature row of each response row (default: the same order).
     sources: optional layer name -> how to name it in an error (the CLI passes the file).
+    bootstrap: resamples of the stimuli (0: none). Each row then gets ``ci_low, ci_high`` (percentile 95 %) and
+        ``sem`` of its raw score, and ``result.bootstrap`` holds every resampled score and ceiling
+        (``bootstrap.py``: what is resampled and why no refit is needed); the resamples are seeded by ``seed``.
+    bootstrap_over: ``stimuli``, ``subjects`` or ``both`` (rsatoolbox's bootstrap of stimuli and subjects together);
+        ``auto``: ``both`` with ``subjects``, else ``stimuli``.
+    ceiling_convention: ``r2_over_c`` (``r |r| / c``, Brain-Score since 2.3.13) or ``r_over_c_squared``
+        (``(r / c) |r / c|``, Brain-Score to 2.3.12) for the regressions' ceiled score; a ceiled score above 1 is
+        kept and noted, never clipped.
 
     rdm_method, comparator: the ``rdm`` metric's RDM of the responses (``euclidean``, ``correlation``,
         ``mahalanobis``, ``crossnobis``, ``poisson``) and RDM comparator (``spearman``, ``rho-a``, ``tau-a``,
@@ -458,44 +495,44 @@ def neural_fit(
     responses, no repetitions, a ceiling <= 0 ...).
     """
     items = _feature_items(features)
+    check_convention(ceiling_convention)
     checked = check_inputs(int(items[0][1].shape[0]), responses, metrics, groups, splits, ceiling, strict, rows,
                            rsa_options=RSAOptions(rdm_method, comparator), subjects=subjects, runs=runs)
     per_split = any(get_metric(m).per_split for m in checked.metrics)
     split_list = M.regression_splits(len(checked.rows), checked.groups, splits, seed) if per_split else []
+    resamples = _draw_bootstrap(bootstrap, len(checked.rows), seed, checked.subjects, bootstrap_over)
+    samples = _empty_samples(resamples, checked)
     if checked.reps is not None and ceiling is not False and not checked.constant.all():
         with _small_blas(len(checked.rows)):
-            ceilings, neuroid_ceiling = split_half_ceilings(checked.reps, checked.metrics, seed)
+            ceilings, neuroid_ceiling = split_half_ceilings(checked.reps, checked.metrics, seed, resamples=resamples,
+                                                            samples=samples.ceilings if samples else None)
     else:
         ceilings, neuroid_ceiling = {m: float("nan") for m in checked.metrics}, None
     ceiling_notes = _ceiling_notes(checked, ceilings, ceiling)
     _prepare_rsa(checked, ceilings, ceiling_notes, ceiling, seed)
+    if samples is not None and checked.rsa is not None and not checked.rsa.builtin:  # another ceiling: held fixed
+        samples.ceilings["rdm"] = np.full(samples.resamples, np.nan)
 
     from ...engine.progress import progress_bar
 
     rows_out: list[dict] = []
     per_neuroid: dict[tuple[str, str], np.ndarray] = {}
     for name, feat in progress_bar(items, desc="neural fit", enabled=progress, unit="layer"):
-        scored = score_layer(feat, checked, split_list, seed, name=name, source=(sources or {}).get(name))
+        resampled: dict[str, np.ndarray] = {}
+        scored = score_layer(feat, checked, split_list, seed, name=name, source=(sources or {}).get(name),
+                             resamples=resamples, samples=resampled)
         for m, (raw, per, note) in scored.items():
-            score = ceiled(raw, ceilings[m], m)
-            notes = [n for n in (note, ceiling_notes[m]) if n]
-            rows_out.append({"layer": name, "metric": m, "raw": float(raw), "ceiling": float(ceilings[m]),
-                             "score": float(score), "note": "; ".join(notes)})
+            rows_out.append(_score_row(name, m, raw, ceilings[m], [note, ceiling_notes[m]], ceiling_convention,
+                                       resampled.get(m), samples))
             if per is not None:
                 per_neuroid[(name, m)] = per
-    options = {"metrics": list(checked.metrics), "splits": splits, "seed": seed, "train_size": M.TRAIN_SIZE,
-               "stratified": checked.groups is not None, "pls_components": M.PLS_COMPONENTS,
-               "ridge_alpha": M.RIDGE_ALPHA, "ridgecv_alphas": [M.RIDGECV_ALPHAS[0], M.RIDGECV_ALPHAS[-1],
-                                                                len(M.RIDGECV_ALPHAS)],
-               "ceiling_splits": CEILING_SPLITS if neuroid_ceiling is not None else 0}
-    if checked.rsa is not None:
-        options["rsa"] = checked.rsa.record()
     return NeuralResult(rows=rows_out, per_neuroid=per_neuroid, ceilings=ceilings, neuroid_ceiling=neuroid_ceiling,
                         neuroids=[int(i) for i in checked.kept], n_stimuli=len(checked.rows),
-                        n_repetitions=checked.n_repetitions,
-                        dropped_neuroids=checked.dropped, options=options,
+                        n_repetitions=checked.n_repetitions, dropped_neuroids=checked.dropped,
+                        options=_options(checked, splits, seed, neuroid_ceiling, ceiling_convention, samples)
+                        | ({"rsa": checked.rsa.record()} if checked.rsa is not None else {}),
                         missing_values=checked.missing_values, missing_trials=checked.missing_trials,
-                        constant_neuroids=int(checked.constant.sum()))
+                        constant_neuroids=int(checked.constant.sum()), bootstrap=samples)
 
 
 def _prepare_rsa(checked: _Checked, ceilings: dict, notes: dict, ceiling, seed: int) -> None:
@@ -508,3 +545,84 @@ def _prepare_rsa(checked: _Checked, ceilings: dict, notes: dict, ceiling, seed: 
                               ceiling, seed)
     if not checked.rsa.builtin:
         ceilings["rdm"], notes["rdm"] = checked.rsa.ceiling, checked.rsa.ceiling_note
+
+
+#: what ``neural_fit(bootstrap_over=)`` resamples
+BOOTSTRAP_OVER = ("auto", "stimuli", "subjects", "both")
+
+
+def _draw_bootstrap(resamples: int, n: int, seed: int, subjects: np.ndarray | None = None,
+                    over: str = "auto") -> B.Resamples | None:
+    """The resamples of ``neural_fit(bootstrap=resamples)`` (None for 0): of the stimuli, and of the subjects
+    (in order of first appearance, as the RSA's subject RDMs) when asked; a bad request is a ConfigError."""
+    if isinstance(resamples, bool) or not isinstance(resamples, (int, np.integer)) or resamples < 0 or resamples == 1:
+        raise ConfigError(f"bootstrap must be 0 (none) or at least 2 resamples, got {resamples!r}")
+    if over not in BOOTSTRAP_OVER:
+        raise ConfigError(f"bootstrap_over {over!r}: choose {', '.join(BOOTSTRAP_OVER)}")
+    if over in ("subjects", "both") and subjects is None:
+        raise ConfigError(f"--bootstrap_over {over} needs --subjects FILE (the subject of each neuroid) or responses "
+                          "with a subject axis; use --bootstrap_over stimuli")
+    if not resamples:
+        return None
+    over = ("both" if subjects is not None else "stimuli") if over == "auto" else over
+    if over == "stimuli":
+        return B.draw_resamples(n, int(resamples), seed)
+    labels = list(dict.fromkeys(np.asarray(subjects).tolist()))
+    index = {label: i for i, label in enumerate(labels)}
+    rs = B.draw_resamples(n, int(resamples), seed, n_subjects=len(labels))
+    return dataclasses.replace(rs, neuroid_subject=np.array([index[s] for s in np.asarray(subjects).tolist()]),
+                               stimuli=rs.stimuli if over == "both" else np.ones_like(rs.stimuli),
+                               stimuli_resampled=over == "both")
+
+
+def _empty_samples(resamples: B.Resamples | None, checked: _Checked) -> B.ScoreSamples | None:
+    if resamples is None:
+        return None
+    return B.ScoreSamples(resamples=resamples.count, seed=resamples.seed, n_stimuli=resamples.n_stimuli,
+                          over=resamples.over, fingerprint=resamples.fingerprint(),
+                          responses_fingerprint=B.array_fingerprint(checked.y, checked.subjects),
+                          ceilings={m: np.full(resamples.count, np.nan) for m in checked.metrics},
+                          n_subjects=None if resamples.subjects is None else resamples.subjects.shape[1])
+
+
+#: the note of a score the bootstrap could not resample (a registered metric without ``MetricScore.resample``)
+NO_BOOTSTRAP = "no bootstrap for this metric (its score keeps nothing to resample)"
+
+
+def _score_row(layer: str, metric: str, raw: float, ceiling: float, notes: list[str], convention: str,
+               resampled: np.ndarray | None, samples: B.ScoreSamples | None) -> dict:
+    """One row of ``NeuralResult.rows``: raw, ceiling, ceiled score (noted above 1), the bootstrap interval."""
+    score = ceiled(raw, ceiling, metric, convention)
+    if np.isfinite(score) and score > 1:
+        notes = [*notes, ABOVE_CEILING]
+    ci = {}  # without a bootstrap the row is as it always was (scores.csv leaves the interval's cells empty)
+    if samples is not None:
+        if resampled is None or not np.isfinite(raw):
+            notes = [*notes, NO_BOOTSTRAP] if np.isfinite(raw) else notes
+            resampled = np.full(samples.resamples, np.nan)
+        samples.scores[(layer, metric)] = resampled
+        iv = B.interval(resampled, samples.n_effective)
+        ci = {"ci_low": iv.ci_low, "ci_high": iv.ci_high, "sem": iv.sem}
+    return {"layer": layer, "metric": metric, "raw": float(raw), "ceiling": float(ceiling), "score": float(score),
+            **ci, "note": "; ".join(n for n in notes if n)}
+
+
+def _options(checked: _Checked, splits: int, seed: int, neuroid_ceiling, convention: str,
+             samples: B.ScoreSamples | None) -> dict:
+    """``NeuralResult.options`` (run.json): the fit's settings, the ceiling convention and the bootstrap's."""
+    formula, matches = CEILING_CONVENTIONS[convention]
+    boot = None
+    if samples is not None:
+        boot = {"resamples": samples.resamples, "seed": samples.seed, "over": samples.over,
+                "fingerprint": samples.fingerprint, "ci": f"percentile {B.CI_LEVEL:.0%}",
+                "sem": "bootstrap standard deviation x sqrt(n / (n - 1))",
+                "regressions": "fitted mappings kept; each split's held-out stimuli resampled (no refit)",
+                "rdm": "pairs between copies of a stimulus dropped"}
+    return {"metrics": list(checked.metrics), "splits": splits, "seed": seed, "train_size": M.TRAIN_SIZE,
+            "stratified": checked.groups is not None, "pls_components": M.PLS_COMPONENTS,
+            "ridge_alpha": M.RIDGE_ALPHA, "ridgecv_alphas": [M.RIDGECV_ALPHAS[0], M.RIDGECV_ALPHAS[-1],
+                                                             len(M.RIDGECV_ALPHAS)],
+            "ceiling_splits": CEILING_SPLITS if neuroid_ceiling is not None else 0,
+            "ceiling_convention": {"name": convention, "regression": formula, "similarity": "raw / ceiling",
+                                   "matches": matches},
+            "bootstrap": boot}

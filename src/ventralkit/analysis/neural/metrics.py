@@ -229,10 +229,12 @@ def make_ridgecv(n_features: int):
     return RidgeCV(alphas=RIDGECV_ALPHAS)
 
 
-def regression_scores(z: np.ndarray, y: np.ndarray, make_regressor, split_list) -> np.ndarray:
+def regression_scores(z: np.ndarray, y: np.ndarray, make_regressor, split_list,
+                      keep: list | None = None) -> np.ndarray:
     """Held-out Pearson r per split and neuroid (splits x K) of features ``z`` regressed onto ``y``.
 
-    ``make_regressor(n_features)`` gives a fresh estimator (``fit``/``predict``) for each split.
+    ``make_regressor(n_features)`` gives a fresh estimator (``fit``/``predict``) for each split. ``keep``: a list
+    that receives ``(test indices, predictions)`` of every split (the bootstrap resamples them, ``bootstrap.py``).
     """
     import warnings
 
@@ -244,7 +246,10 @@ def regression_scores(z: np.ndarray, y: np.ndarray, make_regressor, split_list) 
         with warnings.catch_warnings():  # NIPALS on late, tiny components; Brain-Score's PLS runs the same way
             warnings.simplefilter("ignore", ConvergenceWarning)
             reg.fit(z[train], y[train])
-        out[i] = pearson_columns(np.asarray(reg.predict(z[test])).reshape(len(test), -1), y[test])
+        pred = np.asarray(reg.predict(z[test])).reshape(len(test), -1)
+        out[i] = pearson_columns(pred, y[test])
+        if keep is not None:
+            keep.append((np.asarray(test), pred))
     return out
 
 

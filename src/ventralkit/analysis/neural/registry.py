@@ -19,12 +19,22 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...errors import ConfigError
+from . import bootstrap as B
 from . import metrics as M
 
 #: ``regression``: fitted on each train split and scored per neuroid on the held-out stimuli (Pearson r);
 #: ``similarity``: one comparison of the whole population, no fit
 KINDS = ("regression", "similarity")
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
+#: how a regression's raw r is ceiled (``NeuralMetric.ceiled``), and the Brain-Score releases that do the same:
+#: brain-score/vision PR #2169 (merged 2026-01-13, first in brainscore-vision 2.3.13) changed ``explained_variance``
+#: from (r / c)^2 (PR #151, 2019-07-25, to 2.3.12) to r^2 / c
+CEILING_CONVENTIONS = {
+    "r2_over_c": ("r |r| / ceiling", "brainscore-vision >= 2.3.13 (brain-score/vision PR #2169)"),
+    "r_over_c_squared": ("(r / ceiling) |r / ceiling|", "brainscore-vision 2.3.12 and earlier, back to "
+                                                         "brain-score PR #151 (2019)"),
+}
+DEFAULT_CEILING_CONVENTION = "r2_over_c"
 
 
 @dataclass(frozen=True)
@@ -34,6 +44,9 @@ class MetricScore:
     raw: float
     per_neuroid: np.ndarray | None = None
     note: str = ""
+    #: the score under bootstrap resamples, ``resample(bootstrap.Resamples) -> (B,)``, from what the score kept
+    #: (held-out predictions, the two RDMs, the two Gram matrices); None: this score has no bootstrap
+    resample: Callable | None = None
 
 
 class LayerView:
@@ -78,6 +91,8 @@ class NeuralMetric:
     ceiling: ``ceiling(Halves) -> float``, the responses' consistency with themselves under this metric for
         one split-half draw, Spearman-Brown corrected; ``neural_fit`` averages it over the draws.
     label: the metric's name in the figure's legend.
+    ceiling_resample: optional ``ceiling_resample(Halves, bootstrap.Resamples) -> (B,)``, the ceiling of one draw
+        under the bootstrap's resamples (None: the ceiling is held fixed in the bootstrap).
     """
 
     name: str
@@ -85,6 +100,7 @@ class NeuralMetric:
     score: Callable[[LayerView], MetricScore]
     ceiling: Callable[[Halves], float]
     label: str
+    ceiling_resample: Callable | None = None
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not _NAME.fullmatch(self.name):
@@ -102,8 +118,11 @@ class NeuralMetric:
         """Fitted on train/test splits (the stimuli must leave enough held out; ``groups`` stratify them)."""
         return self.kind == "regression"
 
-    def ceiled(self, raw: float, ceiling: float) -> float:
+    def ceiled(self, raw: float, ceiling: float, convention: str = DEFAULT_CEILING_CONVENTION) -> float:
         """The ceiled score: explained variance ``r |r| / ceiling`` for regressions, ``raw / ceiling`` otherwise.
+
+        ``convention="r_over_c_squared"``: the regressions' earlier Brain-Score rule ``(r / c) |r / c|``
+        (``CEILING_CONVENTIONS``). Never clipped: a score above 1 is reported as it is.
 
         The split-half ceiling is a reliability, which bounds r^2, not r; Brain-Score 2's
         ``NeuralBenchmark`` ceils regression scores as ``r^2 / ceiling`` (``explained_variance`` in
@@ -113,8 +132,24 @@ class NeuralMetric:
         if not (np.isfinite(ceiling) and ceiling > 0 and np.isfinite(raw)):
             return float("nan")
         if self.kind == "regression":
+            if check_convention(convention) == "r_over_c_squared":
+                return float((raw / ceiling) * abs(raw / ceiling))
             return float(raw * abs(raw) / ceiling)
         return float(raw / ceiling)
+
+    def raw_ceiling(self, ceiling: float, convention: str = DEFAULT_CEILING_CONVENTION) -> float:
+        """The raw score whose ceiled score is 1: ``sqrt(ceiling)`` for a regression under ``r2_over_c`` (the
+        reliability bounds r^2), the ceiling itself otherwise; where a model's raw score meets the noise ceiling."""
+        if self.kind == "regression" and check_convention(convention) == "r2_over_c":
+            return float(np.sqrt(ceiling)) if np.isfinite(ceiling) and ceiling > 0 else float("nan")
+        return float(ceiling)
+
+
+def check_convention(convention: str) -> str:
+    """``convention`` if it is a name of ``CEILING_CONVENTIONS``; a ``ConfigError`` listing them otherwise."""
+    if convention not in CEILING_CONVENTIONS:
+        raise ConfigError(f"ceiling convention {convention!r}: choose {' or '.join(CEILING_CONVENTIONS)}")
+    return convention
 
 
 # --------------------------------------------------------------------------- the registry
@@ -173,12 +208,14 @@ def regression_score(make_regressor: Callable[[int], object]) -> Callable[[Layer
     neuroids per split, mean over splits); the per-neuroid values are the mean r over splits."""
 
     def score(layer: LayerView) -> MetricScore:
-        per = M.regression_scores(layer.z, layer.y, make_regressor, layer.splits)
+        held: list = []  # each split's held-out predictions, kept for the bootstrap (no refit per resample)
+        per = M.regression_scores(layer.z, layer.y, make_regressor, layer.splits, keep=held)
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             raw = M.aggregate_splits(per)
             per_neuroid = np.nanmean(per, axis=0)
-        return MetricScore(raw, per_neuroid, "" if np.isfinite(raw) else NO_FINITE_R)
+        resample = B.regression_resampler([B.HeldOut(t, p) for t, p in held], layer.y) if np.isfinite(raw) else None
+        return MetricScore(raw, per_neuroid, "" if np.isfinite(raw) else NO_FINITE_R, resample)
 
     return score
 
@@ -189,16 +226,19 @@ def rdm_score(layer: LayerView) -> MetricScore:
     if layer.rsa is not None and not layer.rsa.builtin:
         from .rsa_scoring import rsa_score
 
-        raw, note, _ = rsa_score(layer)  # (the bootstrap's resampler: not in this tree yet)
-        return MetricScore(raw, None, note)
+        raw, note, resample = rsa_score(layer)
+        return MetricScore(raw, None, note, resample)
     model_rdm, neural_rdm = M.rdm_from_gram(layer.g, layer.s, layer.d), M.rdm(layer.y)
     raw = M.compare_rdms(model_rdm, neural_rdm)
-    return MetricScore(raw, None, "" if np.isfinite(raw) else _rdm_note(model_rdm, neural_rdm))
+    if not np.isfinite(raw):
+        return MetricScore(raw, None, _rdm_note(model_rdm, neural_rdm))
+    return MetricScore(raw, None, "", B.PairResampler(B.upper(model_rdm), B.upper(neural_rdm), len(model_rdm)))
 
 
 def cka_score(layer: LayerView) -> MetricScore:
     """Linear CKA (unbiased HSIC) between the features' and the responses' Gram matrices."""
-    return MetricScore(M.cka_from_grams(layer.g, layer.y @ layer.y.T))
+    k, l = layer.g, layer.y @ layer.y.T  # noqa: E741
+    return MetricScore(M.cka_from_grams(k, l), resample=B.gram_resampler(k, l))
 
 
 def _rdm_note(model_rdm: np.ndarray, neural_rdm: np.ndarray) -> str:
@@ -233,6 +273,37 @@ def cka_ceiling(halves: Halves) -> float:
     return on_complete_rows(halves, lambda a, b: M.spearman_brown(M.cka_from_grams(a @ a.T, b @ b.T)))
 
 
+def neuroid_median_ceiling_resample(halves: Halves, rs: B.Resamples) -> np.ndarray:
+    """``neuroid_median_ceiling`` under the resamples (NaN when a half misses trials: the ceiling is then held fixed)."""
+    if not (np.isfinite(halves.first).all() and np.isfinite(halves.second).all()):
+        return np.full(rs.count, np.nan)
+    r = M.spearman_brown(B.weighted_pearson(rs.stimuli, halves.first, halves.second))
+    with np.errstate(all="ignore"):
+        return B.neuroid_median(r, rs)
+
+
+def rdm_ceiling_resample(halves: Halves, rs: B.Resamples) -> np.ndarray:
+    """``rdm_ceiling`` under the resamples (the pairs between copies of a stimulus dropped)."""
+    def compare(a, b, w):
+        return M.spearman_brown(B.PairResampler(B.upper(M.rdm(a)), B.upper(M.rdm(b)), len(a))(w))
+    return _resampled_on_complete_rows(halves, rs, compare)
+
+
+def cka_ceiling_resample(halves: Halves, rs: B.Resamples) -> np.ndarray:
+    """``cka_ceiling`` under the resamples."""
+    return _resampled_on_complete_rows(halves, rs, lambda a, b, w: M.spearman_brown(B.gram_resampler(a @ a.T,
+                                                                                                       b @ b.T)(w)))
+
+
+def _resampled_on_complete_rows(halves: Halves, rs: B.Resamples, compare) -> np.ndarray:
+    """``compare(first, second, weights)`` on the rows finite in both halves, as ``on_complete_rows``."""
+    h1, h2 = halves.first, halves.second
+    keep = np.isfinite(h1).all(axis=1) & np.isfinite(h2).all(axis=1)
+    if keep.sum() < 4:
+        return np.full(rs.count, np.nan)
+    return compare(h1[keep], h2[keep], rs.stimuli[:, keep])
+
+
 def on_complete_rows(halves: Halves, compare) -> float:
     """``compare(first, second)`` on the stimuli (rows) finite in both halves; NaN when fewer than 4 are."""
     h1, h2 = halves.first, halves.second
@@ -245,12 +316,14 @@ def on_complete_rows(halves: Halves, compare) -> float:
 
 
 for _entry in (
-    NeuralMetric("pls", "regression", regression_score(M.make_pls), neuroid_median_ceiling, "PLS (Pearson r)"),
-    NeuralMetric("ridge", "regression", regression_score(M.make_ridge), neuroid_median_ceiling, "ridge (Pearson r)"),
+    NeuralMetric("pls", "regression", regression_score(M.make_pls), neuroid_median_ceiling, "PLS (Pearson r)",
+                 neuroid_median_ceiling_resample),
+    NeuralMetric("ridge", "regression", regression_score(M.make_ridge), neuroid_median_ceiling, "ridge (Pearson r)",
+                 neuroid_median_ceiling_resample),
     NeuralMetric("ridgecv", "regression", regression_score(M.make_ridgecv), neuroid_median_ceiling,
-                 "ridge CV (Pearson r)"),
-    NeuralMetric("rdm", "similarity", rdm_score, rdm_ceiling, "RDM (Spearman rho)"),
-    NeuralMetric("cka", "similarity", cka_score, cka_ceiling, "CKA (unbiased)"),
+                 "ridge CV (Pearson r)", neuroid_median_ceiling_resample),
+    NeuralMetric("rdm", "similarity", rdm_score, rdm_ceiling, "RDM (Spearman rho)", rdm_ceiling_resample),
+    NeuralMetric("cka", "similarity", cka_score, cka_ceiling, "CKA (unbiased)", cka_ceiling_resample),
 ):
     register_metric(_entry)
 del _entry

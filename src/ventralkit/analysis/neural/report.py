@@ -17,12 +17,14 @@ def _cell(v: float):
 
 
 def write_scores(result: NeuralResult, out: Path) -> list[Path]:
-    """scores.csv (``layer,metric,raw,ceiling,score,note``) and per_neuroid.csv (regression metrics).
+    """scores.csv (``layer,metric,raw,ceiling,score,ci_low,ci_high,sem,note``) and per_neuroid.csv (regression
+    metrics). ``ci_low, ci_high, sem``: the raw score's bootstrap interval (empty without ``--bootstrap``).
 
     An empty cell is a value that could not be computed; ``note`` says why.
     """
     rows = [{k: (r[k] if k in ("layer", "metric", "note") else _cell(r[k])) for k in r} for r in result.rows]
-    paths = [write_records(out / "scores.csv", ["layer", "metric", "raw", "ceiling", "score", "note"], rows)]
+    columns = ["layer", "metric", "raw", "ceiling", "score", "ci_low", "ci_high", "sem", "note"]
+    paths = [write_records(out / "scores.csv", columns, rows)]
     table = [["layer", "metric", "neuroid", "r", "ceiling"]]
     nc = result.neuroid_ceiling
     for (layer, metric), per in result.per_neuroid.items():
@@ -75,10 +77,14 @@ def plot_scores(result: NeuralResult, path: Path, title: str = "") -> Path:
     from ...plots.neural import plot_layer_scores
 
     layers, metrics = result.layers, result.metrics
+    ci = None
+    if result.bootstrap is not None:  # the raw scores' 95 % intervals, shaded
+        ci = {m: ([result.value(layer, m, "ci_low") for layer in layers],
+                  [result.value(layer, m, "ci_high") for layer in layers]) for m in metrics}
     return plot_layer_scores(path, layers, {m: [result.value(layer, m) for layer in layers] for m in metrics},
                              result.ceilings, _labels(result),
                              n_stimuli=result.n_stimuli, n_neuroids=len(result.neuroids),
-                             n_repetitions=result.n_repetitions, title=title)
+                             n_repetitions=result.n_repetitions, title=title, ci=ci)
 
 
 def _labels(result: NeuralResult) -> dict[str, str]:
