@@ -178,6 +178,22 @@ def test_train_a_factory_file_and_reload_only_when_named(cli, stimuli, tmp_path)
     assert code == 2 and "which runs that Python file" in err
 
 
+def test_compare_of_a_factory_run_does_not_run_the_file(cli, tmp_path):
+    """``compare`` builds a run's model to count its head's parameters; a factory file is not run for that."""
+    marker = tmp_path / "imported.txt"
+    nets = tmp_path / "nets.py"
+    nets.write_text(f"with open({str(marker)!r}, 'a') as fh:\n    fh.write('x')\n" + FACTORY)
+    out = tmp_path / "run"
+    code, _, err = _train(cli, out, "--model", f"{nets}:build", "--num_classes", "10")
+    assert code == 0, err
+    assert marker.read_text() == "x"
+    for name in [m for m in sys.modules if m.startswith("ventralkit_user_")]:
+        del sys.modules[name]  # a fresh process: the file is not imported yet
+    code, stdout, err = cli("compare", out, "-o", tmp_path / "cmp", "--no_plot")
+    assert code == 0, err
+    assert marker.read_text() == "x"  # imported once, by train, never by compare
+
+
 def test_bad_model_specs_are_one_line_exit_2(cli, stimuli, tmp_path, monkeypatch):
     bad = tmp_path / "bad.py"
     bad.write_text("raise ImportError('needs a package that is not there')\n")

@@ -121,7 +121,7 @@ def parameter_split(config: dict, num_classes: int | None = None) -> tuple[int |
     kwargs = {k: v for k, v in (config.get("model_kwargs") or {}).items() if k not in _WEIGHT_KWARGS}
     num_classes = num_classes if num_classes is not None else config.get("num_classes")
     model = None
-    for device in ("meta", "cpu"):  # meta: no memory, no init cost; cpu: for builders meta cannot run
+    for device in () if _runs_code(config.get("model")) else ("meta", "cpu"):  # meta: no memory, no init cost
         try:
             with torch.device(device):
                 model = create_model(config["model"], num_classes=num_classes, **kwargs)
@@ -135,6 +135,16 @@ def parameter_split(config: dict, num_classes: int | None = None) -> tuple[int |
         return _count(model.backbone), _count(model.head)
     head = _count(model.get_classifier()) if hasattr(model, "get_classifier") else 0
     return _count(model) - head, head
+
+
+def _runs_code(model) -> bool:
+    """A run of a ``file.py:factory`` model: building it would run a Python file the user did not name here."""
+    from ..models.model_spec import is_source_spec, parse_spec
+
+    try:
+        return is_source_spec(str(model)) and parse_spec(str(model)).runs_code
+    except Exception:  # noqa: BLE001 - a malformed name: not a file spec
+        return False
 
 
 def _names(config: dict) -> tuple[str, str]:
