@@ -1,7 +1,8 @@
-"""Stop cleanly when a scheduler asks: SIGTERM, SIGINT or SIGUSR1 finish the step, save, and exit.
+"""Stop cleanly when a scheduler asks: SIGTERM, SIGINT, SIGUSR1 or SIGUSR2 finish the step, save, and exit.
 
 Cluster schedulers (SLURM's ``--signal``, preemption) send one of these some time before killing a
-job. The handler only sets a flag; the training loop looks at it after each step, writes
+job; SIGUSR2 is submitit's (a study's jobs hand it back to submitit, which requeues them: studies/jobs.py).
+The handler only sets a flag; the training loop looks at it after each step, writes
 ``last.pt`` atomically and raises ``TrainingInterrupted`` with the command that resumes. A second
 Ctrl-C aborts at once (``KeyboardInterrupt``), for a user who does not want to wait.
 
@@ -16,7 +17,8 @@ import os
 import signal
 import threading
 
-SIGNALS = tuple(s for s in (getattr(signal, n, None) for n in ("SIGTERM", "SIGINT", "SIGUSR1")) if s is not None)
+SIGNALS = tuple(s for s in (getattr(signal, n, None) for n in ("SIGTERM", "SIGINT", "SIGUSR1", "SIGUSR2"))
+                if s is not None)
 
 
 class StopRequest:

@@ -5,7 +5,10 @@
 feed-forward network (CORnet-S; every design computes the same function there) and is trained once per
 seed as ``feedforward-o1-s<seed>``. A finished run is skipped and an interrupted one resumes from its
 ``checkpoints/last.pt``, so re-running the same command continues a study, and adding seeds or
-designs trains only the new runs. Then it writes
+designs trains only the new runs. The runs train here one after another, or as jobs
+(``executor=ExecutorOptions(kind="local"|"slurm")``: ``studies.runner``); a finished run writes its record
+(``study_run.json``: the per-pass analysis below) and then keeps only what ``keep`` says (``studies.disk``).
+When every run has ended it writes
 
 * ``feedback_study.csv`` / ``.md``: per design and ``outer_times``, the mean and sd over seeds of the
   final-epoch val top-1, and the forward compute per image (multiply-accumulates of every conv and
@@ -19,10 +22,14 @@ designs trains only the new runs. Then it writes
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
-from dataclasses import dataclass
+import os
+import shutil
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +38,8 @@ import torch.nn as nn
 
 from ..errors import ConfigError
 from ..files import RunPaths, write_json, write_records, write_text
+from .disk import RunDisk, apply_keep, check_keep
+from .executor import ExecutorOptions, require_submitit
 
 MODEL = "cornet_s100"
 DESIGNS = ("replace", "additive", "gated")
@@ -43,6 +52,8 @@ STUDY_DEFAULTS = {"dataset": "digits-occluded", "outer_times": (1, 2, 3), "desig
                   "max_steps_per_epoch": None}
 #: val images used for the inside analysis (the Gram matrices are n x n)
 INSIDE_MAX_IMAGES = 512
+#: a finished run's record in its folder: written once the run is trained, before --keep deletes anything
+RUN_RECORD = "study_run.json"
 
 
 @dataclass(frozen=True)
@@ -110,9 +121,12 @@ def run_config(run: StudyRun, run_dir: Path, dataset: str, epochs: int, image_si
 
 
 def run_state(run_dir: Path) -> str:
-    """``"finished"``, ``"partial"`` (a ``last.pt`` to resume from) or ``"new"``."""
+    """``"finished"`` (its record, or a ``last.pt`` marked finished), ``"partial"`` (a ``last.pt`` to resume
+    from) or ``"new"``."""
     from ..models.weights import read_checkpoint
 
+    if (Path(run_dir) / RUN_RECORD).is_file():
+        return "finished"
     last = RunPaths(run_dir).last
     if not last.is_file():
         return "new"
@@ -211,13 +225,63 @@ class StudyResult:
     table: str
     rows: list[dict]
     files: dict
+    #: where every run stands (studies.progress.RunProgress); failed or stopped runs are listed with their log
+    progress: list = field(default_factory=list)
+    #: False while runs are still running or queued: the table is not written yet
+    complete: bool = True
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list:
+        return [p for p in self.progress if p.state in ("failed", "stopped")]
+
+
+@dataclass
+class StudyPlan:
+    """A study's settings and grid, every option checked, nothing written."""
+
+    output: Path
+    settings: dict
+    runs: list[StudyRun]
+    configs: dict
+    grid: dict  # what study.json keeps (every run trained in the folder so far)
+    from_study: list[str]
+    chosen: dict
+
+
+def plan_study(output: Path, given: dict, train_missing: bool = True, at_epoch: int | None = None,
+               workers: int = 0) -> StudyPlan:
+    """Each setting as given, else from ``output/study.json``, else the default; all checked (one-line errors)."""
+    from ..data.embedded import canonical_dataset
+
+    stored = read_study(output)
+    if stored is None and not train_missing:
+        raise ConfigError(f"--output {output}: no study here (no study.json) to report; start it with "
+                          f"`ventralkit study feedback -o {output}` (without --report_only)")
+    chosen, from_study = resolve_settings(given, stored)
+    c = chosen
+    validate_study(c["outer_times"], c["designs"], c["seeds"], c["epochs"], c["image_size"], c["batch_size"], c["lr"],
+                   c["dataset"], c["max_steps_per_epoch"])
+    if at_epoch is not None and not 0 < int(at_epoch) <= int(c["epochs"]):
+        raise ConfigError(f"--at_epoch must be between 1 and --epochs ({c['epochs']}), got {at_epoch}")
+    settings = {"dataset": canonical_dataset(c["dataset"]), "epochs": int(c["epochs"]),
+                "image_size": int(c["image_size"]), "batch_size": int(c["batch_size"]), "lr": float(c["lr"]),
+                "max_steps_per_epoch": c["max_steps_per_epoch"]}
+    check_settings(output, settings, stored)
+    runs = study_runs(c["outer_times"], c["designs"], c["seeds"])
+    configs = {r: run_config(r, output / "runs" / r.name, settings["dataset"], settings["epochs"],
+                             settings["image_size"], settings["batch_size"], settings["lr"], workers,
+                             settings["max_steps_per_epoch"]) for r in runs}
+    return StudyPlan(output, settings, runs, configs, study_grid(stored, c["outer_times"], c["designs"], c["seeds"]),
+                     from_study, chosen)
 
 
 def run_feedback_study(output: str | Path, dataset: str | None = None, outer_times=None, designs=None,
                        seeds=None, epochs: int | None = None, image_size: int | None = None,
                        batch_size: int | None = None, lr: float | None = None, workers: int = 0,
                        inside: bool = True, train_missing: bool = True, max_steps_per_epoch: int | None = None,
-                       at_epoch: int | None = None) -> StudyResult:
+                       at_epoch: int | None = None, keep: str = "best",
+                       executor: ExecutorOptions | None = None) -> StudyResult:
     """Train the missing runs of the grid (``train_missing``), then write the table and figures.
 
     A setting left as None is the one in ``output/study.json`` (the study being continued or
@@ -226,50 +290,165 @@ def run_feedback_study(output: str | Path, dataset: str | None = None, outer_tim
 
     ``at_epoch``: tabulate the val top-1 after that epoch, from every run that has reached it
     (finished or not; the data order and the lr of the first epochs do not depend on ``epochs``
-    under the step schedule, so these are the numbers a run of ``at_epoch`` epochs gives)."""
-    from ..data.embedded import canonical_dataset
+    under the step schedule, so these are the numbers a run of ``at_epoch`` epochs gives).
+
+    ``executor``: where the runs train (``studies.executor``; default here, one after another); ``keep``: what a
+    finished run keeps of its checkpoints (``studies.disk``). With SLURM the call returns once the jobs are
+    submitted (``complete`` False); the last job to end, or a later call, writes the table."""
+    from .runner import train_runs
+
+    output = Path(output)
+    given = {"dataset": dataset, "outer_times": outer_times, "designs": designs, "seeds": seeds, "epochs": epochs,
+             "image_size": image_size, "batch_size": batch_size, "lr": lr, "max_steps_per_epoch": max_steps_per_epoch}
+    plan = plan_study(output, given, train_missing, at_epoch, workers)
+    opts = (executor or ExecutorOptions()).validate()
+    check_keep(keep)
+    if opts.kind is not None and train_missing:
+        require_submitit(opts.kind)  # before anything is written
+    if plan.from_study:
+        print(f"from {output / 'study.json'}: " + ", ".join(f"--{k} {_flag_value(plan.chosen[k])}"
+                                                           for k in plan.from_study))
+    if not train_missing:
+        for i, r in enumerate(plan.runs, 1):
+            if run_state(output / "runs" / r.name) == "finished":
+                print(f"[{i}/{len(plan.runs)}] {r.name}: finished, skipped")
+        return write_study_results(output, plan.runs, plan.settings, inside=inside, at_epoch=at_epoch)
+    with _undone_if_refused(output):  # a refused start (disk, sbatch) leaves the folder as it was
+        write_json(output / "study.json", {**plan.settings, **plan.grid})
+        record_trained_runs(plan, inside, keep)
+        outcome = train_runs(output, planned_runs(plan, inside, keep), opts, keep, is_done=has_record,
+                             epochs=plan.settings["epochs"],
+                             finalize=partial(finish_study_if_done, str(output), inside))
+    if not outcome.complete:
+        from .progress import progress_text
+
+        head = (f"the study in {output} is being run by {outcome.busy_elsewhere}; " if outcome.busy_elsewhere
+                else "")
+        table = head + "progress: " + progress_text(outcome.progress) + "\nthe table is written when every run has ended"
+        return StudyResult(table, [], {}, progress=outcome.progress, complete=False)
+    result = write_study_results(output, plan.runs, plan.settings, inside=inside, at_epoch=at_epoch)
+    result.progress = outcome.progress
+    return result
+
+
+@contextlib.contextmanager
+def _undone_if_refused(output: Path):
+    """When the study cannot start (not enough disk, options sbatch refuses; no run trained), put the folder back as
+    it was: removed when this call made it, else its study.json restored and this call's job logs removed."""
+    from .jobs import JOBS_DIR
+    from .runner import StartRefused
+
+    existed = output.exists()
+    study_json = output / "study.json"
+    old = study_json.read_bytes() if study_json.is_file() else None
+    logs = output / JOBS_DIR / "logs"
+    before = set(logs.iterdir()) if logs.is_dir() else set()
+    try:
+        yield
+    except StartRefused:
+        if not existed:
+            shutil.rmtree(output, ignore_errors=True)
+        else:
+            write_bytes_back(study_json, old)
+            for folder in (set(logs.iterdir()) if logs.is_dir() else set()) - before:
+                shutil.rmtree(folder, ignore_errors=True)
+        raise
+
+
+def write_bytes_back(path: Path, data: bytes | None) -> None:
+    """``path`` as it was: ``data`` written back atomically, or the file removed when it was not there."""
+    from ..files import atomic_path
+
+    if data is None:
+        path.unlink(missing_ok=True)
+        return
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+# ---- one run: trained here or in a job ---------------------------------------------------------------------
+def has_record(run_dir: Path) -> bool:
+    """A run is done for the study once its record is written (``finish_run``)."""
+    return (Path(run_dir) / RUN_RECORD).is_file()
+
+
+def train_study_run(cfg, run: StudyRun, settings: dict, inside: bool, keep: str) -> None:
+    """One run of the study, here or as a job: train it (continuing its ``last.pt``), draw its curves, write its
+    record, then keep what ``keep`` says. Module level, so a job pickles it by reference."""
     from ..engine.train import train
     from ..plots.curves import draw_run_curves
 
-    output = Path(output)
-    stored = read_study(output)
-    if stored is None and not train_missing:
-        raise ConfigError(f"--output {output}: no study here (no study.json) to report; start it with "
-                          f"`ventralkit study feedback -o {output}` (without --report_only)")
-    given = {"dataset": dataset, "outer_times": outer_times, "designs": designs, "seeds": seeds, "epochs": epochs,
-             "image_size": image_size, "batch_size": batch_size, "lr": lr, "max_steps_per_epoch": max_steps_per_epoch}
-    chosen, from_study = resolve_settings(given, stored)
-    dataset, outer_times, designs, seeds = (chosen[k] for k in ("dataset", "outer_times", "designs", "seeds"))
-    epochs, image_size, batch_size, lr = (chosen[k] for k in ("epochs", "image_size", "batch_size", "lr"))
-    max_steps_per_epoch = chosen["max_steps_per_epoch"]
-    validate_study(outer_times, designs, seeds, epochs, image_size, batch_size, lr, dataset, max_steps_per_epoch)
-    dataset = canonical_dataset(dataset)
-    if at_epoch is not None and not 0 < int(at_epoch) <= int(epochs):
-        raise ConfigError(f"--at_epoch must be between 1 and --epochs ({epochs}), got {at_epoch}")
-    settings = {"dataset": dataset, "epochs": int(epochs), "image_size": int(image_size),
-                "batch_size": int(batch_size), "lr": float(lr), "max_steps_per_epoch": max_steps_per_epoch}
-    check_settings(output, settings, stored)
-    runs = study_runs(outer_times, designs, seeds)
-    configs = {r: run_config(r, output / "runs" / r.name, dataset, epochs, image_size, batch_size, lr, workers,
-                             max_steps_per_epoch) for r in runs}
-    if from_study:
-        print(f"from {output / 'study.json'}: " + ", ".join(f"--{k} {_flag_value(chosen[k])}" for k in from_study))
-    if train_missing:
-        write_json(output / "study.json", {**settings, **study_grid(stored, outer_times, designs, seeds)})
-    for i, r in enumerate(runs, 1):
-        run_dir = output / "runs" / r.name
-        state = run_state(run_dir)
-        if state == "finished":
-            print(f"[{i}/{len(runs)}] {r.name}: finished, skipped")
-            continue
-        if not train_missing:
-            continue
-        print(f"[{i}/{len(runs)}] {r.name}: " + ("resuming" if state == "partial" else "training"), flush=True)
-        cfg = configs[r]
-        if state == "partial":
-            cfg = cfg.replace(resume=str(RunPaths(run_dir).last))
-        draw_run_curves(train(cfg).trained)  # each run's plots/curves.png, as `ventralkit train` draws it
-    return write_study_results(output, runs, settings, inside=inside, at_epoch=at_epoch)
+    draw_run_curves(train(cfg.replace(resume="auto")).trained)  # each run's plots/curves.png, as `train` draws it
+    finish_run(Path(cfg.output_path), run, settings, inside, keep)
+
+
+def finish_run(run_dir: Path, run: StudyRun, settings: dict, inside: bool, keep: str) -> None:
+    """The run's record (its per-pass analysis, which needs the final weights in ``last.pt``), on disk before
+    ``apply_keep`` may delete ``last.pt``."""
+    rows = inside_analysis(run_dir, run, settings) if inside and run.outer_times > 1 else None
+    record = write_json(run_dir / RUN_RECORD, {"run": run.name, "finished": True, "val_top1": val_curve(run_dir),
+                                               "inside": rows, "keep": keep})
+    with open(record, "rb") as fh:
+        os.fsync(fh.fileno())  # on disk before last.pt goes
+    note = apply_keep(run_dir, keep)
+    if note:
+        print(note, flush=True)
+
+
+def record_trained_runs(plan: StudyPlan, inside: bool, keep: str) -> None:
+    """Runs trained to the end without a record (by an earlier version, or stopped between the two): their
+    record now, here, unless a job is still at it."""
+    from .jobs import JobFiles, lock_held
+    from ..engine.run_folder import LOCK_NAME
+
+    for r in plan.runs:
+        run_dir = plan.output / "runs" / r.name
+        busy = lock_held(JobFiles(plan.output, r.name).lock) or lock_held(run_dir / LOCK_NAME)
+        if not has_record(run_dir) and not busy and run_state(run_dir) == "finished":
+            print(f"{r.name}: trained; writing its record", flush=True)
+            finish_run(run_dir, r, plan.settings, inside, keep)
+
+
+def planned_runs(plan: StudyPlan, inside: bool, keep: str) -> list:
+    """The grid as the runner takes it: each run's function, its arguments and its checkpoint sizes."""
+    from .runner import PlannedRun
+
+    sizes: dict[str, RunDisk] = {}
+    out = []
+    for r in plan.runs:
+        key = json.dumps(r.model_kwargs(), sort_keys=True)
+        if key not in sizes:
+            sizes[key] = run_disk(r, plan.configs[r])
+        out.append(PlannedRun(r.name, plan.output / "runs" / r.name, train_study_run,
+                              {"cfg": plan.configs[r], "run": r, "settings": plan.settings, "inside": inside,
+                               "keep": keep}, sizes[key]))
+    return out
+
+
+def run_disk(run: StudyRun, cfg) -> RunDisk:
+    """The run's checkpoint sizes, from its model built on the meta device (no memory, no weights)."""
+    from ..data.embedded import DIGITS_CLASSES
+    from ..engine.checkpoint import checkpoint_bytes
+    from ..models.loading import create_model
+    from .disk import FILE_MARGIN
+
+    with torch.device("meta"):
+        model = create_model(MODEL, num_classes=len(DIGITS_CLASSES), **run.model_kwargs())
+    last, best = checkpoint_bytes(model, cfg.optimizer, cfg.momentum)
+    return RunDisk(last + FILE_MARGIN, best + FILE_MARGIN)
+
+
+def finish_study_if_done(output: str, inside: bool) -> None:
+    """A SLURM job's last act: when no run of the study is new, queued or running any more, write the table."""
+    from .progress import run_progress
+
+    plan = plan_study(Path(output), {}, train_missing=False)
+    states = {run_progress(plan.output, r.name, plan.output / "runs" / r.name, has_record(plan.output / "runs" /
+                           r.name)).state for r in plan.runs}
+    if states & {"new", "queued", "running"}:
+        return
+    result = write_study_results(plan.output, plan.runs, plan.settings, inside=inside)
+    print(study_summary(result), flush=True)
 
 
 def study_grid(stored: dict | None, outer_times, designs, seeds) -> dict:
@@ -344,8 +523,12 @@ def write_study_results(output: Path, runs: list[StudyRun], settings: dict, insi
         files["figure"] = plot_study(curves, {(r["design"], r["outer_times"]): r["gmac_per_image"] for r in rows},
                                      len(digits_split()[0]), output / f"{stem}.png", settings)
     if inside:
-        inside_rows = [row for r in done_runs if r.outer_times > 1
-                       for row in inside_analysis(output / "runs" / r.name, r, settings)]
+        inside_rows, unavailable = inside_of(output, [r for r in done_runs if r.outer_times > 1], settings)
+        if unavailable:
+            note = (f"No per-pass analysis for {', '.join(unavailable)}: trained with --no_inside, and --keep "
+                    "removed the last.pt it needs.")
+            table += "\n\n" + note
+            files["md"] = write_text(output / f"{stem}.md", table + "\n")
         if inside_rows:
             from ..plots.feedback import plot_inside
 
@@ -354,6 +537,30 @@ def write_study_results(output: Path, runs: list[StudyRun], settings: dict, insi
             files["inside_csv"] = write_records(output / "feedback_inside.csv", cols, inside_rows)
             files["inside_figure"] = plot_inside(inside_rows, output / "feedback_inside.png")
     return StudyResult(table, rows, files)
+
+
+def inside_of(output: Path, runs: list[StudyRun], settings: dict) -> tuple[list[dict], list[str]]:
+    """The per-pass rows of the finished feedback runs: from each run's record, else computed from its
+    ``last.pt``; and the runs that have neither (their analysis cannot be made any more)."""
+    rows, unavailable = [], []
+    for r in runs:
+        run_dir = output / "runs" / r.name
+        record = _read_record(run_dir)
+        if record.get("inside") is not None:
+            rows.extend(record["inside"])
+        elif RunPaths(run_dir).last.is_file():
+            rows.extend(inside_analysis(run_dir, r, settings))
+        else:
+            unavailable.append(r.name)
+    return rows, unavailable
+
+
+def _read_record(run_dir: Path) -> dict:
+    try:
+        data = json.loads((run_dir / RUN_RECORD).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def markdown_table(rows: list[dict], settings: dict, missing: list[str], at_epoch: int | None = None) -> str:
@@ -429,7 +636,15 @@ def inside_analysis(run_dir: Path, run: StudyRun, settings: dict) -> list[dict]:
 
 
 def study_summary(result: StudyResult) -> str:
-    return result.table + "\n" + "saved " + ", ".join(str(p) for p in result.files.values())
+    """The table and the files written; then every failed or stopped run with its log."""
+    lines = [result.table]
+    if result.files:
+        lines.append("saved " + ", ".join(str(p) for p in result.files.values()))
+    if result.complete and result.failed:
+        lines.append(f"{len(result.failed)} run{'s' if len(result.failed) != 1 else ''} did not finish (rerun the "
+                     "command to resume them from their last.pt):")
+        lines.extend(p.line() for p in result.failed)
+    return "\n".join(lines)
 
 
 __all__ = ["DESIGNS", "StudyRun", "StudyResult", "forward_macs", "run_feedback_study", "study_runs"]
