@@ -354,3 +354,18 @@ def test_figure_legend_names_the_rsa_options(tmp_path):
     res = neural_fit(layers, resp, metrics=("rdm", "cka"), rdm_method="euclidean", comparator="tau-a",
                      subjects=np.repeat(["a", "b"], 12))
     assert _labels(res) == {"rdm": "RDM (euclidean, tau-a, mean of 2 subjects)", "cka": "CKA (unbiased)"}
+
+
+def test_bootstrap_interval_under_rsa_options():
+    """The rdm score under other RSA options is resampled like the built-in one (mean over subjects, pairs between
+    copies of a stimulus dropped) where the bootstrap has the comparator in closed form; else the row says so."""
+    rng = np.random.default_rng(14)
+    layers, resp = _population(rng)
+    subjects = np.repeat(["a", "b", "c"], 8)
+    res = neural_fit(layers, resp, metrics=("rdm",), comparator="pearson", subjects=subjects, bootstrap=200)
+    for r in res.rows:
+        assert r["ci_low"] < r["raw"] < r["ci_high"] and 0 < r["sem"] < 0.5, r
+    good, bad = (res.rows[0], res.rows[1]) if res.rows[0]["layer"] == "good" else (res.rows[1], res.rows[0])
+    assert good["ci_low"] > bad["ci_high"]
+    res = neural_fit(layers, resp, metrics=("rdm",), comparator="tau-a", bootstrap=50)
+    assert all(np.isnan(r["ci_low"]) and "no bootstrap" in r["note"] for r in res.rows)

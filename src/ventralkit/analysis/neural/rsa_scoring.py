@@ -261,11 +261,16 @@ def rsa_score(layer) -> tuple[float, str, object]:
                  f"{int((~np.isfinite(values)).sum())} of {len(values)} subjects)"), None
 
 
-def _resampler(model: np.ndarray, ctx: RSAContext):  # noqa: ARG001
+def _resampler(model: np.ndarray, ctx: RSAContext):
     """The score under bootstrap resamples of the stimuli (``bootstrap.rdm_evaluations``: the mean over subjects,
     pairs between copies of a stimulus dropped), for the comparators the bootstrap has in closed form; None
     (no interval) for the others."""
-    return None  # the bootstrap (analysis/neural/bootstrap.py) is not in this tree yet
+    from .bootstrap import PAIR_COMPARATORS, rdm_evaluations
+
+    if ctx.options.comparator not in PAIR_COMPARATORS:
+        return None
+    models, data = rsa.square(model)[None], rsa.square(ctx.data_rdms)
+    return lambda rs: rdm_evaluations(models, data, ctx.options.comparator, rs)[:, 0]
 
 
 def flatten_subject_axis(responses, where: str = "responses") -> tuple[np.ndarray, np.ndarray]:
