@@ -280,3 +280,24 @@ def test_a_bootstrap_draw_copies_images_and_subjects_with_their_trials():
     assert np.isnan(M.subject_pair_kappas(d)).all()  # copies of one subject are never paired
     assert (d.choice == c.choice[c.subj == 1][d.img // 1 * 0 + d.origin % 6 * 0 + np.searchsorted(
         c.origin[c.subj == 1], d.origin)]).all()
+
+
+def test_the_figures_draw_missing_values_and_many_subjects(tmp_path):
+    from ventralkit.plots import behaviour as figs
+
+    score = {"score": 0.4, "ci_low": 0.3, "ci_high": 0.5, "ceiling": 0.6, "ceiled": float("nan")}
+    paths = [
+        figs.plot_image_scatter(tmp_path / "scatter.png", [0.1, np.nan, -0.2, 0.4], [0.0, 0.3, np.nan, 0.2],
+                                ["a", "b", "a", "b"], score),
+        figs.plot_error_consistency(tmp_path / "ec.png", [f"w{i}" for i in range(300)], np.linspace(-0.2, 0.5, 300),
+                                    np.full(300, np.nan), list(np.linspace(0, 0.4, 50)), score),
+        figs.plot_shape_bias(tmp_path / "shape.png", ["a", "b", "c"], [1.0, np.nan, 0.5], [0.8, np.nan, 0.9],
+                             {"s1": [1.0, np.nan, 0.7]}, score, {}),
+    ]
+    from PIL import Image
+
+    for path in paths:
+        with Image.open(path) as img:
+            assert img.width < 1600  # 300 subjects do not make a 100-inch figure
+    with Image.open(paths[2]) as img:  # category b (no decision) is left out: two rows
+        assert img.height < 500

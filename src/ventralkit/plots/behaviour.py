@@ -15,6 +15,8 @@ from . import plt, save_figure
 
 MODEL_COLOR = "#1f77b4"
 HUMAN_COLOR = "#d62728"
+#: subjects named under the error-consistency figure; more are drawn by position
+MAX_NAMED_SUBJECTS = 40
 
 
 def _fmt(score: Mapping, key: str = "score") -> str:
@@ -66,7 +68,7 @@ def plot_error_consistency(path: Path, subjects: Sequence[str], model: Sequence[
     the subject pairs' kappas, 2.5-97.5 percentile, their mean dashed). kappa = 0: no more agreement in errors
     than two independent observers of these accuracies would show."""
     x = np.arange(len(subjects))
-    fig, ax = plt.subplots(figsize=(max(5.5, 0.35 * len(subjects) + 3.5), 4.2))
+    fig, ax = plt.subplots(figsize=(min(14.0, max(5.5, 0.35 * len(subjects) + 3.5)), 4.2))
     pairs = np.asarray([v for v in pair_kappas if math.isfinite(v)], dtype=float)
     if pairs.size:
         lo, hi = np.percentile(pairs, [2.5, 97.5]) if pairs.size >= 10 else (pairs.min(), pairs.max())
@@ -78,10 +80,13 @@ def plot_error_consistency(path: Path, subjects: Sequence[str], model: Sequence[
     if mean is not None and math.isfinite(mean):
         ax.axhline(mean, color=MODEL_COLOR, ls=":", lw=1.2, label=f"model mean {_with_ci(score)}")
     ax.axhline(0, color="0.4", lw=0.8)
-    ax.set_xticks(x)
-    ax.set_xticklabels(subjects, rotation=40 if len(subjects) > 8 else 0, ha="right" if len(subjects) > 8 else "center",
-                       fontsize=8)
-    ax.set_xlabel("subject")
+    if len(subjects) <= MAX_NAMED_SUBJECTS:
+        ax.set_xticks(x)
+        ax.set_xticklabels(subjects, rotation=40 if len(subjects) > 8 else 0,
+                           ha="right" if len(subjects) > 8 else "center", fontsize=8)
+        ax.set_xlabel("subject")
+    else:  # hundreds of workers: positions only (per_subject.csv names them in this order)
+        ax.set_xlabel(f"subject (the {len(subjects)} rows of per_subject.csv, in order)")
     ax.set_ylabel("error consistency (Cohen's kappa)")
     ax.set_ylim(min(-0.1, ax.get_ylim()[0]), max(1.0, ax.get_ylim()[1]))
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
