@@ -185,15 +185,18 @@ def test_brainscore_adapter_takes_the_commitment_file(tmp_path):
 @pytest.fixture(scope="module")
 def model_features(tmp_path_factory):
     """CORnet-Z (random weights, 32 px) features of 40 images, and responses planted from its V1."""
+    import torch
+
     from ventralkit.data.embedded import write_image_folder
 
     root = tmp_path_factory.mktemp("mapping")
     imgs = write_image_folder(root / "imgs", classes=4, per_class=10, size=32, splits=None)
+    torch.manual_seed(0)  # the random weights, hence the features and the population planted in them
     rc = cli_main(["features", "--model", "Z", "--random_init", "--data_path", str(imgs), "--imsize", "32",
                    "-o", str(root / "feats"), "--no_progress"])
     assert rc == 0
     rng = np.random.default_rng(0)
-    resp = _population(rng, np.load(root / "feats" / "V1.output-t0.npy").astype(np.float64), k=20, noise=0.5)
+    resp = _population(rng, np.load(root / "feats" / "V1.output-t0.npy").astype(np.float64), k=20, noise=0.3)
     np.save(root / "resp.npy", resp)
     return root, imgs
 
