@@ -388,13 +388,14 @@ def _run_time_bins(args, inputs: _Inputs, out: Path) -> int:
                                      groups=inputs.groups, splits=args.splits, seed=args.seed, ceiling=args.ceiling,
                                      strict=args.strict, rows=inputs.rows, progress=not args.no_progress,
                                      sources=sources, where=f"--responses {args.responses}", **_convention(args))
-    found = area_module(Path(args.features) if args.features else out / "features", args.area, inputs.commitments)
-    mapping = time_mapping(result, args.area, found["module"], found["windows"])
+    area = _area(args)
+    found = area_module(Path(args.features) if args.features else out / "features", area, inputs.commitments)
+    mapping = time_mapping(result, area, found["module"], found["windows"])
     module = found["module"]
-    run = {"inputs": _run_inputs(args, inputs, out), "area": args.area, "model": found["model"], "module": module,
+    run = {"inputs": _run_inputs(args, inputs, out), "area": area, "model": found["model"], "module": module,
            "time_mapping": found["time_mapping"]}
     files = write_time_results(result, mapping, out, run, module, figure=not args.no_figure,
-                               title=f"{args.area or 'responses'}: {module or 'every layer'}")
+                               title=f"{area or 'responses'}: {module or 'every layer'}")
     for r in mapping:
         committed = r["committed_feature"] or "--"
         print(f"{r['metric']} {r['bin_start']:g}-{r['bin_end']:g} ms: committed {committed}, "
