@@ -215,7 +215,16 @@ def test_progress_tells_running_killed_stopped_failed_and_queued(tmp_path):
     assert progress.run_progress(study, "r", run_dir, finished=False).detail == "CUDA out of memory"
     assert progress.run_progress(study, "r", run_dir, finished=True).state == "done"
 
-    files.state.unlink()
+    files.state.unlink()  # submitted, not started: a local job's controller that runs here is starting
+    import socket
+
+    files.record.write_text(json.dumps({"executor": "local", "job_id": str(os.getpid()),
+                                        "host": socket.gethostname(), "stderr": str(log)}))
+    assert progress.run_progress(study, "r", run_dir, finished=False).state == "queued"
+    files.record.write_text(json.dumps({"executor": "local", "job_id": "999999999", "host": socket.gethostname(),
+                                        "stderr": str(log)}))
+    p = progress.run_progress(study, "r", run_dir, finished=False)
+    assert p.state == "failed" and "ended before the run started" in p.detail
     files.record.write_text(json.dumps({"executor": "slurm", "job_id": "77_1", "stderr": str(log)}))
     p = progress.run_progress(study, "r", run_dir, finished=False)
     assert p.state in ("queued", "failed")  # queued unless a squeue here says the job is gone

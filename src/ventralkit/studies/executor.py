@@ -20,6 +20,7 @@ import contextlib
 import io
 import os
 import signal
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -146,11 +147,13 @@ def make_executor(opts: ExecutorOptions, folder: Path, job_name: str = "ventralk
 
 
 def write_record(job: StudyJob, kind: str, submitted) -> None:
-    """``<study>/jobs/<run>.json``: where the run's job went and where its logs are."""
-    paths = submitted.paths
-    write_json(JobFiles(job.study, job.name).record,
-               {"run": job.name, "executor": kind, "job_id": str(submitted.job_id), "stdout": str(paths.stdout),
-                "stderr": str(paths.stderr), "submitted": round(time.time(), 3)})
+    """``<study>/jobs/<run>.json``: where the run's job went and where its logs are (an earlier job's own state
+    goes: it no longer describes the run)."""
+    paths, files = submitted.paths, JobFiles(job.study, job.name)
+    write_json(files.record, {"run": job.name, "executor": kind, "job_id": str(submitted.job_id),
+                              "host": socket.gethostname(), "stdout": str(paths.stdout), "stderr": str(paths.stderr),
+                              "submitted": round(time.time(), 3)})
+    files.state.unlink(missing_ok=True)
 
 
 # ---- SLURM -----------------------------------------------------------------------------------------------------
@@ -200,7 +203,8 @@ def run_local(jobs: list[StudyJob], opts: ExecutorOptions, study: Path, waiting_
                 while pending and len(active) + len(others) < slots:
                     job = pending.pop(0)
                     active[job.name] = _submit_local(ex, job)
-                    say(f"{job.name}: started (job {active[job.name].job_id}, {job.threads} torch threads)")
+                    threads = f"{job.threads} torch thread{'s' if job.threads != 1 else ''}"
+                    say(f"{job.name}: started (job {active[job.name].job_id}, {threads})")
                 for name in [n for n, j in active.items() if j.done()]:
                     del active[name]
                     ended.append(name)

@@ -324,7 +324,8 @@ def run_feedback_study(output: str | Path, dataset: str | None = None, outer_tim
 
         head = (f"the study in {output} is being run by {outcome.busy_elsewhere}; " if outcome.busy_elsewhere
                 else "")
-        table = head + "progress: " + progress_text(outcome.progress) + "\nthe table is written when every run has ended"
+        table = (head + "progress: " + progress_text(outcome.progress)
+                 + "\nthe table is written when every run has ended")
         return StudyResult(table, [], {}, progress=outcome.progress, complete=False)
     result = write_study_results(output, plan.runs, plan.settings, inside=inside, at_epoch=at_epoch)
     result.progress = outcome.progress

@@ -8,7 +8,9 @@ rerunning a study command shows this instead of starting over.
 from __future__ import annotations
 
 import csv
+import os
 import shutil
+import socket
 import subprocess
 from collections import Counter
 from dataclasses import dataclass
@@ -68,8 +70,21 @@ def _submitted(name: str, record: dict, log: str | None) -> RunProgress:
         queued = slurm_job_known(job_id)
         if queued is not False:
             return RunProgress(name, "queued", f"SLURM job {job_id}", log)
+    elif record.get("host") == socket.gethostname() and _process_alive(job_id):
+        return RunProgress(name, "queued", f"local job {job_id}, starting", log)
     why = f"its job {job_id} ended before the run started; last log line: {last_log_line(log) or '(empty)'}"
     return RunProgress(name, "failed", why, log)
+
+
+def _process_alive(pid) -> bool:
+    """Whether the process ``pid`` (a local job's controller) runs on this machine."""
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:  # another user's process with that number
+        return True
+    return True
 
 
 def slurm_job_known(job_id: str) -> bool | None:
