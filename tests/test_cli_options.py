@@ -37,7 +37,7 @@ ACCEPTED = {
                   "--baseline --baseline_clean_error --name --compare --names -o --output_path --quiet",
     "study feedback": "-o --output --dataset --outer_times --designs --seeds --epochs --imsize --image_size "
                       "--batch_size --lr --max_steps_per_epoch -j --workers --threads --no_inside --report_only "
-                      "--at_epoch",
+                      "--at_epoch --keep --executor --jobs --partition --gpus_per_job --cpus_per_job --time --sbatch",
     "test": "--model --num_classes --ckpt_path --checkpoint --pretrained --random_init --trust_checkpoint --times "
             "--outer_times --feedback --model_kwargs --data_path --dataset -j --workers --batch_size --imsize "
             "--image_size --device --ngpus --amp --channels_last --on_bad_image --no_progress -o --output_path "

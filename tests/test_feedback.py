@@ -131,7 +131,12 @@ def test_study_end_to_end_and_skips_finished_runs(tmp_path, capsys, monkeypatch)
     for r in inside:
         assert 0 <= float(r["readout_top1"]) <= 1
     assert -1 <= float(inside[1]["v1_cka_prev"]) <= 1.0001
-    stamp = (out / "runs" / "gated-o2-s0" / "checkpoints" / "last.pt").stat().st_mtime_ns
+    ckpts = out / "runs" / "gated-o2-s0" / "checkpoints"
+    assert sorted(p.name for p in ckpts.iterdir()) == ["best.pt"]  # --keep best: last.pt went after the record
+    record = json.loads((ckpts.parent / "study_run.json").read_text())  # the per-pass rows, kept with the run
+    assert [(r["pass"], r["readout_top1"]) for r in record["inside"]] == [(int(r["pass"]), float(r["readout_top1"]))
+                                                                          for r in inside]
+    stamp = (ckpts / "best.pt").stat().st_mtime_ns
     capsys.readouterr()
     assert _study(tmp_path, "--no_inside", "--at_epoch", "1") == 0
     printed = capsys.readouterr().out
@@ -139,7 +144,11 @@ def test_study_end_to_end_and_skips_finished_runs(tmp_path, capsys, monkeypatch)
     assert "val top-1 after epoch 1." in (out / "feedback_study_epoch1.md").read_text()
     assert (out / "feedback_study_epoch1.png").is_file()
     assert "val top-1 after the last epoch." in (out / "feedback_study.md").read_text()  # not overwritten
-    assert (out / "runs" / "gated-o2-s0" / "checkpoints" / "last.pt").stat().st_mtime_ns == stamp
+    assert (ckpts / "best.pt").stat().st_mtime_ns == stamp
+    before = (out / "feedback_inside.csv").read_bytes()
+    (out / "feedback_inside.csv").unlink()
+    assert _study(tmp_path, "--report_only") == 0  # the per-pass analysis from the record: last.pt is gone
+    assert (out / "feedback_inside.csv").read_bytes() == before
     assert _study(tmp_path, "--lr", "0.1") == 2  # another setting in the same folder is refused
     assert json.loads((out / "study.json").read_text())["lr"] == 0.01
 

@@ -257,3 +257,13 @@ def test_slurm_job_writes_the_table_once_no_run_is_left(tmp_path, trained):
     moved.rename(records[0])
     finish_study_if_done(str(out), inside=False)
     assert (out / "feedback_study.csv").is_file()
+
+
+def test_local_jobs_with_gpus_need_one_set_per_job(tmp_path, capsys, monkeypatch, trained):
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    out = tmp_path / "study"
+    assert _study(out, "--executor", "local", "--jobs", "2", "--gpus_per_job", "1") == 2
+    line = _one_error_line(capsys)
+    assert "--executor local --jobs 2 --gpus_per_job 1 needs 2 GPUs and this machine has 1" in line
+    assert not out.exists() and not trained
+    executor.ExecutorOptions("local", jobs=1, gpus_per_job=1).validate()  # one job on the one GPU: fine

@@ -73,6 +73,8 @@ class ExecutorOptions:
             if given:
                 raise ConfigError(f"--{given[0]} is a SLURM option; use it with --executor slurm")
         sbatch_parameters(self.sbatch)
+        if self.kind == "local":
+            check_local_gpus(self)
         return self
 
     @property
@@ -146,6 +148,18 @@ def make_executor(opts: ExecutorOptions, folder: Path, job_name: str = "ventralk
         raise ConfigError(f"--executor {opts.kind}: {one_line(err)}") from None
 
 
+def check_local_gpus(opts: ExecutorOptions) -> None:
+    """Local jobs with GPUs each get their own: the machine must have ``--jobs x --gpus_per_job`` of them."""
+    if not opts.gpus_per_job:
+        return
+    import torch
+
+    need, have = opts.gpus_per_job * int(opts.jobs or 1), torch.cuda.device_count()
+    if need > have:
+        raise ConfigError(f"--executor local --jobs {opts.jobs or 1} --gpus_per_job {opts.gpus_per_job} needs {need} "
+                          f"GPUs and this machine has {have}; lower --jobs or --gpus_per_job")
+
+
 def write_record(job: StudyJob, kind: str, submitted) -> None:
     """``<study>/jobs/<run>.json``: where the run's job went and where its logs are (an earlier job's own state
     goes: it no longer describes the run)."""
@@ -192,34 +206,47 @@ class LocalOutcome:
 
 def run_local(jobs: list[StudyJob], opts: ExecutorOptions, study: Path, waiting_for=(), say=print) -> LocalOutcome:
     """Run ``jobs`` N at a time with submitit's local executor and wait for every one (and for the runs in
-    ``waiting_for``, trained by jobs that an earlier invocation left running). Ctrl-C / SIGTERM stop them all."""
+    ``waiting_for``, trained by jobs that an earlier invocation left running). Ctrl-C / SIGTERM stop them all.
+
+    Each of the N slots has its own GPUs (slot k: ``k * g`` to ``k * g + g - 1`` with ``--gpus_per_job g``)."""
     ex = make_executor(opts, logs_folder(study))
     pending, active, ended = list(jobs), {}, []
     others = {name: JobFiles(study, name) for name in waiting_for}
-    slots = int(opts.jobs or 1)
+    slots = list(range(int(opts.jobs or 1)))
+    reserved, free = slots[:len(others)], slots[len(others):]  # the earlier invocation's jobs hold the first
     try:
         with _sigterm_as_interrupt():
             while pending or active or others:
-                while pending and len(active) + len(others) < slots:
-                    job = pending.pop(0)
-                    active[job.name] = _submit_local(ex, job)
-                    threads = f"{job.threads} torch thread{'s' if job.threads != 1 else ''}"
-                    say(f"{job.name}: started (job {active[job.name].job_id}, {threads})")
-                for name in [n for n, j in active.items() if j.done()]:
-                    del active[name]
+                while pending and free:
+                    job, slot = pending.pop(0), free.pop(0)
+                    active[job.name] = (_submit_local(ex, job, slot, opts.gpus_per_job), slot)
+                    say(started_line(job, active[job.name][0], slot, opts.gpus_per_job))
+                for name in [n for n, (j, _) in active.items() if j.done()]:
+                    free.append(active.pop(name)[1])
                     ended.append(name)
                 for name in [n for n, f in others.items() if not lock_held(f.lock)]:
                     del others[name]
+                    free.extend(reserved[-1:])
+                    del reserved[-1:]
                     ended.append(name)
                 time.sleep(POLL_S)
     except KeyboardInterrupt:
-        stop_local_jobs(list(active.values()), study, say)
+        stop_local_jobs([j for j, _ in active.values()], study, say)
         raise
     return LocalOutcome(ended)
 
 
-def _submit_local(ex, job: StudyJob):
-    """One job: its controller starts with SIGINT ignored (a terminal's Ctrl-C reaches the study only)."""
+def started_line(job: StudyJob, submitted, slot: int, gpus: int) -> str:
+    threads = f"{job.threads} torch thread{'s' if job.threads != 1 else ''}"
+    on = f", GPU {', '.join(map(str, range(slot * gpus, slot * gpus + gpus)))}" if gpus else ""
+    return f"{job.name}: started (job {submitted.job_id}, {threads}{on})"
+
+
+def _submit_local(ex, job: StudyJob, slot: int, gpus: int):
+    """One job in its slot: the slot's GPUs; its controller starts with SIGINT ignored (a terminal's Ctrl-C
+    reaches the study only)."""
+    if gpus:
+        ex.update_parameters(visible_gpus=tuple(range(slot * gpus, slot * gpus + gpus)))
     old = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         submitted = ex.submit(job)
