@@ -84,5 +84,26 @@ peer-brainscore: $(PEER_BS)/.installed
 
 peers: peer-brainscore
 
+# thingsvision 2.7.3 for tests/test_thingsvision_agreement.py, never a dependency: `import thingsvision` imports
+# tensorflow (and keras) eagerly, whatever the model, so its torchvision extractor needs them. Everything goes into
+# .peers/thingsvision without dependencies (no second torch/torchvision: .venv's are used): thingsvision, the CPU
+# build of tensorflow 2.15 (its last version thingsvision accepts) with what its import needs, numpy 1.26
+# (tensorflow 2.15 is built against numpy 1; it shadows .venv's numpy only in the subprocess that runs
+# thingsvision), torchtyping/typeguard and requests (imported by thingsvision's extractor). ~30 s, ~1.1 GB.
+PEER_TV := .peers/thingsvision
+
+.PHONY: peer-thingsvision
+$(PEER_TV)/.installed: $(STAMP)
+	$(PY) -m pip install --quiet --target $(PEER_TV) --no-deps 'thingsvision==2.7.3' 'tensorflow-cpu==2.15.1' \
+		'numpy==1.26.4' 'keras==2.15.0' 'tensorflow-estimator==2.15.0' 'tensorboard==2.15.2' \
+		'tensorboard-data-server==0.7.2' 'tensorflow-io-gcs-filesystem==0.37.1' 'ml-dtypes==0.3.2' \
+		'protobuf==4.25.9' 'wrapt==1.14.2' absl-py flatbuffers gast google-pasta opt_einsum termcolor astunparse \
+		six markdown werkzeug 'torchtyping==0.1.5' 'typeguard==2.13.3' requests urllib3 charset-normalizer certifi
+	touch $@
+
+peer-thingsvision: $(PEER_TV)/.installed
+
+peers: peer-thingsvision
+
 clean:
 	rm -rf $(VENV) $(BS_VENV) demo_runs .pytest_cache
