@@ -586,7 +586,7 @@ def _empty_samples(resamples: B.Resamples | None, checked: _Checked) -> B.ScoreS
 
 
 #: the note of a score the bootstrap could not resample (a registered metric without ``MetricScore.resample``)
-NO_BOOTSTRAP = "no bootstrap for this metric (its score keeps nothing to resample)"
+NO_BOOTSTRAP = "no bootstrap interval for this metric or comparator"
 
 
 def _score_row(layer: str, metric: str, raw: float, ceiling: float, notes: list[str], convention: str,
