@@ -9,8 +9,12 @@
 (stimuli x neuroids). Rows follow images.txt unless --stimuli names the image of each row.
 A NaN trial is left out of its stimulus' average; a neuroid with no finite repetition of some stimulus
 is dropped (both said in one line and counted in run.json). NaN features are an error.
-Writes OUT/scores.csv (layer,metric,raw,ceiling,score,note: why a value is empty), OUT/per_neuroid.csv,
-OUT/run.json, OUT/scores.png.
+Writes OUT/scores.csv (layer,metric,raw,ceiling,score,ci_low,ci_high,sem,note: why a value is empty),
+OUT/per_neuroid.csv, OUT/run.json, OUT/scores.png, and with --bootstrap N (default 1000) OUT/comparisons.csv
+(paired tests between the layers) and OUT/bootstrap.npz.
+
+    ventralkit neural --features FEATS_A FEATS_B --responses resp.npy -o OUT   # OUT/<A>, OUT/<B>, compared
+    ventralkit neural compare OUT_A OUT_B -o CMP      # paired tests of finished outputs (same stimuli)
 
     ventralkit neural --features FEATS --responses it.npy --commit --area IT -o OUT    # + commitment.json, mapping.csv
     ventralkit neural --features FEATS --responses it.npy --areas commitment.json -o OUT  # the committed layer only
