@@ -62,6 +62,7 @@ class Coded:
     origin: np.ndarray | None = None
     subj_origin: np.ndarray | None = None
     image_origin: np.ndarray | None = None
+    cache: dict = field(default_factory=dict, repr=False)  #: values computed once per Coded (subject pairs)
 
     def __post_init__(self):
         if self.origin is None:
@@ -124,14 +125,19 @@ def split_halves(origin: np.ndarray, splits: int, seed: int) -> list[tuple[np.nd
     """``splits`` pairs of trial masks: Brain-Score's halves (``RandomState(seed)``, one shuffle of the trial list
     per split, the first ``n // 2`` the first half). Trials that are copies of one trial (a bootstrap draw) stay
     in one half."""
-    units, unit_of = np.unique(origin, return_inverse=True)
+    if np.array_equal(origin, np.arange(len(origin))):
+        n_units, unit_of = len(origin), slice(None)  # every trial its own unit (the data, not a draw)
+    else:
+        units, unit_of = np.unique(origin, return_inverse=True)
+        n_units = len(units)
     rs = np.random.RandomState(seed)
     halves = []
     for _ in range(splits):
-        order = list(range(len(units)))
-        rs.shuffle(order)  # a list, shuffled as Brain-Score shuffles its index list
-        first = np.zeros(len(units), dtype=bool)
-        first[order[:len(units) // 2]] = True
+        # Brain-Score shuffles a list of indices; RandomState.shuffle gives an array the same permutation
+        order = np.arange(n_units)
+        rs.shuffle(order)
+        first = np.zeros(n_units, dtype=bool)
+        first[order[:n_units // 2]] = True
         halves.append((first[unit_of], ~first[unit_of]))
     return halves
 
@@ -139,11 +145,9 @@ def split_halves(origin: np.ndarray, splits: int, seed: int) -> list[tuple[np.nd
 def model_choices(c: Coded) -> np.ndarray:
     """The model's choice on each trial: the most probable task label, or in a two-way trial the more probable
     of the truth and the distractor (a tie goes to the lower label)."""
-    p = c.probs[c.img]
     if not c.two_way:
-        return p.argmax(1)
-    rows = np.arange(len(c.img))
-    pt, pd = p[rows, c.truth], p[rows, c.option]
+        return c.probs.argmax(1)[c.img]
+    pt, pd = c.probs[c.img, c.truth], c.probs[c.img, c.option]
     return np.where(pt > pd, c.truth, np.where(pd > pt, c.option, np.minimum(c.truth, c.option)))
 
 
@@ -185,12 +189,12 @@ def dprimes(far: np.ndarray, image_truth: np.ndarray, n_labels: int, normalize: 
     """d' per image and distractor from false-alarm rates (Rajalingham et al. 2018; Brain-Score ``_I.dprime``):
     z(hit rate) - z(mean false-alarm rate of the distractor's images towards this object), clipped, and with
     ``normalize`` the mean over the images of the same object and distractor subtracted."""
-    from scipy.stats import norm
+    from scipy.special import ndtri  # the normal quantile, what scipy.stats.norm.ppf computes (a lighter import)
 
     pair_far = group_nanmean(far, image_truth, n_labels)  # [object o, label t]: o's images choosing t
     fa_object = pair_far[:, image_truth].T  # [image i, label c]: c's images choosing i's object
     with np.errstate(invalid="ignore"):
-        d = np.clip(norm.ppf(1.0 - far) - norm.ppf(fa_object), -DPRIME_CAP, DPRIME_CAP)
+        d = np.clip(ndtri(1.0 - far) - ndtri(fa_object), -DPRIME_CAP, DPRIME_CAP)
     if normalize:
         d = d - group_nanmean(d, image_truth, n_labels)[image_truth]
     return d
@@ -274,16 +278,16 @@ def confusion_humans(c: Coded, rows=None) -> np.ndarray:
 def confusion_model(c: Coded) -> np.ndarray:
     """The model's expected (truth, choice) frequencies over the same trials: its probabilities over each
     trial's options (the truth and the distractor in a two-way trial, else every label)."""
-    k, p = c.n_labels, c.probs[c.img].astype(float)
+    k = c.n_labels
     if c.two_way:
-        rows = np.arange(len(c.img))
-        pt, pd = p[rows, c.truth], p[rows, c.option]
+        pt, pd = c.probs[c.img, c.truth], c.probs[c.img, c.option]
         with np.errstate(invalid="ignore", divide="ignore"):
             share = np.where(pt + pd > 0, pt / (pt + pd), 0.5)
-        p = np.zeros_like(p)
-        p[rows, c.truth], p[rows, c.option] = share, 1.0 - share
-    counts = np.zeros((k, k))
-    np.add.at(counts, c.truth, p)
+        counts = (np.bincount(c.truth * k + c.truth, weights=share, minlength=k * k)
+                  + np.bincount(c.truth * k + c.option, weights=1.0 - share, minlength=k * k)).reshape(k, k)
+    else:  # every trial of an image has the same probabilities: weight each image by its trials
+        per_image = np.bincount(c.img, minlength=c.n_img)[:, None] * c.probs
+        counts = np.stack([np.bincount(c.image_truth, weights=per_image[:, j], minlength=k) for j in range(k)], 1)
     return _row_normalised(counts)
 
 
@@ -343,8 +347,10 @@ def subject_pair_kappas(c: Coded) -> np.ndarray:
     subject and for pairs that share no trial."""
     from scipy import sparse
 
+    if "pairs" in c.cache:
+        return c.cache["pairs"]
     ok = (c.choice == c.truth).astype(float)
-    key = np.unique(np.stack([c.img, c.option, c.cond]), axis=1, return_inverse=True)[1].ravel()
+    key = ((c.img * (c.n_labels + 1) + c.option + 1) * c.n_cond + c.cond).astype(np.int64)
     # the k-th trial of a subject with a key pairs with the k-th trial of another subject with that key
     order = np.lexsort((np.arange(len(key)), key, c.subj))
     sk = np.stack([c.subj[order], key[order]])
@@ -352,7 +358,7 @@ def subject_pair_kappas(c: Coded) -> np.ndarray:
     starts = np.flatnonzero(new)
     occurrence = np.empty(len(key), dtype=np.int64)
     occurrence[order] = np.arange(len(key)) - np.repeat(starts, np.diff(np.r_[starts, len(key)]))
-    column = np.unique(np.stack([key, occurrence]), axis=1, return_inverse=True)[1].ravel()
+    column = np.unique(key * (int(occurrence.max()) + 1) + occurrence, return_inverse=True)[1].ravel()
     per_cond = []
     for q in range(c.n_cond):
         m = c.cond == q
@@ -366,6 +372,7 @@ def subject_pair_kappas(c: Coded) -> np.ndarray:
         per_cond.append(kappa(n, r1, r1.T, agree))
     pairs = _mean_over(np.stack(per_cond), axis=0)
     pairs[c.subj_origin[:, None] == c.subj_origin[None, :]] = np.nan  # itself, or a copy of itself
+    c.cache["pairs"] = pairs
     return pairs
 
 

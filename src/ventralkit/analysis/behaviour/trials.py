@@ -41,7 +41,7 @@ class Trials:
     subject: np.ndarray
     truth: np.ndarray
     choice: np.ndarray
-    labels: tuple[str, ...]  #: the task's labels, sorted
+    labels: tuple[str, ...]  #: the task's labels, sorted (numbers by value: "2" before "10")
     distractor: np.ndarray | None = None
     cue_shape: np.ndarray | None = None
     cue_texture: np.ndarray | None = None
@@ -55,14 +55,15 @@ class Trials:
     def stimuli(self) -> list[str]:
         """The distinct stimuli (one per file name), in order of first appearance."""
         first: dict[str, str] = {}
-        for s in self.stimulus.tolist():
-            first.setdefault(Path(s).name, s)
+        for s in dict.fromkeys(self.stimulus.tolist()):
+            first.setdefault(file_name(s), s)
         return list(first.values())
 
     def image_index(self) -> np.ndarray:
         """Each trial's position in ``stimuli`` (stimuli are told apart by file name)."""
-        position = {Path(s).name: i for i, s in enumerate(self.stimuli)}
-        return np.array([position[Path(s).name] for s in self.stimulus.tolist()], dtype=np.int64)
+        position = {file_name(s): i for i, s in enumerate(self.stimuli)}
+        of = {s: position[file_name(s)] for s in dict.fromkeys(self.stimulus.tolist())}
+        return np.array([of[s] for s in self.stimulus.tolist()], dtype=np.int64)
 
     @property
     def subjects(self) -> list[str]:
@@ -151,8 +152,8 @@ def _task_labels(cols: dict, labels, where: str, line) -> list[str]:
     """The task's labels: ``labels`` (every truth / distractor / cue must be one), else those the columns name."""
     named = [cols[k] for k in ("truth", "distractor", "cue_shape", "cue_texture") if cols[k] is not None]
     if labels is None:
-        return sorted(set(np.concatenate(named).tolist()))
-    task = sorted({str(x).strip() for x in labels})
+        return sorted(set(np.concatenate(named).tolist()), key=_natural)
+    task = sorted({str(x).strip() for x in labels}, key=_natural)
     known = set(task)
     for col, name in zip(named, [k for k in ("truth", "distractor", "cue_shape", "cue_texture") if cols[k] is not None]):
         bad = [i for i, v in enumerate(col) if v not in known]
@@ -190,11 +191,24 @@ def _check_stimuli(cols: dict, line) -> None:
         if col is None:
             continue
         seen: dict[str, str] = {}
-        for i, (s, v) in enumerate(zip(cols["stimulus"], col)):
-            first = seen.setdefault(Path(s).name, v)
+        names = {s: file_name(s) for s in dict.fromkeys(cols["stimulus"].tolist())}
+        for i, (s, v) in enumerate(zip(cols["stimulus"].tolist(), col.tolist())):
+            first = seen.setdefault(names[s], v)
             if first != v:
                 raise DataError(f"{line(i)}: stimulus {s!r} has {name} {v!r} here and {first!r} in an earlier "
                                 f"trial; an image has one {name}")
+
+
+def file_name(stimulus: str) -> str:
+    """The file name a stimulus is matched by (its last path component)."""
+    return Path(stimulus).name
+
+
+def _natural(label: str):
+    """Sort key: numbers inside labels by value ("2" before "10")."""
+    import re
+
+    return [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", label) if t]
 
 
 def _few(labels, k: int = 8) -> str:
