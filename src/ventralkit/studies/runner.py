@@ -83,8 +83,8 @@ def _train(study, runs, opts, keep, is_done, epochs, finalize, say) -> Outcome:
     state = {p.name: p.state for p in progress}
     busy = [r.name for r in runs if state[r.name] in ("running", "queued")]
     todo = [r for r in runs if state[r.name] in ("new", "failed", "stopped")]
-    if opts.kind is not None and any(s != "new" for s in state.values()):
-        say("progress: " + progress_text(progress))
+    if opts.kind is not None and any(s != "new" for s in state.values()) and (todo or opts.kind == "local"):
+        say("progress: " + progress_text(progress))  # (else the caller reports the progress, unchanged)
     with refusing_start():
         check_disk(study, [r.disk for r in todo], [held_bytes(r.run_dir) for r in todo], keep,
                    opts.concurrency, say=say)
