@@ -125,3 +125,4 @@ def test_bad_inputs_are_one_line_exit_2_and_nothing_written(cli, digits, tmp_pat
     assert "--label_map" in _bad(cli, digits, tmp_path)  # random CORnet-Z: ImageNet classes, not digits
     err = _bad(cli, digits, tmp_path, "--readout_images", digits / "digits" / "val")
     assert "separate images" in err
+    assert "--on_bad_image skip" in _bad(cli, digits, tmp_path, "--on_bad_image", "skip")

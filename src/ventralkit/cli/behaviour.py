@@ -65,6 +65,9 @@ def run(args) -> int:
     from ..files import ensure_writable_dir
 
     out = _output_folder(args)
+    if args.on_bad_image == "skip":
+        raise _config("--on_bad_image skip: every stimulus of the trials needs the model's decision; fix or remove "
+                      "the unreadable images (and their trials) instead")
     labels = read_lines(args.labels, "--labels") if args.labels else None
     trials = read_trials(args.trials, labels=labels)  # everything is read and checked before OUT is created
     names = resolve_metrics(args.metrics, trials, args.ceiling)
