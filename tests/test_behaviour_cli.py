@@ -126,3 +126,18 @@ def test_bad_inputs_are_one_line_exit_2_and_nothing_written(cli, digits, tmp_pat
     err = _bad(cli, digits, tmp_path, "--readout_images", digits / "digits" / "val")
     assert "separate images" in err
     assert "--on_bad_image skip" in _bad(cli, digits, tmp_path, "--on_bad_image", "skip")
+
+
+def test_a_torchvision_model_is_read_out_like_any_other(cli, digits):
+    """Any model source goes through the one loader: a torchvision network with random weights, read out at a
+    layer it names (it commits no behavioural read-out, so the error suggests its last area)."""
+    tv = ["--model", "torchvision:resnet18", "--random_init", "--imsize", "32", "--device", "cpu", "-j", "0",
+          "--no_progress", "--data_path", digits / "digits" / "val", "--trials", digits / "trials.csv",
+          "--readout_images", digits / "digits" / "train", "--metrics", "error_consistency", "--bootstrap", "0"]
+    code, _, err = cli("behaviour", *tv, "-o", digits / "out_tv_missing")
+    assert code == 2 and "--readout_layer" in err and "layer4" in err
+    code, _, err = cli("behaviour", *tv, "--readout_layer", "avgpool", "--no_figure", "-o", digits / "out_tv")
+    assert code == 0, err
+    how = json.loads((digits / "out_tv" / "run.json").read_text(encoding="utf-8"))["decisions"]
+    assert how["layer"] == "avgpool" and how["n_features"] == 512
+    assert how["model"]["source"]["library"] == "torchvision"

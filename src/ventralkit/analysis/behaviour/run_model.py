@@ -71,7 +71,11 @@ def decide(model, trials: Trials, data_path, *, label_map=None, readout_layer=No
         return ModelDecisions(probs, labels, how)
     layer = readout_layer or readout_layer_of(net)
     if layer is None:
-        raise ConfigError("this model commits no read-out layer; name one with --readout_layer MODULE")
+        from ...models.commitments import area_commitments
+
+        areas = [(a, c.module) for a, c in area_commitments(net).items() if a != "decoder"]
+        hint = f" (e.g. {areas[-1][1]}, its last area '{areas[-1][0]}', or the pooling after it)" if areas else ""
+        raise ConfigError(f"this model commits no read-out layer; name one with --readout_layer MODULE{hint}")
     train_paths, train_y, ignored = readout
     train_x = model_outputs(net, train_paths, layer, **run, desc="read-out images")
     test_x = model_outputs(net, paths, layer, **run, desc="stimuli")
