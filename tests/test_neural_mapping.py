@@ -104,6 +104,28 @@ def test_pls_selection_with_groups_keeps_every_label_in_both_parts():
     assert len(selection_split(100, 0.3, seed=0)[0]) == 30
 
 
+def test_held_out_interval_is_the_bootstrap_of_the_held_out_stimuli_alone():
+    """``bootstrap=N`` resamples the held-out stimuli only: the chosen layer's interval is exactly ``neural_fit``'s
+    bootstrap of that layer on the held-out rows (same seed, same resamples); without a bootstrap the cells are NaN."""
+    rng = np.random.default_rng(6)
+    layers = _chain(rng, 220, depth=3, d=30)
+    resp = _population(rng, layers["L1.output-t0"], k=12, noise=1.0, reps=3)
+    m = select_layer(layers, resp, "IT", metric="pls", seed=3, bootstrap=200)
+    again = neural_fit(layers[m.chosen], resp[:, m.heldout_rows], metrics=("pls",), seed=3, rows=m.heldout_rows,
+                       bootstrap=200)
+    lo, hi, sem = m.heldout_interval
+    assert (lo, hi, sem) == pytest.approx(tuple(again.value("features", "pls", k) for k in ("ci_low", "ci_high", "sem")),
+                                          abs=1e-12)
+    assert lo < m.heldout_raw < hi and sem > 0
+    assert all(r["ci_low"] < r["ci_high"] for r in m.rows) and m.options["bootstrap"]["resamples"] == 200
+    plain = select_layer(layers, resp, "IT", metric="pls", seed=3)
+    assert plain.chosen == m.chosen and plain.heldout_raw == m.heldout_raw  # the bootstrap changes no score
+    assert all(np.isnan([r["ci_low"], r["ci_high"], r["sem"]]).all() for r in plain.rows)
+    assert plain.options["bootstrap"] is None and " [" not in plain.summary()
+    with pytest.raises(ConfigError, match="bootstrap"):
+        select_layer(layers, resp, "IT", metric="pls", bootstrap=1)
+
+
 def test_selection_refuses_what_it_cannot_do_in_one_line():
     rng = np.random.default_rng(6)
     layers = _chain(rng, 120, depth=2)
@@ -216,8 +238,17 @@ def test_commitment_round_trip_neural_writes_it_features_and_neural_use_it(model
     assert (entry["layer"], entry["time_step"], entry["metric"]) == ("V1.output", 0, "cka")
     assert commitment["provenance"]["split"]["V1"]["select_fraction"] == 0.5
     rows = (out / "mapping.csv").read_text().splitlines()
-    assert rows[0] == "area,feature,layer,time_step,metric,select_raw,heldout_raw,heldout_score,chosen,note"
-    assert len(rows) == 1 + 5 and sum(r.split(",")[8] == "1" for r in rows[1:]) == 1
+    assert rows[0] == ("area,feature,layer,time_step,metric,select_raw,heldout_raw,heldout_score,ci_low,ci_high,sem,"
+                       "chosen,note")
+    assert len(rows) == 1 + 5 and sum(r.split(",")[11] == "1" for r in rows[1:]) == 1
+    # --bootstrap (default 1000) is not silently unused: every held-out score has its interval, in the file and the line
+    for r in rows[1:]:
+        cells = r.split(",")
+        assert float(cells[8]) <= float(cells[6]) + 0.05 and float(cells[9]) >= float(cells[6]) - 0.05
+        assert float(cells[8]) < float(cells[9]) and float(cells[10]) > 0
+    assert entry["heldout_ci"][0] < entry["heldout_raw"] < entry["heldout_ci"][1] and entry["heldout_sem"] > 0
+    assert f"held-out raw {entry['heldout_raw']:.3f} [{entry['heldout_ci'][0]:.3f}, " in text
+    assert commitment["provenance"]["split"]["V1"]["bootstrap"]["resamples"] == 1000
     assert (out / "scores.csv").read_text().count("\n") == 1 + 5 * 2  # every layer's scores stay reported
     # features --areas: exactly the committed layer and time step
     rc = cli_main(["features", "--model", "Z", "--random_init", "--data_path", str(imgs), "--imsize", "32",

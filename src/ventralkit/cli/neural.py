@@ -357,7 +357,7 @@ def _select(args, inputs: _Inputs, feats, sources):
                             select_fraction=_select_fraction(args), groups=inputs.groups, splits=args.splits,
                             seed=args.seed, ceiling=args.ceiling, strict=args.strict, rows=inputs.rows,
                             progress=not args.no_progress, sources=sources, where=f"--responses {args.responses}",
-                            **_convention(args))
+                            bootstrap=args.bootstrap, **_convention(args))
 
 
 def _convention(args) -> dict:
