@@ -91,6 +91,26 @@ def test_each_bin_scored_as_neural_fit_scores_it_and_the_generating_step_found()
     assert bare[0]["best_feature"] and "best_step_feature" not in bare[0]
 
 
+def test_each_bin_has_the_interval_neural_fit_gives_it():
+    """``bootstrap=N``: every layer x time step x bin score gets the interval ``neural_fit(bootstrap=N)`` gives that bin
+    (the same seeded resamples in every bin); the scores themselves do not change; without it the cells are NaN."""
+    rng = np.random.default_rng(2)
+    feats = _recurrent(rng, n=110)
+    resp = _binned(rng, feats, IT_STEPS[:3])
+    bins = BINS[:3]
+    res = score_time_bins(feats, resp, bins, metrics=("pls", "cka"), bootstrap=150)
+    plain = score_time_bins(feats, resp, bins, metrics=("pls", "cka"))
+    for b in (0, 2):
+        alone = neural_fit(feats, resp[..., b], metrics=("pls", "cka"), bootstrap=150)
+        for r in (r for r in res.rows if r["bin"] == b):
+            want = [alone.value(r["feature"], r["metric"], k) for k in ("ci_low", "ci_high", "sem")]
+            assert [r["ci_low"], r["ci_high"], r["sem"]] == pytest.approx(want, abs=1e-12)
+            assert r["ci_low"] < r["ci_high"] and r["sem"] > 0
+    assert [r["raw"] for r in res.rows] == [r["raw"] for r in plain.rows]
+    assert all(np.isnan(r["ci_low"]) and np.isnan(r["sem"]) for r in plain.rows)
+    assert res.options["bootstrap"]["resamples"] == 150 and plain.options["bootstrap"] is None
+
+
 def _features_folder(folder, feats, model="cornet_s"):
     folder.mkdir(parents=True)
     n = next(iter(feats.values())).shape[0]
@@ -123,8 +143,11 @@ def test_cli_time_bins_writes_scores_mapping_and_figure(binned_inputs, tmp_path,
     assert rc == 0, cap.err
     assert "cka 70-120 ms: committed IT.output-t0, best step IT.output-t0" in cap.out
     lines = (out / "time_scores.csv").read_text().splitlines()
-    assert lines[0] == "feature,layer,time_step,bin_start,bin_end,metric,raw,ceiling,score,note"
+    assert lines[0] == "feature,layer,time_step,bin_start,bin_end,metric,raw,ceiling,score,ci_low,ci_high,sem,note"
     assert len(lines) == 1 + 6 * len(BINS)
+    for line in lines[1:]:  # the default --bootstrap 1000 is used, not silently dropped: every score has its interval
+        cells = line.split(",")
+        assert float(cells[9]) < float(cells[10]) and float(cells[11]) > 0
     mapping = (out / "time_mapping.csv").read_text().splitlines()
     assert len(mapping) == 1 + len(BINS)
     assert [ln.split(",")[6] for ln in mapping[1:]] == [f"IT.output-t{s}" for s in IT_STEPS]
@@ -132,6 +155,7 @@ def test_cli_time_bins_writes_scores_mapping_and_figure(binned_inputs, tmp_path,
     assert run["model"] == "cornet_s" and run["module"] == "IT.output"
     assert run["time_mapping"]["windows_ms"] == {"0": [100.0, 200.0], "1": [200.0, 300.0]}
     assert run["inputs"]["response_shape"] == list(resp.shape) and run["time_bins_ms"][2] == [150.0, 200.0]
+    assert run["options"]["bootstrap"]["resamples"] == 1000
     assert (out / "time_scores.png").stat().st_size > 20_000
     # a commitment file: the committed module's time steps only
     (tmp_path / "c.json").write_text(json.dumps({"areas": {"IT": {"layer": "IT.output", "time_step": 1}}}))

@@ -391,7 +391,8 @@ def _run_time_bins(args, inputs: _Inputs, out: Path) -> int:
             result = score_time_bins(feats, np.moveaxis(inputs.responses, 0, -1), inputs.bins, metrics=args.metrics,
                                      groups=inputs.groups, splits=args.splits, seed=args.seed, ceiling=args.ceiling,
                                      strict=args.strict, rows=inputs.rows, progress=not args.no_progress,
-                                     sources=sources, where=f"--responses {args.responses}", **_convention(args))
+                                     sources=sources, where=f"--responses {args.responses}", bootstrap=args.bootstrap,
+                                     **_convention(args))
     area = _area(args)
     found = area_module(Path(args.features) if args.features else out / "features", area, inputs.commitments)
     mapping = time_mapping(result, area, found["module"], found["windows"])

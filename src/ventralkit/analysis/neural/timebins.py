@@ -4,7 +4,9 @@ Recordings of the ventral stream come in time bins after stimulus onset (Brain-S
 presentation x neuroid x time_bin); a recurrent model's area runs several times per image
 (``<module>-t<k>`` feature files). ``score_time_bins`` scores every layer x time step against every bin
 with the registered metrics, each bin on its own (its own trial average and split-half ceiling; the
-same regression splits for every bin), from one Gram matrix per layer.
+same regression splits for every bin), from one Gram matrix per layer. With ``bootstrap=N`` every score gets
+a percentile 95 % interval and standard error as a per-layer score does (``bootstrap.py``), from the same N
+resamples of the stimuli in every bin and layer, so the scores of two bins or time steps are resampled together.
 
 ``time_mapping`` then reads, per bin, which time step of the recorded area's module Brain-Score's
 temporal commitment uses (``models.time_mapping``: the step whose window starts nearest the bin's start;
@@ -27,8 +29,10 @@ import numpy as np
 from ...errors import DataError
 from ...models.commitment_file import split_feature_name
 from ...models.time_mapping import nearest_time_step
+from . import bootstrap as B
 from . import metrics as M
-from .fit import _check_finite_features, _Checked, _feature_items, _score_gram, _small_blas, check_inputs, split_half_ceilings
+from .fit import (NO_BOOTSTRAP, _check_finite_features, _Checked, _draw_bootstrap, _feature_items, _score_gram,
+                  _small_blas, check_inputs, split_half_ceilings)
 from .mapping import ceiled_as, check_ceiling_convention
 from .registry import get_metric
 
@@ -38,7 +42,8 @@ class TimeResult:
     """Scores of every feature (layer x time step) in every time bin under every metric.
 
     ``rows``: one dict per (feature, bin, metric): ``feature, layer, time_step, bin_start, bin_end, metric, raw,
-    ceiling, score, note``. ``ceilings[metric]``: one split-half ceiling per bin.
+    ceiling, score, ci_low, ci_high, sem, note`` (the interval of ``raw``; NaN without a bootstrap).
+    ``ceilings[metric]``: one split-half ceiling per bin.
     """
 
     rows: list[dict]
@@ -123,12 +128,18 @@ def bins_first(responses, n_bins: int, where: str) -> np.ndarray:
 def score_time_bins(features, responses, bins: Sequence[tuple[float, float]], metrics: Sequence[str] = ("pls",),
                     groups=None, splits: int = 10, seed: int = 0, ceiling: bool | None = None, strict: bool = False,
                     rows=None, progress: bool = False, sources: Mapping[str, str] | None = None,
-                    where: str = "responses", ceiling_convention: str | None = None) -> TimeResult:
+                    where: str = "responses", ceiling_convention: str | None = None,
+                    bootstrap: int = 0) -> TimeResult:
     """Score every feature (``<module>-t<k>``) against the responses of every time bin.
+
+    Which time step of a recurrent model matches which neural time bin is a question of these scores side by
+    side; each bin is scored on its own so a late bin is not diluted by an early one.
 
     features, groups, splits, seed, ceiling, strict, rows, sources, ceiling_convention: as ``neural_fit``; responses
     ``(N, K, B)`` or ``(R, N, K, B)``; ``bins``: B (start, end) ms pairs. Each bin is scored as ``neural_fit``
     scores (N, K) / (R, N, K) responses, with the same regression splits in every bin.
+    bootstrap: resamples of the stimuli (0: none), seeded by ``seed``, the same in every bin: each row's
+    ``ci_low, ci_high, sem``, as ``neural_fit(bootstrap=N)`` gives a bin's per-layer scores.
     """
     items = _feature_items(features)
     check_ceiling_convention(ceiling_convention)
@@ -142,6 +153,7 @@ def score_time_bins(features, responses, bins: Sequence[tuple[float, float]], me
     per_split = any(get_metric(m).per_split for m in metrics)
     split_list = M.regression_splits(n, checked[0].groups, splits, seed) if per_split else []
     ceilings = _bin_ceilings(checked, metrics, ceiling, seed)
+    resamples = _draw_bootstrap(bootstrap, n, seed)
     from ...engine.progress import progress_bar
 
     out = []
@@ -151,18 +163,30 @@ def score_time_bins(features, responses, bins: Sequence[tuple[float, float]], me
         layer, step = split_feature_name(name)
         with _small_blas(n):
             for b, c in enumerate(checked):
-                for m, (raw, _per, note) in _score_gram(feat, g, s, d, c, split_list).items():
+                samples: dict = {}
+                for m, (raw, _per, note) in _score_gram(feat, g, s, d, c, split_list, resamples, samples).items():
                     ceil = ceilings[m][b]
                     out.append({"feature": name, "layer": layer, "time_step": step, "bin": b,
                                 "bin_start": bins[b][0], "bin_end": bins[b][1], "metric": m, "raw": float(raw),
                                 "ceiling": ceil, "score": ceiled_as(m, raw, ceil, ceiling_convention),
-                                "note": note})
+                                **_interval_cells(raw, note, samples.get(m), resamples)})
     options = {"metrics": metrics, "splits": splits, "seed": seed, "stratified": groups is not None,
-               "ceiling_convention": ceiling_convention}
+               "ceiling_convention": ceiling_convention,
+               "bootstrap": None if resamples is None else {
+                   "resamples": resamples.count, "seed": seed, "over": "stimuli (the same resamples in every bin)",
+                   "ci": f"percentile {B.CI_LEVEL:.0%} of raw", "fingerprint": resamples.fingerprint()}}
     first = checked[0]
     return TimeResult(rows=out, features=[n for n, _ in items], bins=bins, metrics=metrics, ceilings=ceilings,
                       n_stimuli=n, n_neuroids=int(first.y.shape[1]), n_repetitions=first.n_repetitions,
                       options=options)
+
+
+def _interval_cells(raw: float, note: str, samples: np.ndarray | None, resamples: B.Resamples | None) -> dict:
+    """``ci_low, ci_high, sem`` of one bin's score and its note (saying so when a bootstrap has no interval)."""
+    cells = B.interval_columns(samples, resamples.n_stimuli if resamples else 0)
+    if resamples is not None and samples is None and math.isfinite(raw):
+        note = "; ".join(n for n in (note, NO_BOOTSTRAP) if n)
+    return {**cells, "note": note}
 
 
 def _bin_ceilings(checked: list[_Checked], metrics: list[str], ceiling, seed: int) -> dict[str, list[float]]:
@@ -275,7 +299,8 @@ def _cell(v):
     return v
 
 
-TIME_COLUMNS = ["feature", "layer", "time_step", "bin_start", "bin_end", "metric", "raw", "ceiling", "score", "note"]
+TIME_COLUMNS = ["feature", "layer", "time_step", "bin_start", "bin_end", "metric", "raw", "ceiling", "score", "ci_low",
+                "ci_high", "sem", "note"]
 MAPPING_COLUMNS = ["area", "module", "bin_start", "bin_end", "metric", "committed_step", "committed_feature",
                    "committed_raw", "best_step_feature", "best_step_raw", "best_feature", "best_raw", "note"]
 
