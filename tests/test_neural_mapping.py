@@ -126,6 +126,16 @@ def test_held_out_interval_is_the_bootstrap_of_the_held_out_stimuli_alone():
         select_layer(layers, resp, "IT", metric="pls", bootstrap=1)
 
 
+def test_select_layer_and_score_time_bins_are_public_with_docstrings():
+    import ventralkit
+    from ventralkit.analysis.neural.timebins import score_time_bins
+
+    assert ventralkit.select_layer is select_layer and ventralkit.score_time_bins is score_time_bins
+    assert {"select_layer", "score_time_bins", "neural_fit"} <= set(ventralkit.__all__)
+    for f in (ventralkit.select_layer, ventralkit.score_time_bins):
+        assert "bootstrap" in f.__doc__ and len(f.__doc__.split()) > 40
+
+
 def test_selection_refuses_what_it_cannot_do_in_one_line():
     rng = np.random.default_rng(6)
     layers = _chain(rng, 120, depth=2)

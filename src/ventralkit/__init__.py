@@ -31,6 +31,8 @@ _LAZY = {
     "probe_v1": "ventralkit.analysis.v1_probe",
     "brainscore_model": "ventralkit.integrations.brainscore",
     "neural_fit": "ventralkit.analysis.neural",
+    "select_layer": "ventralkit.analysis.neural.mapping",
+    "score_time_bins": "ventralkit.analysis.neural.timebins",
     "behaviour_fit": "ventralkit.analysis.behaviour",
 }
 
