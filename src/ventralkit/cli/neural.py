@@ -587,8 +587,9 @@ def _add_stats_args(p) -> None:
     p.add_argument("outputs", nargs="*", metavar="OUT", help="with compare: output folders of `ventralkit neural`")
     b = p.add_argument_group("uncertainty and comparisons")
     b.add_argument("--bootstrap", type=_resamples, default=1000, metavar="N",
-                   help="resamples for each score's 95%% interval and standard error (scores.csv ci_low, ci_high, "
-                        "sem; comparisons.csv; default 1000, 0: none), seeded by --seed")
+                   help="resamples for each score's 95%% interval and standard error (ci_low, ci_high, sem of "
+                        "scores.csv, mapping.csv with --commit, time_scores.csv with --time_bins; comparisons.csv; "
+                        "default 1000, 0: none), seeded by --seed")
     b.add_argument("--bootstrap_over", choices=BOOTSTRAP_OVER, default="auto",
                    help="resample stimuli, subjects or both (auto: both with --subjects, else stimuli)")
     b.add_argument("--ceiling_convention", choices=list(CEILING_CONVENTIONS), default=DEFAULT_CEILING_CONVENTION,

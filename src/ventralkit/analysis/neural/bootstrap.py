@@ -39,6 +39,13 @@ RESAMPLES = 1000
 CI_LEVEL = 0.95
 #: streams of the seeded generator: the resamples do not share random numbers with the splits
 _STIMULUS_STREAM, _SUBJECT_STREAM = 0xB0075, 0x5B1EC7
+#: what a regression row's interval means (run.json): measured in docs/neural.md, "Where a regression score sits"
+REGRESSION_NOTE = ("fitted mappings kept; each split's held-out stimuli resampled (no refit). A regression score (median "
+                   "over neuroids of r on small held-out sets) sits low in its percentile interval: the resamples run "
+                   "about 1 standard error above it (+0.010 for pls with 36 held-out stimuli per split on the digits "
+                   "example); the interval shows how the score moves with the stimuli tested, not a confidence interval "
+                   "for the mappings' predictivity on new stimuli, which the score overstates (+0.02 there); "
+                   "differences between layers or models on the same stimuli are centred")
 #: comparators with a closed form under multiplicities (rsatoolbox's names; ``pearson`` is ``corr``)
 PAIR_COMPARATORS = ("spearman", "rho-a", "corr", "pearson", "cosine")
 

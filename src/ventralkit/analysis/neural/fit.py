@@ -616,7 +616,7 @@ def _options(checked: _Checked, splits: int, seed: int, neuroid_ceiling, convent
         boot = {"resamples": samples.resamples, "seed": samples.seed, "over": samples.over,
                 "fingerprint": samples.fingerprint, "ci": f"percentile {B.CI_LEVEL:.0%}",
                 "sem": "bootstrap standard deviation x sqrt(n / (n - 1))",
-                "regressions": "fitted mappings kept; each split's held-out stimuli resampled (no refit)",
+                "regressions": B.REGRESSION_NOTE,
                 "rdm": "pairs between copies of a stimulus dropped"}
     return {"metrics": list(checked.metrics), "splits": splits, "seed": seed, "train_size": M.TRAIN_SIZE,
             "stratified": checked.groups is not None, "pls_components": M.PLS_COMPONENTS,

@@ -250,7 +250,8 @@ def select_layer(features, responses, area: str, metric: str = "pls", select_fra
                "ceiling_convention": ceiling_convention,
                "bootstrap": None if resamples is None else {
                    "resamples": resamples.count, "seed": seed, "over": "held-out stimuli",
-                   "ci": f"percentile {B.CI_LEVEL:.0%} of heldout_raw", "fingerprint": resamples.fingerprint()}}
+                   "ci": f"percentile {B.CI_LEVEL:.0%} of heldout_raw", "fingerprint": resamples.fingerprint(),
+                   "regressions": B.REGRESSION_NOTE}}
     return LayerMapping(area=area, metric=metric, chosen=out[best]["feature"], rows=out,
                         heldout_raw=out[best]["heldout_raw"], heldout_ceiling=ceil,
                         heldout_score=out[best]["heldout_score"], select_rows=parts[0].index,

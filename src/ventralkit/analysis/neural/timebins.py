@@ -174,7 +174,8 @@ def score_time_bins(features, responses, bins: Sequence[tuple[float, float]], me
                "ceiling_convention": ceiling_convention,
                "bootstrap": None if resamples is None else {
                    "resamples": resamples.count, "seed": seed, "over": "stimuli (the same resamples in every bin)",
-                   "ci": f"percentile {B.CI_LEVEL:.0%} of raw", "fingerprint": resamples.fingerprint()}}
+                   "ci": f"percentile {B.CI_LEVEL:.0%} of raw", "fingerprint": resamples.fingerprint(),
+                   "regressions": B.REGRESSION_NOTE}}
     first = checked[0]
     return TimeResult(rows=out, features=[n for n, _ in items], bins=bins, metrics=metrics, ceilings=ceilings,
                       n_stimuli=n, n_neuroids=int(first.y.shape[1]), n_repetitions=first.n_repetitions,
