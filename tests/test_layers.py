@@ -23,7 +23,7 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1] / "src" / "ventralkit"
 
 #: top-level modules / sub-packages of ventralkit by layer, lowest first (the root package is above them all)
 LAYERS: list[tuple[str, ...]] = [
-    ("errors", "files", "version"),
+    ("errors", "files", "settings", "version"),
     ("models",),
     ("data",),
     ("engine",),

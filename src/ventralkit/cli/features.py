@@ -100,12 +100,10 @@ def _print_summary(name: str, size: int, transform: str, feats, out: Path) -> No
 def _run_ranks(args) -> int:
     """``torchrun ... -m ventralkit.cli features``: the checks and the model on every rank (one line from rank 0 for
     a mistake), rank 0's weights everywhere, then ``analysis.features_ranks``; rank 0 prints the summary."""
-    import torch
-
     from ..analysis.features import default_transform
     from ..analysis.features_ranks import extract_features_ranks
     from ..engine.distributed import rank_device
-    from ..engine.ranks import agree, broadcast_weights, join, leave, report_on_main
+    from ..engine.ranks import agree, broadcast_weights, run_on_ranks
     from .common import amp_mode, channels_last_flag, load_model_from_args, resolve_device
 
     def prepare():
@@ -123,7 +121,7 @@ def _run_ranks(args) -> int:
                          else (args.layers, args.time_steps))
         return device, loaded, layers, steps[0] if isinstance(steps, list) and len(steps) == 1 else steps
 
-    def body() -> int:
+    def body(info) -> int:
         device, loaded, layers, steps = agree(prepare, info, "loading the model")
         broadcast_weights(loaded.model)
         feats = extract_features_ranks(
@@ -136,11 +134,7 @@ def _run_ranks(args) -> int:
             _print_summary(loaded.name, loaded.image_size, args.transform, feats, Path(args.output_path))
         return 0
 
-    info = join(torch.device("cpu"))  # gloo: the ranks exchange only small objects and CPU weights
-    try:
-        return report_on_main(info, body)
-    finally:
-        leave()
+    return run_on_ranks(body)
 
 
 def _read_areas(args):

@@ -98,12 +98,10 @@ def _run_ranks(args) -> int:
     """``torchrun ... -m ventralkit.cli robustness``: the checks and the model on every rank (a mistake is one line,
     from rank 0), rank 0's weights everywhere, the folders shared out (``analysis.robustness.ranks``); rank 0 prints
     and writes the table (and any --compare)."""
-    import torch
-
     from ..analysis.robustness import compare_robustness, evaluate_robustness
     from ..analysis.robustness.evaluate import COMPARISON_PNG, COMPARISON_TXT, scan_corruption_root
     from ..engine.distributed import rank_device
-    from ..engine.ranks import agree, broadcast_weights, join, leave, report_on_main
+    from ..engine.ranks import agree, broadcast_weights, run_on_ranks
     from .common import load_model_from_args, resolve_device
 
     def prepare():
@@ -112,7 +110,7 @@ def _run_ranks(args) -> int:
         scan_corruption_root(args.data_path, args.corruptions, args.severities)
         return rank_device(resolve_device(args)), load_model_from_args(args)
 
-    def body() -> int:
+    def body(info) -> int:
         device, loaded = agree(prepare, info, "loading the model")
         broadcast_weights(loaded.model)
         out = Path(args.output_path)
@@ -135,8 +133,4 @@ def _run_ranks(args) -> int:
             print(f"wrote {out / COMPARISON_PNG} ({len(rows)} runs)")
         return 0
 
-    info = join(torch.device("cpu"))  # gloo: the ranks exchange only small objects and CPU weights
-    try:
-        return report_on_main(info, body)
-    finally:
-        leave()
+    return run_on_ranks(body)

@@ -34,7 +34,8 @@ import torch
 import torch.distributed as dist
 
 from .. import errors
-from ..errors import ConfigError, VentralkitError, one_line
+from ..errors import VentralkitError, one_line
+from ..settings import positive_seconds
 from .distributed import DistInfo, setup
 
 T = TypeVar("T")
@@ -60,16 +61,7 @@ class RankError(VentralkitError):
 
 def timeout_s() -> float:
     """Seconds a short exchange between the ranks may take (``VENTRALKIT_DIST_TIMEOUT_S``, default 600)."""
-    raw = os.environ.get(TIMEOUT_ENV)
-    if not raw:
-        return DEFAULT_TIMEOUT_S
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not value > 0:
-        raise ConfigError(f"{TIMEOUT_ENV}={raw!r} must be a positive number of seconds")
-    return value
+    return positive_seconds(TIMEOUT_ENV, DEFAULT_TIMEOUT_S)
 
 
 def world_size() -> int:
@@ -227,6 +219,17 @@ def report_on_main(info: DistInfo, run: Callable[[], int]) -> int:
         return quiet.exit_code
 
 
+def run_on_ranks(body: Callable[[DistInfo], int]) -> int:
+    """A forward-only command (features, robustness) under torchrun: join the group on the CPU with gloo (the
+    ranks exchange only small objects and CPU weights), run ``body(info)`` on every rank (``report_on_main``),
+    and leave the group whatever happens."""
+    info = join(torch.device("cpu"))
+    try:
+        return report_on_main(info, lambda: body(info))
+    finally:
+        leave()
+
+
 __all__ = ["DEFAULT_TIMEOUT_S", "PeerFailed", "RankError", "TIMEOUT_ENV", "agree", "broadcast_weights", "gather",
-           "join", "leave", "refuse", "report_on_main", "stop_on_sigterm", "timeout_s", "wait_for_peers",
+           "join", "leave", "refuse", "report_on_main", "run_on_ranks", "stop_on_sigterm", "timeout_s", "wait_for_peers",
            "world_size"]

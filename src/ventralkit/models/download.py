@@ -36,6 +36,7 @@ from urllib.error import HTTPError, URLError
 from urllib.request import Request, urlopen
 
 from ..errors import CheckpointError, ConfigError
+from ..settings import positive_seconds
 from .weights_table import MIRROR_ENV, WeightsEntry, download_url
 
 try:
@@ -84,25 +85,12 @@ def offline() -> bool:
     return os.environ.get(OFFLINE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def _seconds(env: str, default: float) -> float:
-    raw = os.environ.get(env, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not value > 0:
-        raise ConfigError(f"{env}={raw!r} must be a positive number of seconds")
-    return value
-
-
 def timeout_s() -> float:
-    return _seconds(TIMEOUT_ENV, DEFAULT_TIMEOUT_S)
+    return positive_seconds(TIMEOUT_ENV, DEFAULT_TIMEOUT_S)
 
 
 def wait_s() -> float:
-    return _seconds(WAIT_ENV, DEFAULT_WAIT_S)
+    return positive_seconds(WAIT_ENV, DEFAULT_WAIT_S)
 
 
 def weights_dir() -> Path:
