@@ -15,6 +15,21 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".t
 VAL_NAMES = ("val", "val_in_folders")
 
 
+def index_by_file_name(paths) -> tuple[dict[str, int], set[str]]:
+    """Each file name's position in ``paths`` and the file names that several paths share.
+
+    Stimuli are named by file name alone (a responses table or a trials file lists ``img_001.png``, not where the
+    image sits), so a name that two images share cannot be matched; the callers refuse it when it is asked for."""
+    by_name: dict[str, int] = {}
+    shared: set[str] = set()
+    for i, p in enumerate(paths):
+        base = Path(p).name
+        if base in by_name:
+            shared.add(base)
+        by_name[base] = i
+    return by_name, shared
+
+
 def is_image(path: str | os.PathLike) -> bool:
     return str(path).lower().endswith(IMAGE_EXTENSIONS)
 

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ...data.listing import index_by_file_name
 from ...errors import DataError
 
 REQUIRED_COLUMNS = ("stimulus", "subject", "truth", "choice")
@@ -219,13 +220,7 @@ def match_images(stimuli: list[str], images: list[str], where: str, folder: str 
     """The index in ``images`` of each stimulus, matched by file name (as ``ventralkit neural`` matches stimuli).
 
     A name absent from the folder, or a file name that two images in the folder share, is a ``DataError``."""
-    by_name: dict[str, int] = {}
-    dup: set[str] = set()
-    for i, p in enumerate(images):
-        base = Path(p).name
-        if base in by_name:
-            dup.add(base)
-        by_name[base] = i
+    by_name, dup = index_by_file_name(images)
     rows, absent = [], []
     for name in stimuli:
         base = Path(name).name

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ...data.listing import index_by_file_name
 from ...errors import DataError
 
 _FEATURE_STEM = re.compile(r".+-t\d+$")
@@ -176,13 +177,7 @@ def read_lines(path, flag: str) -> list[str]:
 
 def match_stimuli(names: list[str], images: list[str], flag: str = "--stimuli") -> np.ndarray:
     """The feature row (line of ``images.txt``) of each stimulus name, matched by file name."""
-    by_name: dict[str, int] = {}
-    dup: set[str] = set()
-    for i, p in enumerate(images):
-        base = Path(p).name
-        if base in by_name:
-            dup.add(base)
-        by_name[base] = i
+    by_name, dup = index_by_file_name(images)
     rows = []
     for name in names:
         base = Path(name).name
