@@ -55,7 +55,8 @@ class LoadedModel:
         """Where the model came from (``models.sources``): library and version, weights name, file and sha256,
         Brain-Score's commitment used as its areas, what the preprocessing was read from; for a registered
         model, the registry and its weights file."""
-        record = dict((getattr(self.info, "extra", None) or {}).get("source") or {})
+        found = (getattr(self.info, "extra", None) or {}).get("source")
+        record = dict(found) if isinstance(found, dict) else {}  # a family's own extra may say other things
         if not record or record.get("library") == "ventralkit":  # a registered model
             record.update(spec=self.name, library="ventralkit", weights=self.weights, weights_file=self.source,
                           weights_sha256=self.weights_sha256)

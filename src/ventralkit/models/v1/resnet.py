@@ -416,7 +416,7 @@ def _register(spec: _Type) -> None:
         areas={"V1": "4" if sequential else "layer1", "decoder": "8" if sequential else "avgpool"},
         time_steps={"V1": 1},
         description=spec.description,
-        extra={"components": spec.design.components, "original_name": spec.original, "source": SOURCE},
+        extra={"components": spec.design.components, "original_name": spec.original, "paper": SOURCE},
     )(builder)
 
 
