@@ -134,12 +134,7 @@ def load_model(
     name = canonical_name(name)
     from_source = is_source_spec(name)  # torchvision: / timm: / file.py:factory (models.sources)
     if weights is not None and not from_source:  # a registered model has one set: its published weights
-        if str(weights).upper() != "DEFAULT":
-            raise ConfigError(f"--weights {weights}: {name} has one set of published weights, --weights DEFAULT "
-                              "(= --pretrained)")
-        if checkpoint is not None:
-            raise ConfigError("give --weights or --ckpt_path (checkpoint=...), not both")
-        pretrained, weights = True, None
+        pretrained, weights = _published_weights(name, weights, checkpoint), None
     if saved and saved != name:
         raise CheckpointError(f"checkpoint {source} holds a {saved} model, not {name}; drop --model or pass "
                               f"--model {saved}")
@@ -149,11 +144,7 @@ def load_model(
         checked = pretrained_check(info)  # downloads a missing file; the hash policy of models/download.py
         source, sha256 = str(checked.path), checked.sha256
         ckpt = read_checkpoint(source, trust=trust)
-    file_classes = meta.get("num_classes")
-    state = None
-    if ckpt is not None:
-        state = extract_state_dict(ckpt) if from_source else model_state(name, ckpt)
-        file_classes = file_classes or (None if from_source else _classifier_rows(name, state))
+    state, file_classes = _checkpoint_state(name, ckpt, meta, from_source)
     build_classes = num_classes if (num_classes is not None and not reset_classifier) else file_classes
     if from_source:
         model = load_source(name, weights=weights, pretrained=pretrained, num_classes=num_classes,
@@ -162,35 +153,74 @@ def load_model(
     else:
         model = _build(name, build_classes, kwargs)
     if state is not None:
-        try:
-            load_weights(model, state)
-        except CheckpointError as err:  # name the file rather than "state dict"
-            raise CheckpointError(str(err).replace("checkpoint state dict", f"checkpoint {source}", 1)) from None
+        _load_state(model, state, source)
     classes = list(meta["classes"]) if meta.get("classes") else None
     if reset_classifier:
-        if num_classes is None:
-            raise ConfigError("--reset_classifier needs --num_classes (the new classifier's outputs)")
-        model.reset_classifier(int(num_classes))
-        set_num_classes(model, int(num_classes))  # a timm model's own reset_classifier leaves info alone
+        _reset_classifier(model, num_classes)
         classes = None
     weights = "checkpoint" if checkpoint is not None else "pretrained" if (pretrained or weights) else "random"
     if from_source and checkpoint is None:  # the library's file (torchvision's cache, timm's hub cache)
         record = model.info.extra["source"]
         source, sha256 = record.get("weights_file"), record.get("weights_sha256")
+    preprocessing = _preprocessing(model, meta, source, image_size, preprocess)
+    if checkpoint is not None:
+        sha256 = known_sha256(source)
+    return _with_provenance(LoadedModel(model, name, weights, source, classes, preprocessing=preprocessing,
+                                        config=config, weights_sha256=sha256))
+
+
+def _checkpoint_state(name: str, ckpt: dict | None, meta: dict, from_source: bool) -> tuple[dict | None, int | None]:
+    """The file's tensors under the model's names, and the class count it was trained for (its record, else its
+    classifier's rows)."""
+    if ckpt is None:
+        return None, meta.get("num_classes")
+    if from_source:
+        return extract_state_dict(ckpt), meta.get("num_classes")
+    state = model_state(name, ckpt)
+    return state, meta.get("num_classes") or _classifier_rows(name, state)
+
+
+def _with_provenance(loaded: LoadedModel) -> LoadedModel:
+    """The model carries its provenance too, so a results file written from the module alone records it."""
+    model = loaded.model
+    model.info = dataclasses.replace(model.info, extra={**model.info.extra, "source": loaded.provenance()})
+    return loaded
+
+
+def _published_weights(name: str, weights: str, checkpoint) -> bool:
+    """``--weights`` of a registered model: it has one set, its published file, so only DEFAULT (= --pretrained)."""
+    if str(weights).upper() != "DEFAULT":
+        raise ConfigError(f"--weights {weights}: {name} has one set of published weights, --weights DEFAULT "
+                          "(= --pretrained)")
+    if checkpoint is not None:
+        raise ConfigError("give --weights or --ckpt_path (checkpoint=...), not both")
+    return True
+
+
+def _load_state(model: nn.Module, state: dict, source: str | None) -> None:
+    try:
+        load_weights(model, state)
+    except CheckpointError as err:  # name the file rather than "state dict"
+        raise CheckpointError(str(err).replace("checkpoint state dict", f"checkpoint {source}", 1)) from None
+
+
+def _reset_classifier(model: nn.Module, num_classes: int | None) -> None:
+    """A fresh classifier of ``num_classes`` outputs after loading everything (fine-tuning)."""
+    if num_classes is None:
+        raise ConfigError("--reset_classifier needs --num_classes (the new classifier's outputs)")
+    model.reset_classifier(int(num_classes))
+    set_num_classes(model, int(num_classes))  # a timm model's own reset_classifier leaves info alone
+
+
+def _preprocessing(model: nn.Module, meta: dict, source: str | None, image_size, preprocess) -> Preprocessing:
+    """The checkpoint's (or the model's own) preprocessing with the flags applied, set on the model too, so an
+    analysis given only the module feeds it the trained size."""
     try:
         stored = checkpoint_preprocessing(model.info, meta)
     except ConfigError as err:
         raise CheckpointError(f"checkpoint {source}: {err}") from None
-    preprocessing = resolve(stored, image_size=image_size, mode=preprocess)
-    # the model carries how to feed it, so an analysis given only the module feeds it the trained size
-    model.preprocessing = preprocessing
-    if checkpoint is not None:
-        sha256 = known_sha256(source)
-    loaded = LoadedModel(model, name, weights, source, classes, preprocessing=preprocessing, config=config,
-                         weights_sha256=sha256)
-    # the model carries its provenance too, so a results file written from the module alone records it
-    model.info = dataclasses.replace(model.info, extra={**model.info.extra, "source": loaded.provenance()})
-    return loaded
+    model.preprocessing = resolve(stored, image_size=image_size, mode=preprocess)
+    return model.preprocessing
 
 
 def _build(name: str, num_classes: int | None, kwargs: dict) -> nn.Module:

@@ -502,6 +502,21 @@ def neural_fit(
     split_list = M.regression_splits(len(checked.rows), checked.groups, splits, seed) if per_split else []
     resamples = _draw_bootstrap(bootstrap, len(checked.rows), seed, checked.subjects, bootstrap_over)
     samples = _empty_samples(resamples, checked)
+    ceilings, neuroid_ceiling, ceiling_notes = _fit_ceilings(checked, ceiling, seed, resamples, samples)
+    rows_out, per_neuroid = _score_layers(items, checked, split_list, seed, sources, resamples, samples, ceilings,
+                                          ceiling_notes, ceiling_convention, progress)
+    return NeuralResult(rows=rows_out, per_neuroid=per_neuroid, ceilings=ceilings, neuroid_ceiling=neuroid_ceiling,
+                        neuroids=[int(i) for i in checked.kept], n_stimuli=len(checked.rows),
+                        n_repetitions=checked.n_repetitions, dropped_neuroids=checked.dropped,
+                        options=_options(checked, splits, seed, neuroid_ceiling, ceiling_convention, samples)
+                        | ({"rsa": checked.rsa.record()} if checked.rsa is not None else {}),
+                        missing_values=checked.missing_values, missing_trials=checked.missing_trials,
+                        constant_neuroids=int(checked.constant.sum()), bootstrap=samples)
+
+
+def _fit_ceilings(checked: _Checked, ceiling, seed: int, resamples, samples) -> tuple[dict, object, dict]:
+    """Each metric's ceiling (split halves of the repetitions, when there are some and a ceiling is wanted), the
+    neuroid ceiling, the notes, and the ``rdm`` metric's ceiling under the fit's RSA options."""
     if checked.reps is not None and ceiling is not False and not checked.constant.all():
         with _small_blas(len(checked.rows)):
             ceilings, neuroid_ceiling = split_half_ceilings(checked.reps, checked.metrics, seed, resamples=resamples,
@@ -512,7 +527,12 @@ def neural_fit(
     _prepare_rsa(checked, ceilings, ceiling_notes, ceiling, seed)
     if samples is not None and checked.rsa is not None and not checked.rsa.builtin:  # another ceiling: held fixed
         samples.ceilings["rdm"] = np.full(samples.resamples, np.nan)
+    return ceilings, neuroid_ceiling, ceiling_notes
 
+
+def _score_layers(items, checked: _Checked, split_list, seed: int, sources, resamples, samples, ceilings: dict,
+                  ceiling_notes: dict, ceiling_convention: str, progress: bool) -> tuple[list[dict], dict]:
+    """One row per layer x metric (raw, ceiled, interval, notes) and each metric's per-neuroid scores."""
     from ...engine.progress import progress_bar
 
     rows_out: list[dict] = []
@@ -526,13 +546,7 @@ def neural_fit(
                                        resampled.get(m), samples))
             if per is not None:
                 per_neuroid[(name, m)] = per
-    return NeuralResult(rows=rows_out, per_neuroid=per_neuroid, ceilings=ceilings, neuroid_ceiling=neuroid_ceiling,
-                        neuroids=[int(i) for i in checked.kept], n_stimuli=len(checked.rows),
-                        n_repetitions=checked.n_repetitions, dropped_neuroids=checked.dropped,
-                        options=_options(checked, splits, seed, neuroid_ceiling, ceiling_convention, samples)
-                        | ({"rsa": checked.rsa.record()} if checked.rsa is not None else {}),
-                        missing_values=checked.missing_values, missing_trials=checked.missing_trials,
-                        constant_neuroids=int(checked.constant.sum()), bootstrap=samples)
+    return rows_out, per_neuroid
 
 
 def _prepare_rsa(checked: _Checked, ceilings: dict, notes: dict, ceiling, seed: int) -> None:
