@@ -123,15 +123,21 @@ def read_responses(path, key: str | None = None, binned: bool = False) -> np.nda
     return np.asarray(arr) if binned else response_array(arr, flag)
 
 
-def response_array(arr, where: str) -> np.ndarray:
-    """Responses as numbers shaped (stimuli, neuroids) or (repetitions, stimuli, neuroids), else one line."""
+def numeric_array(arr, where: str, ndims: tuple[int, ...], layouts: str) -> np.ndarray:
+    """``arr`` as a numeric array with one of ``ndims`` axes, else one line naming ``where`` and the ``layouts``
+    accepted (every reader of responses, plain, time-binned or with a subject axis, checks them this way)."""
     arr = np.asarray(arr)
     if arr.dtype.kind not in "biuf":
         raise DataError(f"{where}: responses must be numbers, got dtype {arr.dtype}")
-    if arr.ndim not in (2, 3):
-        raise DataError(f"{where}: responses must be (stimuli, neuroids) or (repetitions, stimuli, neuroids), "
-                        f"got shape {arr.shape}")
+    if arr.ndim not in ndims:
+        raise DataError(f"{where}: {layouts}, got shape {arr.shape}")
     return arr
+
+
+def response_array(arr, where: str) -> np.ndarray:
+    """Responses as numbers shaped (stimuli, neuroids) or (repetitions, stimuli, neuroids), else one line."""
+    return numeric_array(arr, where, (2, 3),
+                         "responses must be (stimuli, neuroids) or (repetitions, stimuli, neuroids)")
 
 
 def _pick(names: list[str], key: str | None, flag: str) -> str:

@@ -32,6 +32,7 @@ from ...errors import ConfigError, DataError
 from . import metrics as M
 from . import rsa
 from .ceilings import subject_noise_ceiling
+from .io import numeric_array
 
 DEFAULT_METHOD, DEFAULT_COMPARATOR = "correlation", "spearman"
 CEILING_SPLITS = 10
@@ -279,12 +280,8 @@ def flatten_subject_axis(responses, where: str = "responses") -> tuple[np.ndarra
 
     Returns ``(responses, subjects)``: (stimuli, S x K) or (repetitions, stimuli, S x K), and S x K labels "0".."S-1".
     """
-    arr = np.asarray(responses)
-    if arr.dtype.kind not in "biuf":
-        raise DataError(f"{where}: responses must be numbers, got dtype {arr.dtype}")
-    if arr.ndim not in (3, 4):
-        raise DataError(f"{where}: with a subject axis the responses must be (subjects, stimuli, neuroids) or "
-                        f"(subjects, repetitions, stimuli, neuroids), got shape {arr.shape}")
+    arr = numeric_array(responses, where, (3, 4), "with a subject axis the responses must be (subjects, stimuli, "
+                        "neuroids) or (subjects, repetitions, stimuli, neuroids)")
     arr = arr[:, None] if arr.ndim == 3 else arr
     s, r, n, k = arr.shape
     flat = arr.transpose(1, 2, 0, 3).reshape(r, n, s * k)

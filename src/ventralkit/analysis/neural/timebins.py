@@ -33,6 +33,7 @@ from . import bootstrap as B
 from . import metrics as M
 from .fit import (NO_BOOTSTRAP, _check_finite_features, _Checked, _draw_bootstrap, _feature_items, _score_gram,
                   _small_blas, check_inputs, split_half_ceilings)
+from .io import numeric_array
 from .mapping import ceiled_as, check_ceiling_convention
 from .registry import get_metric
 
@@ -97,12 +98,8 @@ def read_time_bins(path, flag: str = "--time_bins") -> list[tuple[float, float]]
 
 def binned_array(responses, n_bins: int, where: str) -> np.ndarray:
     """The responses as (stimuli, neuroids, bins) or (repetitions, stimuli, neuroids, bins), bins matching."""
-    arr = np.asarray(responses)
-    if arr.dtype.kind not in "biuf":
-        raise DataError(f"{where}: responses must be numbers, got dtype {arr.dtype}")
-    if arr.ndim not in (3, 4):
-        raise DataError(f"{where}: time-binned responses must be (stimuli, neuroids, bins) or (repetitions, stimuli, "
-                        f"neuroids, bins), got shape {arr.shape}")
+    arr = numeric_array(responses, where, (3, 4), "time-binned responses must be (stimuli, neuroids, bins) or "
+                        "(repetitions, stimuli, neuroids, bins)")
     if arr.shape[-1] != n_bins:
         raise DataError(f"{where}: the last axis has {arr.shape[-1]} time bins but --time_bins lists {n_bins}; "
                         "give one line per bin, in the order of the last axis")
