@@ -95,6 +95,7 @@ def read_checkpoint(path: str | os.PathLike, trust: bool = False) -> dict:
             ) from None
         warnings.warn(f"loading {path} with full unpickling (--trust_checkpoint): it holds {what}", stacklevel=2)
         try:
+            # reached only with trust=True (--trust_checkpoint), refused above otherwise: the user vouches for the file
             obj = torch.load(path, map_location="cpu", weights_only=False)
         except Exception as err2:  # noqa: BLE001 - anything a trusted pickle raises is the file's fault
             raise _corrupt(path, err2) from None
